@@ -1,0 +1,41 @@
+"""Shared by the benchmark scripts: print a result and record it in docs/performance.md.
+
+Each benchmark owns one section of that page, fenced by `<!-- bench:NAME -->` markers,
+so scripts can be re-run in any order without disturbing each other's figures.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+PERFORMANCE_PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+_HEADER = "# Performance\n\nFigures written by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
+
+
+def machine_summary() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def median_seconds(fn, repeat: int) -> float:
+    """Median wall time of `fn()` over `repeat` calls."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def update_section(name: str, markdown: str) -> None:
+    """Replace (or append) the section `name` of docs/performance.md with `markdown`."""
+    text = PERFORMANCE_PAGE.read_text() if PERFORMANCE_PAGE.exists() else _HEADER
+    block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    PERFORMANCE_PAGE.write_text(text)

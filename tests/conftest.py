@@ -1,0 +1,25 @@
+"""Suite-wide set-up: one cache folder for generated artefacts (the tiny model, its tokenizer).
+
+The cache lives in the checkout (`.cache/tests/`, git-ignored) so repeated local runs reuse the
+tiny model; a clean CI clone builds it once. Child processes inherit it through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CACHE = REPO / ".cache" / "tests"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _omni_runner_cache() -> Path:
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    os.environ["OMNI_RUNNER_CACHE"] = str(TEST_CACHE)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    return TEST_CACHE
