@@ -1,0 +1,479 @@
+"""Modality detection: what a model folder can take in and put out, read from its config files only.
+
+The planner gates capabilities on modalities, so it must know them before any weights load (and on
+machines, like CI, that have only the configs). Every conclusion records the file and key it came
+from, so a surprising answer can be checked by hand. Nothing here imports torch; `.nemo` archives are
+read with `tarfile` without extracting the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omni_runner import param_count
+from omni_runner.capabilities import MODALITIES
+
+ROLES = ("base", "encoder", "decoder")
+_TEXT = ("text_in", "text_out")
+_VISION = ("image_in", "video_in")
+
+# diffusers pipeline class -> (output modality, conditioning modality)
+_DIFFUSERS_PIPELINES: dict[str, tuple[str, str]] = {
+    "StableDiffusion3Pipeline": ("image_out", "text_in"),
+    "StableDiffusionXLPipeline": ("image_out", "text_in"),
+    "StableDiffusionPipeline": ("image_out", "text_in"),
+    "FluxPipeline": ("image_out", "text_in"),
+    "StableVideoDiffusionPipeline": ("video_out", "image_in"),
+}
+_TEXT_ONLY_TYPES = ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3")
+_VISION_ENCODER_TYPES = ("siglip", "siglip2", "siglip_vision_model", "siglip2_vision_model", "clip", "clip_vision_model")
+_PARAKEET_TYPES = ("parakeet_ctc", "parakeet_tdt", "parakeet_rnnt", "parakeet_encoder")
+_BYTES_PER_PARAM = {"float32": 4, "F32": 4, "bfloat16": 2, "float16": 2, "BF16": 2, "F16": 2}
+
+
+class DetectionError(Exception):
+    """A folder or file that cannot be read as a model, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    file: str
+    key: str
+    conclusion: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"file": self.file, "key": self.key, "conclusion": self.conclusion}
+
+
+@dataclass
+class Detection:
+    """What one model folder provides. `components` holds per-part dimensions for the planner."""
+
+    path: str
+    role: str
+    model_type: str
+    modalities: tuple[str, ...]
+    quantization: str | None
+    parameters: int | None
+    evidence: list[Evidence]
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "role": self.role,
+            "model_type": self.model_type,
+            "modalities": list(self.modalities),
+            "quantization": self.quantization,
+            "parameters": self.parameters,
+            "evidence": [e.to_json() for e in self.evidence],
+            "components": self.components,
+        }
+
+
+class _Findings:
+    """Collects modalities and evidence while one detector walks a config."""
+
+    def __init__(self) -> None:
+        self.modalities: set[str] = set()
+        self.evidence: list[Evidence] = []
+
+    def add(self, file: str, key: str, conclusion: str, *modalities: str) -> None:
+        self.modalities.update(modalities)
+        self.evidence.append(Evidence(file, key, conclusion))
+
+    def ordered(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.modalities)
+
+
+def detect(path: str | Path) -> Detection:
+    """Detect a model folder, a diffusers pipeline folder, or a NeMo `.nemo` file."""
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise DetectionError(f"{target}: no such file or folder. Check the path, or set `architecture:` in the recipe to plan without it.")
+    if target.is_file():
+        if target.suffix == ".nemo":
+            return _detect_nemo(target)
+        raise DetectionError(f"{target}: a file, but not a `.nemo` archive. Point at the model folder (the one holding config.json).")
+    if (target / "model_index.json").is_file():
+        return _detect_diffusers(target)
+    if (target / "config.json").is_file():
+        return _detect_transformers(target)
+    nemo_files = sorted(target.glob("*.nemo"))
+    if len(nemo_files) == 1:
+        return _detect_nemo(nemo_files[0])
+    raise DetectionError(
+        f"{target}: no config.json, model_index.json or .nemo file here, so this is not a model folder "
+        "omni-run can read. Point at the folder that holds the model's config.json (a Hugging Face "
+        "snapshot), a diffusers pipeline (model_index.json) or a NeMo .nemo file."
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DetectionError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    except UnicodeDecodeError:
+        raise DetectionError(f"{path}: not UTF-8 text; is this really a config file?") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DetectionError(f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg}).") from None
+    if not isinstance(data, dict):
+        raise DetectionError(f"{path}: expected a JSON object at the top, found {type(data).__name__}.")
+    return data
+
+
+def _quantization(config: dict[str, Any], findings: _Findings) -> str | None:
+    """Name the weight quantization from `quantization_config` (GPTQ, AWQ, bitsandbytes, ...)."""
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return None
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "bitsandbytes" or "load_in_4bit" in quant or "load_in_8bit" in quant:
+        name = "bnb-4bit" if quant.get("load_in_4bit") else "bnb-8bit"
+    elif method in ("gptq", "awq") and quant.get("bits"):
+        name = f"{method}-int{quant['bits']}"
+    else:
+        name = method or "unknown"
+    detail = ", ".join(f"{k} {quant[k]}" for k in ("bits", "group_size") if k in quant)
+    findings.add("config.json", "quantization_config.quant_method", f"{method or 'quantized'}{' (' + detail + ')' if detail else ''}: weights are {name}")
+    return name
+
+
+def _text_section(config: dict[str, Any]) -> dict[str, Any]:
+    """The language-model dimensions: nested `text_config` (transformers 5) or flat (older releases)."""
+    nested = config.get("text_config")
+    return nested if isinstance(nested, dict) and "hidden_size" in nested else config
+
+
+def _language_model(section: dict[str, Any], **overrides: Any) -> dict[str, Any] | None:
+    try:
+        return param_count.language_model(
+            hidden_size=int(section["hidden_size"]),
+            intermediate_size=int(section["intermediate_size"]),
+            num_hidden_layers=int(section["num_hidden_layers"]),
+            num_attention_heads=int(section["num_attention_heads"]),
+            num_key_value_heads=section.get("num_key_value_heads"),
+            vocab_size=int(section["vocab_size"]),
+            head_dim=section.get("head_dim"),
+            tie_word_embeddings=bool(section.get("tie_word_embeddings", False)),
+            **overrides,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _qwen_vision_tower(vision: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen2-VL / Qwen2.5-VL / Omni vision tower: ViT blocks plus a 2x2 patch-merger into the LLM width."""
+    hidden = int(vision.get("hidden_size", vision.get("embed_dim", 1280)))
+    if vision.get("embed_dim") and vision.get("hidden_size") and vision["hidden_size"] != vision["embed_dim"]:
+        hidden = int(vision["embed_dim"])  # Qwen2-VL: hidden_size is the LLM width, embed_dim the tower's
+    out = int(vision.get("out_hidden_size", vision.get("hidden_size", hidden)))
+    merged = hidden * int(vision.get("spatial_merge_size", 2)) ** 2
+    patch = int(vision.get("patch_size", 14))
+    stem = int(vision.get("in_channels", 3)) * int(vision.get("temporal_patch_size", 2)) * patch * patch * hidden
+    intermediate = int(vision.get("intermediate_size", hidden * int(vision.get("mlp_ratio", 4))))
+    gated = "intermediate_size" in vision  # Qwen2.5-VL towers use SwiGLU; Qwen2-VL uses mlp_ratio GELU
+    return param_count.transformer_encoder(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_layers=int(vision.get("depth", 32)),
+        gated_mlp=gated,
+        extra=stem + merged * merged + merged * out,
+    )
+
+
+def _audio_tower(audio: dict[str, Any], output_dim: int | None = None) -> dict[str, Any]:
+    """A Whisper-style audio encoder (Qwen2-Audio, the Omni audio tower): two conv stems plus a transformer."""
+    d = int(audio.get("d_model", 1280))
+    mels = int(audio.get("num_mel_bins", 128))
+    out = int(audio.get("output_dim", output_dim or d))
+    return param_count.transformer_encoder(
+        hidden_size=d,
+        intermediate_size=int(audio.get("encoder_ffn_dim", 4 * d)),
+        num_layers=int(audio.get("encoder_layers", 32)),
+        extra=3 * mels * d + 3 * d * d + d * out,
+    )
+
+
+def _token2wav(config: dict[str, Any]) -> dict[str, Any]:
+    """The Omni speech renderer: a DiT (codec tokens -> mel) and a BigVGAN vocoder (mel -> waveform)."""
+    dit = config.get("dit_config", {}) or {}
+    dim = int(dit.get("hidden_size", dit.get("dim", 1024)))
+    dit_part = param_count.diffusion_transformer(
+        hidden_size=dim,
+        num_layers=int(dit.get("num_hidden_layers", dit.get("depth", 22))),
+        streams=1,
+        mlp_ratio=int(dit.get("ff_mult", 2)),
+    )
+    vocoder = config.get("bigvgan_config", {}) or {}
+    channels = int(vocoder.get("upsample_initial_channel", 1536))
+    kernels = sum(vocoder.get("resblock_kernel_sizes", (3, 7, 11)))
+    vocoder_params = 0
+    for stage, kernel in enumerate(vocoder.get("upsample_kernel_sizes", (11, 7, 4, 4, 4, 4))):
+        c_in, c_out = channels >> stage, channels >> (stage + 1)
+        vocoder_params += c_in * c_out * int(kernel) + 6 * c_out * c_out * kernels
+    return {"kind": "decoder", "parameters": dit_part["parameters"] + vocoder_params, "quantizable": 0}
+
+
+def _detect_transformers(folder: Path) -> Detection:
+    config = _read_json(folder / "config.json")
+    model_type = str(config.get("model_type", "")).lower()
+    architectures = config.get("architectures") or []
+    findings = _Findings()
+    quantization = _quantization(config, findings)
+    components: dict[str, dict[str, Any]] = {}
+
+    if model_type in ("qwen2_5_omni", "qwen2_5_omni_thinker"):
+        role = "base"
+        thinker = config.get("thinker_config", config) or {}
+        findings.add("config.json", "model_type", f"{model_type}: Qwen2.5-Omni thinker{'-talker' if 'talker_config' in config else ''} model", *_TEXT)
+        components["thinker"] = _language_model(_text_section(thinker)) or {}
+        components["thinker"]["quantized"] = quantization is not None
+        if isinstance(thinker.get("vision_config"), dict):
+            findings.add("config.json", "thinker_config.vision_config", "vision tower: images and video frames", *_VISION)
+            components["vision_tower"] = _qwen_vision_tower(thinker["vision_config"])
+        if isinstance(thinker.get("audio_config"), dict):
+            findings.add("config.json", "thinker_config.audio_config", "audio tower: speech and sound in", "audio_in")
+            components["audio_tower"] = _audio_tower(thinker["audio_config"])
+        talker, token2wav = config.get("talker_config"), config.get("token2wav_config")
+        if isinstance(talker, dict) and isinstance(token2wav, dict) and config.get("enable_audio_output", True):
+            findings.add("config.json", "talker_config", "talker: speech codec tokens from thinker states")
+            findings.add("config.json", "token2wav_config", "token2wav: codec tokens to waveform", "audio_out")
+            components["talker"] = _language_model(talker, embedding_size=talker.get("embedding_size")) or {}
+            components["token2wav"] = _token2wav(token2wav)
+    elif model_type in ("qwen2_vl", "qwen2_5_vl"):
+        role = "base"
+        findings.add("config.json", "model_type", f"{model_type}: vision-language model", *_TEXT)
+        components["language_model"] = _language_model(_text_section(config)) or {}
+        if isinstance(config.get("vision_config"), dict):
+            findings.add("config.json", "vision_config", "vision tower: images and video frames", *_VISION)
+            components["vision_tower"] = _qwen_vision_tower(config["vision_config"])
+    elif model_type == "qwen2_audio":
+        role = "base"
+        findings.add("config.json", "model_type", "qwen2_audio: audio-language model", *_TEXT)
+        components["language_model"] = _language_model(_text_section(config)) or {}
+        if isinstance(config.get("audio_config"), dict):
+            findings.add("config.json", "audio_config", "audio tower: speech and sound in", "audio_in")
+            components["audio_tower"] = _audio_tower(config["audio_config"])
+    elif model_type in _TEXT_ONLY_TYPES:
+        role = "base"
+        findings.add("config.json", "model_type", f"{model_type}: text-only language model", *_TEXT)
+        components["language_model"] = _language_model(config) or {}
+        components["language_model"]["quantized"] = quantization is not None
+    elif model_type in _VISION_ENCODER_TYPES:
+        role = "encoder"
+        vision = config.get("vision_config", config)
+        findings.add("config.json", "model_type", f"{model_type}: image encoder (video is read as sampled frames)", *_VISION)
+        components["vision_tower"] = _vit(vision)
+        if isinstance(config.get("text_config"), dict):
+            components["text_tower"] = _vit(config["text_config"], vocab=config["text_config"].get("vocab_size"))
+        _preprocessor_evidence(folder, findings)
+    elif model_type == "whisper":
+        role = "encoder"
+        findings.add("config.json", "model_type", "whisper: speech recognition (audio encoder + text decoder)", "audio_in", "text_out")
+        components["audio_tower"] = _audio_tower(config)
+        d = int(config.get("d_model", 1280))
+        components["text_decoder"] = param_count.transformer_encoder(
+            hidden_size=d,
+            intermediate_size=int(config.get("decoder_ffn_dim", 4 * d)),
+            num_layers=int(config.get("decoder_layers", 4)),
+            extra=int(config.get("vocab_size", 51866)) * d + 4 * d * d * int(config.get("decoder_layers", 4)),
+        )
+        _preprocessor_evidence(folder, findings)
+    elif model_type in _PARAKEET_TYPES:
+        role = "encoder"
+        encoder = config.get("encoder_config", config) if model_type != "parakeet_encoder" else config
+        outputs = ("audio_in",) if model_type == "parakeet_encoder" else ("audio_in", "text_out")
+        findings.add("config.json", "model_type", f"{model_type}: Parakeet FastConformer speech recognition", *outputs)
+        components["audio_tower"] = param_count.conformer_encoder(
+            hidden_size=int(encoder.get("hidden_size", 1024)),
+            intermediate_size=int(encoder.get("intermediate_size", 4096)),
+            num_layers=int(encoder.get("num_hidden_layers", 24)),
+            conv_kernel_size=int(encoder.get("conv_kernel_size", 9)),
+        )
+    else:
+        raise DetectionError(
+            f"{folder / 'config.json'}: model_type {model_type or '(missing)'!r}"
+            f"{' (architectures ' + ', '.join(map(str, architectures)) + ')' if architectures else ''} is not a family "
+            "omni-run knows. Known: Qwen2.5-Omni, Qwen2.5/Llama text models, Qwen2-VL/Qwen2.5-VL, Qwen2-Audio, "
+            "SigLIP/SigLIP2, Whisper, Parakeet, diffusers SD3/SVD. Set `architecture:` in the recipe to plan with a known one."
+        )
+    if architectures:
+        findings.add("config.json", "architectures", ", ".join(map(str, architectures)))
+    return Detection(
+        path=str(folder),
+        role=role,
+        model_type=model_type,
+        modalities=findings.ordered(),
+        quantization=quantization,
+        parameters=_parameters(folder, components, findings),
+        evidence=findings.evidence,
+        components=components,
+    )
+
+
+def _vit(section: dict[str, Any], vocab: int | None = None) -> dict[str, Any]:
+    hidden = int(section.get("hidden_size", 768))
+    patch = int(section.get("patch_size", 16))
+    image = int(section.get("image_size", 224))
+    stem = vocab * hidden if vocab else 3 * patch * patch * hidden + (image // patch) ** 2 * hidden
+    return param_count.transformer_encoder(
+        hidden_size=hidden,
+        intermediate_size=int(section.get("intermediate_size", 4 * hidden)),
+        num_layers=int(section.get("num_hidden_layers", 12)),
+        extra=stem,
+    )
+
+
+def _preprocessor_evidence(folder: Path, findings: _Findings) -> None:
+    """The preprocessor says what input the encoder expects (image size, mel bins); shown as evidence."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return
+    pre = _read_json(path)
+    kind = pre.get("image_processor_type") or pre.get("feature_extractor_type") or pre.get("processor_class")
+    detail = {k: pre[k] for k in ("size", "feature_size", "sampling_rate") if k in pre}
+    findings.add(path.name, "image_processor_type" if "image_processor_type" in pre else "feature_extractor_type", f"{kind} {json.dumps(detail)}")
+
+
+def _parameters(folder: Path, components: dict[str, dict[str, Any]], findings: _Findings) -> int | None:
+    """Approximate count from config dims; the safetensors index's total_size when dims gave nothing."""
+    counted = param_count.total(components)
+    if counted:
+        findings.add("config.json", "(dimensions)", f"about {counted / 1e9:.2f} B parameters from layer counts and widths")
+        return counted
+    return _index_parameters(folder, findings)
+
+
+def _index_parameters(folder: Path, findings: _Findings, prefix: str = "") -> int | None:
+    for index in sorted(folder.glob("*.safetensors.index.json")):
+        size = (_read_json(index).get("metadata") or {}).get("total_size")
+        if isinstance(size, int) and size > 0:
+            dtype = _folder_dtype(folder)
+            params = size // _BYTES_PER_PARAM.get(dtype, 2)
+            findings.add(prefix + index.name, "metadata.total_size", f"{size} bytes of {dtype or '16-bit'} weights: about {params / 1e9:.2f} B parameters")
+            return params
+    return None
+
+
+def _folder_dtype(folder: Path) -> str | None:
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    data = _read_json(config)
+    return data.get("torch_dtype") or data.get("dtype")
+
+
+def _detect_diffusers(folder: Path) -> Detection:
+    index = _read_json(folder / "model_index.json")
+    pipeline = str(index.get("_class_name", ""))
+    if pipeline not in _DIFFUSERS_PIPELINES:
+        raise DetectionError(
+            f"{folder / 'model_index.json'}: pipeline {pipeline or '(no _class_name)'!r} is not one omni-run can "
+            f"drive as a decoder. Known: {', '.join(_DIFFUSERS_PIPELINES)}."
+        )
+    output, conditioning = _DIFFUSERS_PIPELINES[pipeline]
+    findings = _Findings()
+    findings.add("model_index.json", "_class_name", f"{pipeline}: generates {output.removesuffix('_out')}s, conditioned on {conditioning}", output)
+    components: dict[str, dict[str, Any]] = {}
+    for name, spec in index.items():
+        if name.startswith("_") or not (isinstance(spec, list) and len(spec) == 2 and spec[1]):
+            continue
+        sub_config = folder / name / "config.json"
+        if not sub_config.is_file():
+            continue
+        component = _diffusers_component(str(spec[1]), _read_json(sub_config), folder / name, findings)
+        if component is not None:
+            components[name] = component
+            findings.add(f"{name}/config.json", "(dimensions)", f"{spec[1]}: about {component['parameters'] / 1e6:.0f} M parameters")
+    return Detection(
+        path=str(folder),
+        role="decoder",
+        model_type=pipeline,
+        modalities=(output,),
+        quantization=None,
+        parameters=param_count.total(components) or None,
+        evidence=findings.evidence,
+        components=components,
+    )
+
+
+def _diffusers_component(class_name: str, config: dict[str, Any], folder: Path, findings: _Findings) -> dict[str, Any] | None:
+    """Size one pipeline component from its config; fall back to its safetensors index."""
+    if class_name == "SD3Transformer2DModel":
+        hidden = int(config.get("num_attention_heads", 24)) * int(config.get("attention_head_dim", 64))
+        return param_count.diffusion_transformer(hidden_size=hidden, num_layers=int(config.get("num_layers", 24)), streams=2)
+    if class_name in ("CLIPTextModelWithProjection", "CLIPTextModel", "CLIPVisionModelWithProjection"):
+        return _vit(config, vocab=config.get("vocab_size") if "Text" in class_name else None)
+    if class_name in ("T5EncoderModel",):
+        d = int(config.get("d_model", 4096))
+        inner = int(config.get("num_heads", 64)) * int(config.get("d_kv", 64))
+        layers = int(config.get("num_layers", 24))
+        return param_count.transformer_encoder(
+            hidden_size=d,
+            intermediate_size=int(config.get("d_ff", 10240)),
+            num_layers=layers,
+            gated_mlp=True,
+            extra=int(config.get("vocab_size", 32128)) * d + layers * 4 * d * (inner - d),
+        )
+    params = _index_parameters(folder, findings, prefix=f"{folder.name}/")
+    return {"kind": "decoder", "parameters": params, "quantizable": 0} if params else None
+
+
+def _detect_nemo(archive: Path) -> Detection:
+    """A NeMo checkpoint is a tar with `model_config.yaml` beside the weights; read only the YAML member."""
+    try:
+        with tarfile.open(archive) as tar:
+            member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "model_config.yaml"), None)
+            if member is None:
+                raise DetectionError(f"{archive}: a tar archive without model_config.yaml, so not a NeMo model.")
+            handle = tar.extractfile(member)
+            text = handle.read().decode("utf-8") if handle else ""
+    except (tarfile.TarError, OSError) as error:
+        raise DetectionError(f"{archive}: cannot be opened as a NeMo archive ({error}).") from None
+    config = _parse_yaml(text, archive)
+    target = str(config.get("target", config.get("_target_", "")))
+    encoder = config.get("encoder") or {}
+    findings = _Findings()
+    if not ("asr" in target.lower() or "Conformer" in str(encoder.get("_target_", ""))):
+        raise DetectionError(f"{archive}: NeMo model {target or '(no target)'!r} is not a speech recognition model; omni-run uses .nemo files only as ASR encoders.")
+    loss = "TDT" if "tdt_durations" in (config.get("model_defaults") or {}) else "RNNT/CTC"
+    findings.add(f"{archive.name}:model_config.yaml", "target", f"{target.rsplit('.', 1)[-1]} ({loss}): speech recognition", "audio_in", "text_out")
+    components = {
+        "audio_tower": param_count.conformer_encoder(
+            hidden_size=int(encoder.get("d_model", 1024)),
+            intermediate_size=int(encoder.get("d_model", 1024)) * int(encoder.get("ff_expansion_factor", 4)),
+            num_layers=int(encoder.get("n_layers", 24)),
+            conv_kernel_size=int(encoder.get("conv_kernel_size", 9)),
+        )
+    }
+    findings.add(f"{archive.name}:model_config.yaml", "encoder", f"FastConformer, {encoder.get('n_layers')} layers of width {encoder.get('d_model')}")
+    return Detection(
+        path=str(archive),
+        role="encoder",
+        model_type="nemo-asr",
+        modalities=findings.ordered(),
+        quantization=None,
+        parameters=param_count.total(components),
+        evidence=findings.evidence,
+        components=components,
+    )
+
+
+def _parse_yaml(text: str, source: Path) -> dict[str, Any]:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
+        raise DetectionError(f"{source}: model_config.yaml is not valid YAML ({error}).") from None
+    if not isinstance(data, dict):
+        raise DetectionError(f"{source}: model_config.yaml does not hold a mapping.")
+    return data

@@ -1,0 +1,111 @@
+"""Parameter counts from architecture dimensions, never from weights.
+
+Detection and the known-architecture table both describe a model by its config dimensions; the
+planner needs parameter counts (for memory) and the share of them in decoder-block linear layers
+(the part GPTQ/AWQ/bitsandbytes quantize, and the part LoRA adapts). Biases and norms are small
+and counted roughly: these are estimates for planning, good to about one percent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Component = dict[str, Any]
+
+
+def language_model(
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    num_key_value_heads: int | None,
+    vocab_size: int,
+    head_dim: int | None = None,
+    tie_word_embeddings: bool = False,
+    embedding_size: int | None = None,
+) -> Component:
+    """A decoder-only transformer with gated MLP (Qwen2, Llama, the Qwen2.5-Omni thinker and talker).
+
+    `embedding_size` is the width of an input projection that differs from the hidden size (the
+    talker reads thinker states of width 3584 into its 896-wide stack).
+    """
+    kv_heads = num_key_value_heads or num_attention_heads
+    head = head_dim or hidden_size // num_attention_heads
+    q_out, kv_out = num_attention_heads * head, kv_heads * head
+    attention = hidden_size * q_out + 2 * hidden_size * kv_out + q_out * hidden_size + q_out + 2 * kv_out
+    mlp = 3 * hidden_size * intermediate_size
+    block_linear = attention + mlp
+    embeddings = vocab_size * hidden_size * (1 if tie_word_embeddings else 2)
+    projection = embedding_size * hidden_size if embedding_size and embedding_size != hidden_size else 0
+    norms = (2 * num_hidden_layers + 1) * hidden_size
+    return {
+        "kind": "language_model",
+        "parameters": num_hidden_layers * block_linear + embeddings + projection + norms,
+        "quantizable": num_hidden_layers * block_linear,
+        "layers": num_hidden_layers,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "heads": num_attention_heads,
+        "kv_heads": kv_heads,
+        "head_dim": head,
+        "vocab_size": vocab_size,
+    }
+
+
+def transformer_encoder(
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    num_layers: int,
+    gated_mlp: bool = False,
+    extra: int = 0,
+    kind: str = "encoder",
+) -> Component:
+    """A bidirectional transformer stack (ViT towers, Whisper/CLIP/T5 encoders); `extra` adds stems and heads."""
+    attention = 4 * hidden_size * hidden_size + 4 * hidden_size
+    mlp = (3 if gated_mlp else 2) * hidden_size * intermediate_size
+    block = attention + mlp + 4 * hidden_size
+    return {
+        "kind": kind,
+        "parameters": num_layers * block + extra,
+        "quantizable": num_layers * (attention + mlp),
+        "layers": num_layers,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+    }
+
+
+def conformer_encoder(*, hidden_size: int, intermediate_size: int, num_layers: int, conv_kernel_size: int) -> Component:
+    """A FastConformer block: two half-step feed-forwards, relative-position attention, a conv module."""
+    feed_forwards = 2 * 2 * hidden_size * intermediate_size
+    attention = 5 * hidden_size * hidden_size  # q, k, v, out and the positional projection
+    convolution = 3 * hidden_size * hidden_size + hidden_size * conv_kernel_size
+    block = feed_forwards + attention + convolution
+    return {
+        "kind": "encoder",
+        "parameters": num_layers * block,
+        "quantizable": num_layers * block,
+        "layers": num_layers,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+    }
+
+
+def diffusion_transformer(*, hidden_size: int, num_layers: int, streams: int, mlp_ratio: int = 4) -> Component:
+    """MMDiT (SD3, streams=2: image and text each have their own weights) or DiT (streams=1).
+
+    Per stream and block: attention 4h², MLP 2·ratio·h², adaptive-norm modulation 6h².
+    """
+    per_stream = (4 + 2 * mlp_ratio + 6) * hidden_size * hidden_size
+    return {
+        "kind": "decoder",
+        "parameters": num_layers * streams * per_stream,
+        "quantizable": 0,
+        "layers": num_layers,
+        "hidden_size": hidden_size,
+    }
+
+
+def total(components: dict[str, Component]) -> int:
+    return sum(int(c.get("parameters") or 0) for c in components.values())
