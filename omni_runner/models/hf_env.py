@@ -1,0 +1,38 @@
+"""How omni-runner talks to transformers: never to the hub, and without progress-bar noise.
+
+Public API:
+- `offline_hub()`: set the hub/transformers/datasets offline switches (call before importing them);
+  loading code also passes `local_files_only=True`, which holds even when the hub library was imported
+  before the switch was set.
+- `quiet_transformers()`: a context that silences transformers' warnings and progress bars, for
+  builds and loads whose output would otherwise flood `trainer.log` and the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_hub() -> None:
+    for name in OFFLINE_VARIABLES:
+        os.environ.setdefault(name, "1")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
