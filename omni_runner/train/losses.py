@@ -1,0 +1,48 @@
+"""Token-weighted losses: the training loss and its split by capability.
+
+With packing, one row holds samples of several capabilities; each target token carries the
+capability of the sample it belongs to. Every token counts once, whichever row or micro-batch it
+sits in, so a capability's loss is (sum of its token losses) / (its number of target tokens) over
+the whole optimizer step, and the training loss is the same over all capabilities.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def shifted_targets(labels: torch.Tensor, capability_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets for next-token prediction: position t predicts token t+1 (with its capability)."""
+    return labels[:, 1:], capability_ids[:, 1:]
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every position (0 where the target is ignored), computed in fp32."""
+    logits = logits[:, :-1, :]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(targets.shape)
+
+
+def capability_sums(
+    losses: torch.Tensor, targets: torch.Tensor, capability_ids: torch.Tensor, num_capabilities: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss sum, target-token count) per capability index, detached, as float64 on the CPU."""
+    counted = targets != IGNORE_INDEX
+    ids = capability_ids[counted].long()
+    sums = torch.zeros(num_capabilities, dtype=torch.float64, device=losses.device)
+    counts = torch.zeros(num_capabilities, dtype=torch.float64, device=losses.device)
+    sums.index_add_(0, ids, losses.detach()[counted].double())
+    counts.index_add_(0, ids, torch.ones_like(ids, dtype=torch.float64))
+    return sums.cpu(), counts.cpu()
+
+
+def count_targets(labels: torch.Tensor) -> int:
+    """Target tokens a batch contributes to the loss (the first position predicts nothing)."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
