@@ -1,0 +1,152 @@
+"""Pack rendered samples into rows of at most `seq_len` tokens, and collate rows into tensors.
+
+Packing is first-fit within one micro-batch: each sample goes into the first of the batch's rows
+with room left; the first sample that fits in none closes the batch and opens the next one. No
+sample is ever split across rows; a sample longer than `seq_len` never gets here (rendering counts
+it as a bad record, reason "N tokens after rendering, more than training.seq_len").
+
+Attention must not cross sample boundaries. With transformers 5.x and sdpa, restarting
+`position_ids` per sample does not isolate packed Qwen2.5-Omni samples, so packed rows carry a 4D
+block-diagonal causal mask (`block_diagonal_causal_mask`) as well as per-sample positions; for
+Qwen2.5-Omni's multimodal rope the positions are repeated over its 3 axes: (3, batch, seq).
+The first label of every sample is -100: the shifted loss would otherwise ask the previous sample's
+last token to predict it. torch is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omni_runner.data.render import IGNORE_INDEX
+
+PAD_SEQUENCE_ID = -1
+MROPE_AXES = 3
+
+
+@dataclass
+class Sample:
+    """A rendered training sample and where it came from."""
+
+    input_ids: list[int]
+    labels: list[int]
+    capability: str
+    dataset: str
+    location: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def first_fit(lengths: list[int], seq_len: int, rows: int) -> tuple[list[list[int]], int]:
+    """Place items (by length, in order) first-fit into at most `rows` rows of `seq_len` tokens.
+
+    Returns the rows (item indices) and how many items were placed: placement stops at the first
+    item that fits nowhere, so the order of the stream is kept. Pure.
+    """
+    packed: list[list[int]] = []
+    free: list[int] = []
+    for index, length in enumerate(lengths):
+        if length > seq_len:
+            raise ValueError(f"item {index} has {length} tokens, more than seq_len {seq_len}")
+        row = next((r for r, room in enumerate(free) if room >= length), None)
+        if row is None:
+            if len(packed) == rows:
+                return packed, index
+            packed.append([])
+            free.append(seq_len)
+            row = len(packed) - 1
+        packed[row].append(index)
+        free[row] -= length
+    return packed, len(lengths)
+
+
+def block_diagonal_causal_mask(sequence_ids: Any, dtype: Any = None) -> Any:
+    """The 4D additive mask (batch, 1, seq, seq): token i sees token j iff j <= i in the same sample.
+
+    `sequence_ids` (batch, seq) numbers the samples of each row; padding is PAD_SEQUENCE_ID and sees
+    only itself, so no softmax row is empty (an all-masked row would give NaN).
+    """
+    import torch
+
+    dtype = dtype or torch.float32
+    length = sequence_ids.shape[-1]
+    same = sequence_ids[:, :, None] == sequence_ids[:, None, :]
+    causal = torch.ones(length, length, dtype=torch.bool, device=sequence_ids.device).tril()
+    allowed = same & causal & (sequence_ids[:, None, :] != PAD_SEQUENCE_ID)
+    allowed |= torch.eye(length, dtype=torch.bool, device=sequence_ids.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=sequence_ids.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None, :, :]
+
+
+def _positions(position_ids: Any, mrope: bool) -> Any:
+    return position_ids[None].expand(MROPE_AXES, *position_ids.shape).contiguous() if mrope else position_ids
+
+
+def _capability_index(rows: list[list[Sample]]) -> list[str]:
+    return sorted({s.capability for row in rows for s in row})
+
+
+def collate_packed(rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None) -> dict[str, Any]:
+    """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
+    `mrope`), attention_mask (4D block-diagonal causal), sequence_ids and token_capability
+    (index into `capabilities`, -1 on padding) for per-capability losses."""
+    import torch
+
+    length = max(sum(len(s) for s in row) for row in rows)
+    capabilities = _capability_index(rows)
+    shape = (len(rows), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    sequence_ids = torch.full(shape, PAD_SEQUENCE_ID, dtype=torch.long)
+    token_capability = torch.full(shape, -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for number, sample in enumerate(row):
+            end = start + len(sample)
+            input_ids[r, start:end] = torch.tensor(sample.input_ids)
+            labels[r, start:end] = torch.tensor(sample.labels)
+            labels[r, start] = IGNORE_INDEX
+            position_ids[r, start:end] = torch.arange(len(sample))
+            sequence_ids[r, start:end] = number
+            token_capability[r, start:end] = capabilities.index(sample.capability)
+            start = end
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": _positions(position_ids, mrope),
+        "attention_mask": block_diagonal_causal_mask(sequence_ids, dtype),
+        "sequence_ids": sequence_ids,
+        "token_capability": token_capability,
+        "capabilities": capabilities,
+    }
+
+
+def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) -> dict[str, Any]:
+    """Tensors for one sample per row, right-padded to the longest: the baseline packing is measured
+    against. attention_mask is the usual 2D 1/0 padding mask."""
+    import torch
+
+    length = max(len(s) for s in samples)
+    capabilities = _capability_index([samples])
+    shape = (len(samples), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros(shape, dtype=torch.long)
+    token_capability = torch.full(shape, -1, dtype=torch.long)
+    for r, sample in enumerate(samples):
+        input_ids[r, : len(sample)] = torch.tensor(sample.input_ids)
+        labels[r, : len(sample)] = torch.tensor(sample.labels)
+        attention_mask[r, : len(sample)] = 1
+        token_capability[r, : len(sample)] = capabilities.index(sample.capability)
+    position_ids = torch.arange(length).expand(shape).contiguous()
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": _positions(position_ids, mrope),
+        "attention_mask": attention_mask,
+        "token_capability": token_capability,
+        "capabilities": capabilities,
+    }
