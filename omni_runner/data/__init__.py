@@ -1,0 +1,29 @@
+"""Data: real dataset formats in, packed and masked training batches out.
+
+Pipeline and public API (torch is imported only inside the functions that build tensors):
+
+    from omni_runner.data.sources import build_sources          # recipe datasets -> scanned DataSources
+    from omni_runner.data.stream import SampleStream, MicroBatches, mixer_for
+    from omni_runner.data.packing import collate_packed, collate_padded, block_diagonal_causal_mask
+    from omni_runner.data.render import render_sample, render_prompt, template_for, split_reasoning
+    from omni_runner.data.toolcalls import tool_calls_match, parse_tool_calls
+    from omni_runner.data.check import check_data, load_tokenizer
+
+    sources = build_sources(recipe.data, recipe_dir)            # DataError when a bad fraction passes its limit
+    stream = SampleStream(sources, mixer_for(recipe.data, sources), tokenizer, seq_len)
+    batches = MicroBatches(stream, micro_batch, seq_len, packing=True)
+    rows = next(batches)                                        # list of rows, each a list of Samples
+    batch = collate_packed(rows, pad_id, mrope=True)            # input_ids, labels, position_ids (3,B,L),
+                                                                # attention_mask (B,1,L,L), token_capability
+    state = batches.state_dict()                                # JSON-able; goes into checkpoints
+    batches.load_state_dict(state)                              # resume: exactly the same next batches
+    stream.report()                                             # fields of the `data` event
+
+Modules: `conversation` (the common form, RecordError/DataError/BadRecord), `adapters` (one per
+format), `readers` (JSON/JSONL/Parquet/save_to_disk tables with exact locations), `sources` (scan,
+max_bad_fraction), `render` (chat template, assistant-only labels, capability templates), `mixer`
+(pure, seeded, resumable), `packing` (first-fit, masks, collate), `stream` (samples and
+micro-batches), `check` (`omni-run data check|preview`), `toolcalls` (exact-match scoring),
+`bundled/` (the built-in data sets, `builtin:<folder>/<file>`; regenerate with
+`python -m omni_runner.data.bundled.generate`). docs/data.md explains the formats and decisions.
+"""
