@@ -240,7 +240,8 @@ def hermes(record: Record) -> Conversation:
     messages = []
     for i, (_speaker, role, value) in enumerate(_sharegpt_messages(record)):
         if role == "system":
-            block = _TOOLS_BLOCK.search(value)
+            # The prompt may mention "<tools></tools>" before the real list: take the first non-empty block.
+            block = next((b for b in _TOOLS_BLOCK.finditer(value) if b.group(1).strip()), None)
             if block:
                 listed = _json_or_python_literal(block.group(1), f"conversations[{i}] <tools>")
                 listed = listed if isinstance(listed, list) else [listed]

@@ -1,0 +1,215 @@
+"""Every adapter on records in its data set's real layout, good and bad."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from omni_runner.data.adapters import adapt
+from omni_runner.data.conversation import RecordError
+
+XLAM_TOOLS = json.dumps([{
+    "name": "live_giveaways_by_type",
+    "description": "Retrieve live giveaways from the GamerPower API based on the specified type.",
+    "parameters": {"type": {"description": "The type of giveaways to retrieve.", "type": "str", "default": "game"}},
+}])
+
+
+def xlam_record(**changes):
+    record = {
+        "id": 0,
+        "query": "Where can I find live giveaways for beta access and games?",
+        "answers": json.dumps([
+            {"name": "live_giveaways_by_type", "arguments": {"type": "beta"}},
+            {"name": "live_giveaways_by_type", "arguments": {"type": "game"}},
+        ]),
+        "tools": XLAM_TOOLS,
+    }
+    record.update(changes)
+    return record
+
+
+def test_xlam_record_becomes_user_query_and_parallel_tool_calls():
+    conversation = adapt("xlam", xlam_record())
+    assert conversation.messages[0].content.startswith("Where can I find")
+    assert [c["arguments"] for c in conversation.messages[1].tool_calls] == [{"type": "beta"}, {"type": "game"}]
+    parameter = conversation.tools[0]["parameters"]["properties"]["type"]
+    assert parameter == {"type": "string", "description": "The type of giveaways to retrieve.", "default": "game"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"answers": "[{\"name\": \"x\""}, "field 'answers' is not valid JSON"),
+        ({"tools": 7}, "field 'tools' must be str, got int"),
+        ({"query": None}, "missing field 'query'"),
+        ({"answers": json.dumps([{"name": "unknown_api", "arguments": {}}])}, "calls 'unknown_api', which is not among"),
+    ],
+)
+def test_bad_xlam_records_are_rejected_with_the_reason(changes, reason):
+    with pytest.raises(RecordError, match=reason):
+        adapt("xlam", xlam_record(**changes))
+
+
+HERMES_SYSTEM = (
+    "You are a function calling AI model. You are provided with function signatures within <tools></tools> "
+    "XML tags. <tools> [{'type': 'function', 'function': {'name': 'get_stock_price', 'description': "
+    "'Get the current stock price', 'parameters': {'type': 'object', 'properties': {'symbol': {'type': "
+    "'string'}}, 'required': ['symbol']}}}] </tools> For each function call return a json object."
+)
+
+
+def hermes_record(gpt_value):
+    return {
+        "id": "h1",
+        "conversations": [
+            {"from": "system", "value": HERMES_SYSTEM},
+            {"from": "human", "value": "What's Apple trading at?"},
+            {"from": "gpt", "value": gpt_value},
+            {"from": "tool", "value": "<tool_response>\n{'symbol': 'AAPL', 'price': 150.75}\n</tool_response>"},
+            {"from": "gpt", "value": "Apple (AAPL) trades at $150.75."},
+        ],
+        "category": "Finance",
+        "subcategory": "Stocks",
+        "task": "Get stock price",
+    }
+
+
+def test_hermes_tools_calls_and_responses_are_parsed_including_python_dict_spelling():
+    conversation = adapt("hermes", hermes_record("<tool_call>\n{'arguments': {'symbol': 'AAPL'}, 'name': 'get_stock_price'}\n</tool_call>"))
+    assert conversation.tools[0]["name"] == "get_stock_price"
+    assert "get_stock_price" not in conversation.messages[0].content
+    assert conversation.messages[2].tool_calls == [{"name": "get_stock_price", "arguments": {"symbol": "AAPL"}}]
+    assert conversation.messages[3].role == "tool" and conversation.messages[3].content.startswith("{'symbol'")
+
+
+def test_hermes_tool_call_that_does_not_parse_is_rejected():
+    with pytest.raises(RecordError, match="conversations\\[2\\] <tool_call> is neither JSON nor a Python literal"):
+        adapt("hermes", hermes_record("<tool_call>\n{'arguments': {'symbol': 'AAPL'\n</tool_call>"))
+
+
+def test_sharegpt_keeps_media_columns_and_placeholders_as_parts():
+    record = {
+        "conversations": [{"from": "human", "value": "<image>What is in the picture?"}, {"from": "gpt", "value": "A cat."}],
+        "images": ["photos/cat.jpg"],
+    }
+    conversation = adapt("sharegpt", record)
+    assert conversation.images == ["photos/cat.jpg"]
+    assert conversation.messages[0].content == [{"type": "image"}, {"type": "text", "text": "What is in the picture?"}]
+
+
+def test_sharegpt_placeholder_count_must_match_media_column():
+    record = {"conversations": [{"from": "human", "value": "<image><image>Compare."}, {"from": "gpt", "value": "Same."}],
+              "images": ["a.jpg"]}
+    with pytest.raises(RecordError, match="2 <image> placeholder\\(s\\) but 1 entries in 'images'"):
+        adapt("sharegpt", record)
+
+
+def test_sharegpt_function_call_and_observation_turns_become_tool_call_and_tool_result():
+    record = {
+        "conversations": [
+            {"from": "human", "value": "Weather in Oslo?"},
+            {"from": "function_call", "value": "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}"},
+            {"from": "observation", "value": "{\"temp\": 3}"},
+            {"from": "gpt", "value": "3 degrees."},
+        ],
+        "tools": "[{\"name\": \"get_weather\", \"description\": \"w\", \"parameters\": {}}]",
+    }
+    conversation = adapt("sharegpt", record)
+    assert [m.role for m in conversation.messages] == ["user", "assistant", "tool", "assistant"]
+    assert conversation.messages[1].tool_calls == [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
+
+
+def test_sharegpt_unknown_speaker_is_rejected():
+    with pytest.raises(RecordError, match="conversations\\[0\\] has unknown speaker 'narrator'"):
+        adapt("sharegpt", {"conversations": [{"from": "narrator", "value": "Once"}]})
+
+
+def test_openai_messages_with_tool_calls_and_think_block():
+    record = {
+        "messages": [
+            {"role": "user", "content": "Is 9 odd?"},
+            {"role": "assistant", "content": "<think>\n9 = 2*4 + 1\n</think>\n\nYes."},
+            {"role": "user", "content": "Time in Lima?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"type": "function", "function": {"name": "clock", "arguments": "{\"city\": \"Lima\"}"}}]},
+        ],
+    }
+    conversation = adapt("openai", record)
+    assert conversation.messages[1].reasoning == "9 = 2*4 + 1" and conversation.messages[1].content == "Yes."
+    assert conversation.messages[3].tool_calls == [{"name": "clock", "arguments": {"city": "Lima"}}]
+
+
+def test_openai_messages_without_assistant_turn_is_rejected():
+    with pytest.raises(RecordError, match="no assistant turn"):
+        adapt("openai", {"messages": [{"role": "user", "content": "hello"}]})
+
+
+def test_alpaca_joins_instruction_and_input():
+    conversation = adapt("alpaca", {"instruction": "Give three tips for staying healthy.", "input": "", "output": "1. Eat well."})
+    assert conversation.messages[0].content == "Give three tips for staying healthy."
+    conversation = adapt("alpaca", {"instruction": "Translate.", "input": "bonjour", "output": "hello"})
+    assert conversation.messages[0].content == "Translate.\n\nbonjour"
+
+
+def test_alpaca_missing_output_is_rejected():
+    with pytest.raises(RecordError, match="missing field 'output'"):
+        adapt("alpaca", {"instruction": "Say hi.", "input": ""})
+
+
+def test_cot_collection_rationale_becomes_reasoning():
+    record = {"source": "Q: 2+3? Options: - 5 - 6", "target": "5", "rationale": "Adding 2 and 3 gives 5.",
+              "task": "math_qa", "type": "CoT"}
+    message = adapt("cot-collection", record).messages[1]
+    assert (message.reasoning, message.content) == ("Adding 2 and 3 gives 5.", "5")
+
+
+def test_cot_collection_empty_rationale_is_rejected():
+    with pytest.raises(RecordError, match="field 'rationale' is empty"):
+        adapt("cot-collection", {"source": "Q", "target": "A", "rationale": "  "})
+
+
+def test_openo1_thought_and_output_are_split():
+    record = {"instruction": "What is 12 * 3?", "output": "<Thought>\n12 * 3 = 36.\n</Thought>\n<Output>\n36\n</Output>"}
+    message = adapt("openo1", record).messages[1]
+    assert (message.reasoning, message.content) == ("12 * 3 = 36.", "36")
+
+
+def test_openo1_output_without_thought_is_rejected():
+    with pytest.raises(RecordError, match="no <Thought>...</Thought> block"):
+        adapt("openo1", {"instruction": "Hi", "output": "Hello there."})
+
+
+GORILLA_CODE = (
+    "###Instruction: We need embeddings of medical terms.\n###Output: <<<domain>>>: Multimodal Feature Extraction\n"
+    "<<<api_call>>>: AutoModel.from_pretrained('GanjinZero/UMLSBert_ENG')\n<<<api_provider>>>: Hugging Face Transformers\n"
+    "<<<explanation>>>: 1. Import AutoModel.\n<<<code>>>: from transformers import AutoModel\n"
+)
+
+
+def test_gorilla_apibench_instruction_and_worked_answer():
+    record = {"code": GORILLA_CODE, "api_call": "AutoModel.from_pretrained('GanjinZero/UMLSBert_ENG')",
+              "provider": "Hugging Face Transformers", "api_data": {"domain": "Multimodal Feature Extraction"}}
+    conversation = adapt("gorilla", record)
+    assert conversation.messages[0].content == "We need embeddings of medical terms."
+    assert conversation.messages[1].content.startswith("<<<domain>>>: Multimodal Feature Extraction")
+
+
+def test_gorilla_torchhub_dict_spelling_answers_with_the_api_call():
+    record = {"code": "{'Instruction': I need a depth model., 'Output': {'domain': 'Classification'}}",
+              "api_call": "torch.hub.load(repo_or_dir='intel-isl/MiDaS', model='DPT_Hybrid')", "provider": "PyTorch",
+              "api_data": {}}
+    conversation = adapt("gorilla", record)
+    assert conversation.messages[0].content == "I need a depth model."
+    assert conversation.messages[1].content.startswith("torch.hub.load(")
+
+
+def test_gorilla_code_without_instruction_is_rejected():
+    with pytest.raises(RecordError, match="neither '###Instruction:/###Output:'"):
+        adapt("gorilla", {"code": "print(1)", "api_call": "x()", "provider": "p"})
+
+
+def test_record_that_is_not_an_object_is_rejected():
+    with pytest.raises(RecordError, match="record must be a JSON object, got list"):
+        adapt("alpaca", [1, 2])
