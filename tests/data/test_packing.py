@@ -1,0 +1,117 @@
+"""Packing: no sample split, samples isolated by the block-diagonal mask (packed loss == per-sample
+losses with the tiny model), padded batches for comparison, micro-batches resume exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omni_runner.data.packing import PAD_SEQUENCE_ID, Sample, block_diagonal_causal_mask, collate_packed, collate_padded, first_fit
+from omni_runner.data.sources import build_sources
+from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
+
+RECIPE = {
+    "datasets": {
+        "xlam": {"path": "builtin:tool-calling/xlam_train.jsonl", "format": "xlam"},
+        "cot": {"path": "builtin:cot/cot_collection.jsonl", "format": "cot-collection"},
+        "chat": {"path": "builtin:streaming/sharegpt.jsonl", "format": "sharegpt"},
+    },
+    "capabilities": {
+        "tool-calling": {"weight": 1.0, "datasets": ["xlam"]},
+        "cot": {"weight": 1.0, "datasets": ["cot"]},
+        "streaming": {"weight": 1.0, "datasets": ["chat"]},
+    },
+    "training": {"seed": 3},
+}
+
+
+def test_first_fit_never_splits_and_stops_at_the_first_item_that_fits_nowhere():
+    rows, placed = first_fit([60, 30, 50, 40, 70], seq_len=100, rows=2)
+    assert rows == [[0, 1], [2, 3]] and placed == 4
+    with pytest.raises(ValueError, match="item 0 has 101 tokens, more than seq_len 100"):
+        first_fit([101], seq_len=100, rows=1)
+
+
+def test_block_diagonal_mask_lets_tokens_see_only_earlier_tokens_of_their_own_sample():
+    import torch
+
+    mask = block_diagonal_causal_mask(torch.tensor([[0, 0, 1, 1, 1, PAD_SEQUENCE_ID]]))
+    allowed = (mask[0, 0] == 0).int().tolist()
+    assert allowed == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1],
+    ]
+
+
+@pytest.fixture(scope="module")
+def stream_factory(tokenizer, tmp_path_factory):
+    sources = build_sources(RECIPE, Path("."))
+
+    def make(seq_len: int = 512, micro_batch: int = 2, packing: bool = True) -> MicroBatches:
+        return MicroBatches(SampleStream(sources, mixer_for(RECIPE, sources), tokenizer, seq_len), micro_batch, seq_len, packing)
+
+    return make
+
+
+def test_packed_rows_respect_seq_len_and_positions_restart_per_sample(stream_factory, tokenizer):
+    rows = next(stream_factory(seq_len=512))
+    assert all(sum(len(s) for s in row) <= 512 for row in rows)
+    batch = collate_packed(rows, tokenizer.pad_token_id)
+    assert batch["position_ids"].shape == (3, *batch["input_ids"].shape)
+    second_start = len(rows[0][0])
+    assert batch["position_ids"][0, 0, second_start].item() == 0
+    assert batch["labels"][0, second_start].item() == -100
+
+
+def test_micro_batches_resume_exactly_from_their_state(stream_factory):
+    uninterrupted = stream_factory()
+    for _ in range(3):
+        next(uninterrupted)
+    state = json.loads(json.dumps(uninterrupted.state_dict()))
+    expected = [[[s.location for s in row] for row in next(uninterrupted)] for _ in range(3)]
+    resumed = stream_factory()
+    resumed.load_state_dict(state)
+    assert [[[s.location for s in row] for row in next(resumed)] for _ in range(3)] == expected
+
+
+@pytest.mark.slow
+def test_packed_loss_equals_the_per_sample_losses(stream_factory, tokenizer):
+    import torch
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    from omni_runner.models.tiny import ensure_tiny_model
+
+    thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32).thinker.eval()
+    rows = next(stream_factory(seq_len=512, micro_batch=2))
+    samples = [s for row in rows for s in row]
+    assert len(samples) > len(rows), "the test needs rows holding several samples"
+
+    def summed_loss(batch) -> tuple[torch.Tensor, int]:
+        logits = thinker(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         position_ids=batch["position_ids"]).logits
+        labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="sum")
+        return loss, int((labels != -100).sum())
+
+    with torch.no_grad():
+        packed_sum, packed_tokens = summed_loss(collate_packed(rows, tokenizer.pad_token_id))
+        per_sample = [summed_loss(collate_padded([s], tokenizer.pad_token_id)) for s in samples]
+    single_sum = sum(loss for loss, _ in per_sample)
+    single_tokens = sum(tokens for _, tokens in per_sample)
+    assert packed_tokens == single_tokens
+    assert abs(packed_sum.item() / packed_tokens - single_sum.item() / single_tokens) < 1e-5
+
+
+def test_padded_batches_mask_padding_out_of_attention_and_loss(tokenizer):
+    short = Sample([5, 6, 7], [-100, 6, 7], "cot", "d", "d:1")
+    long = Sample([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9], "streaming", "d", "d:2")
+    batch = collate_padded([short, long], pad_id=0)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["labels"][0].tolist() == [-100, 6, 7, -100, -100]
+    assert batch["capabilities"] == ["cot", "streaming"] and batch["token_capability"][1, 0].item() == 1
