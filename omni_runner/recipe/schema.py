@@ -1,0 +1,243 @@
+"""The recipe schema (`schemas/recipe.schema.json`): finding it, walking it, checking data against it.
+
+The schema is the single source of truth for recipe fields, so defaults, allowed keys for
+did-you-mean hints, which fields are paths (`x-path`) and the generated reference all come from
+it. jsonschema does the checking; this module turns its errors into located Diagnostics that say
+what to write instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omni_runner.recipe.errors import Diagnostic, Location, did_you_mean, error, field_name
+from omni_runner.recipe.yaml_source import Document, Path_
+
+SCHEMA_FILE = "recipe.schema.json"
+_CHECKOUT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def schema_text() -> str:
+    """The schema file's text: from the installed package data, else from a source checkout."""
+    try:
+        return resources.files("omni_runner._schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        return _CHECKOUT_SCHEMA.read_text(encoding="utf-8")
+
+
+@functools.cache
+def recipe_schema() -> dict:
+    return json.loads(schema_text())
+
+
+def resolve(schema: dict) -> dict:
+    """`schema` with a local `$ref` replaced by its target; sibling keys (descriptions) win."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    target: Any = recipe_schema()
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return {**resolve(target), **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def child_schema(schema: dict, key: str | int) -> dict | None:
+    """The schema of `key` inside a value described by `schema`, or None when no such field exists."""
+    schema = resolve(schema)
+    if isinstance(key, int):
+        items = schema.get("items")
+        return resolve(items) if isinstance(items, dict) and "array" in _types(schema) else None
+    if key in schema.get("properties", {}):
+        return resolve(schema["properties"][key])
+    extra = schema.get("additionalProperties")
+    return resolve(extra) if isinstance(extra, dict) else None
+
+
+def field_names(schema: dict) -> list[str]:
+    return list(resolve(schema).get("properties", {}))
+
+
+def name_choices(schema: dict) -> list[str] | None:
+    """The allowed names of a mapping whose keys are constrained to an enum (e.g. capabilities)."""
+    names = resolve(schema).get("propertyNames")
+    choices = resolve(names).get("enum") if names else None
+    return list(choices) if choices else None
+
+
+def fill_defaults(data: dict) -> None:
+    """Insert every missing field that has a default, at every depth, in place."""
+    _fill(recipe_schema(), data)
+
+
+def _fill(schema: dict, value: Any) -> None:
+    schema = resolve(schema)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key, sub in properties.items():
+            sub = resolve(sub)
+            if key in value:
+                continue
+            sibling = sub.get("x-default-unless-set")
+            if sibling is not None and value.get(sibling) is not None:
+                value[key] = None
+            elif "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        for key, item in value.items():
+            sub = child_schema(schema, key)
+            if sub is not None:
+                _fill(sub, item)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _fill(schema["items"], item)
+
+
+def iter_fields(data: Any, schema: dict | None = None, path: Path_ = ()) -> Iterator[tuple[Path_, dict, Any]]:
+    """Every value in `data` that the schema describes, with its path and (resolved) schema."""
+    schema = resolve(recipe_schema() if schema is None else schema)
+    yield path, schema, data
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, item in children:
+        sub = child_schema(schema, key)
+        if sub is not None:
+            yield from iter_fields(item, sub, path + (key,))
+
+
+@functools.cache
+def _validator():
+    # jsonschema is the heaviest import of `omni-run validate`; it is loaded only when a recipe is checked.
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(recipe_schema())
+
+
+def schema_diagnostics(document: Document, root: Location) -> list[Diagnostic]:
+    """Every schema violation in `document.data`, located in the file that set the offending value."""
+    diagnostics: list[Diagnostic] = []
+    for err in _validator().iter_errors(document.data):
+        diagnostics.extend(_explain(err, document, root))
+    return diagnostics
+
+
+def _explain(err: Any, document: Document, root: Location) -> list[Diagnostic]:
+    path: Path_ = tuple(err.absolute_path)
+    where = document.locate(path) or root
+    field = field_name(path)
+    kind = err.validator
+    owner = f"`{field}`" if field else "the recipe"
+    if "propertyNames" in err.absolute_schema_path:
+        name = err.instance
+        choices = err.validator_value if kind == "enum" else None
+        what = "capability" if path == ("capabilities",) else "name"
+        return [
+            error(
+                f"unknown {what} '{name}' in {owner}" if choices else f"'{name}' is not a valid name in {owner}",
+                document.locate(path + (name,), key=True) or where,
+                field_name(path + (name,)),
+                did_you_mean(name, choices) if choices else _describe(err.schema.get("propertyNames", {})),
+            )
+        ]
+    if kind == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        return [
+            error(
+                f"unknown key '{key}' in {owner}",
+                document.locate(path + (key,), key=True) or where,
+                field_name(path + (key,)),
+                did_you_mean(key, allowed),
+            )
+            for key in err.instance
+            if key not in allowed
+        ]
+    if kind == "required":
+        missing = [key for key in err.validator_value if key not in err.instance]
+        return [
+            error(
+                f"missing required key '{key}' in {owner}",
+                document.locate(path, key=True) or root,
+                field_name(path + (key,)),
+                _describe(err.schema.get("properties", {}).get(key, {})),
+            )
+            for key in missing
+        ]
+    if kind == "not":
+        rule = err.validator_value
+        culprit = path + (rule.get("required", [""])[-1],)
+        return [error(rule.get("x-message", err.message), document.locate(culprit, key=True) or where, field)]
+    return [error(_message(kind, err.validator_value, err.instance), where, field, _hint(kind, err))]
+
+
+def _message(kind: str, expected: Any, value: Any) -> str:
+    shown = _show(value)
+    if kind == "type":
+        wanted = " or ".join(_TYPE_NAMES[t] for t in ([expected] if isinstance(expected, str) else expected))
+        return f"expected {wanted}, got {shown}"
+    if kind == "enum":
+        return f"{shown} is not one of: " + ", ".join(_show(choice) for choice in expected)
+    bounds = {
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "greater than",
+        "exclusiveMaximum": "less than",
+    }
+    if kind in bounds:
+        return f"must be {bounds[kind]} {expected}, got {shown}"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "maxLength":
+        return f"must be at most {expected} characters long"
+    if kind == "pattern":
+        return f"{shown} contains characters that are not allowed"
+    if kind == "minItems":
+        return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "uniqueItems":
+        return "lists the same item more than once"
+    if kind == "minProperties":
+        return f"needs at least {expected} entr{'ies' if expected != 1 else 'y'}"
+    return f"{shown} is not valid here ({kind})"
+
+
+def _hint(kind: str, err: Any) -> str | None:
+    if kind == "enum" and isinstance(err.instance, str):
+        return did_you_mean(err.instance, [str(choice) for choice in err.validator_value])
+    if kind in ("pattern", "minProperties", "type"):
+        return _describe(err.schema)
+    return None
+
+
+def _describe(schema: dict) -> str | None:
+    return resolve(schema).get("description")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)

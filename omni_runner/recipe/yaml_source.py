@@ -1,0 +1,291 @@
+"""YAML text to plain data, remembering the file, line and column of every key and value.
+
+We compose with ruamel.yaml's round-trip composer and build the Python values ourselves rather
+than letting a YAML constructor do it. That is how every node keeps its position (constructed
+scalars do not carry one), and how no tag can ever build a Python object: anything beyond plain
+strings, numbers, booleans, nulls, lists and mappings is reported, never constructed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from omni_runner.recipe.errors import Diagnostic, Location, error, field_name
+from omni_runner.recipe.interpolate import InterpolationError, expand_variables, has_references
+
+Path_ = tuple  # a recipe path: ("training", "lora", "r") or ("stages", 0, "name")
+
+_CORE = "tag:yaml.org,2002:"
+_PLAIN_DATA_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+# Alias expansion can grow a small file exponentially ("billion laughs"); recipes are far smaller.
+_MAX_NODES = 100_000
+_PLAIN_DATA_HINT = "recipes hold plain data only: strings, numbers, booleans, null, lists and mappings"
+
+
+@dataclass
+class Document:
+    """Plain data plus where each part came from: `keys` locates mapping keys, `values` the values
+    (and list items), both by recipe path."""
+
+    data: Any
+    keys: dict[Path_, Location] = field(default_factory=dict)
+    values: dict[Path_, Location] = field(default_factory=dict)
+
+    def locate(self, path: Path_, key: bool = False) -> Location | None:
+        """Where `path` was written: its key (`key=True`) or value node; else the nearest written parent key."""
+        exact = (self.keys, self.values) if key else (self.values, self.keys)
+        for table in exact:
+            if path in table:
+                return table[path]
+        for end in range(len(path) - 1, 0, -1):
+            parent = path[:end]
+            if parent in self.keys or parent in self.values:
+                return self.keys.get(parent) or self.values[parent]
+        return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def parse_recipe_text(text: str, file: Path, environ: Mapping[str, str]) -> tuple[Document | None, list[Diagnostic]]:
+    """One recipe file's text to a Document; `${VAR}` references are expanded from `environ`.
+
+    Returns every problem found in the file (syntax errors stop at the first, as YAML must).
+    """
+    node, diagnostics = _compose(text, file)
+    if diagnostics:
+        return None, diagnostics
+    if node is None:
+        return None, [error("the recipe is empty", Location(file, 1, 1), hint="start with `name:` and `base_model:`")]
+    if not isinstance(node, MappingNode):
+        return None, [
+            error(
+                "a recipe is a mapping of keys (name, base_model, capabilities, ...) at its top level",
+                _location(file, node),
+            )
+        ]
+    converter = _Converter(file, environ)
+    document = converter.document(node)
+    return (None if converter.diagnostics else document), converter.diagnostics
+
+
+def parse_value_text(text: str) -> Any:
+    """A command-line value (`--set key=VALUE`) as YAML would read it; ValueError when it cannot."""
+    node, diagnostics = _compose(text, Path("<value>"))
+    if diagnostics:
+        raise ValueError(diagnostics[0].message)
+    if node is None:
+        return None
+    converter = _Converter(Path("<value>"), environ=None)
+    value = converter.value(node, ())
+    if converter.diagnostics:
+        raise ValueError(converter.diagnostics[0].message)
+    return value
+
+
+def _compose(text: str, file: Path) -> tuple[Node | None, list[Diagnostic]]:
+    yaml = YAML(typ="rt")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return yaml.compose(io.StringIO(text)), []
+    except MarkedYAMLError as exc:
+        return None, [_syntax_diagnostic(exc, text, file)]
+    except YAMLError as exc:
+        return None, [error(f"YAML syntax error: {exc}", Location(file, 1, 1))]
+    except RecursionError:
+        return None, [error("YAML nesting is too deep", Location(file, 1, 1))]
+
+
+def _syntax_diagnostic(exc: MarkedYAMLError, text: str, file: Path) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    col = mark.column + 1 if mark else 1
+    lines = text.splitlines()
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    indent = source_line[: len(source_line) - len(source_line.lstrip(" \t"))]
+    if "\t" in indent:
+        return error(
+            "tab character in indentation",
+            Location(file, line, indent.index("\t") + 1),
+            hint="YAML indents with spaces only; replace the tab with spaces",
+        )
+    problem = exc.problem or "invalid YAML"
+    if exc.context:
+        context = exc.context
+        if exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context += f" that starts at line {exc.context_mark.line + 1}"
+        problem = f"{problem} ({context})"
+    if "\t" in problem:
+        return error("tab character where YAML does not allow one", Location(file, line, col),
+                     hint="replace the tab with spaces")
+    return error(f"YAML syntax error: {problem}", Location(file, line, col))
+
+
+def _location(file: Path, node: Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Converter:
+    """Builds plain values from composed nodes, collecting every problem instead of stopping."""
+
+    def __init__(self, file: Path, environ: Mapping[str, str] | None):
+        self.file = file
+        self.environ = environ
+        self.diagnostics: list[Diagnostic] = []
+        self.keys: dict[Path_, Location] = {}
+        self.values: dict[Path_, Location] = {}
+        self._nodes_seen = 0
+        self._active: set[int] = set()
+
+    def document(self, node: MappingNode) -> Document:
+        try:
+            data = self.value(node, ())
+        except _TooLarge:
+            message = f"the recipe expands to more than {_MAX_NODES} values (through YAML aliases)"
+            self.diagnostics = [error(message, Location(self.file, 1, 1))]
+            data = None
+        except RecursionError:
+            self.diagnostics = [error("YAML nesting is too deep", Location(self.file, 1, 1))]
+            data = None
+        return Document(data, self.keys, self.values)
+
+    def value(self, node: Node, path: Path_) -> Any:
+        self._nodes_seen += 1
+        if self._nodes_seen > _MAX_NODES:
+            raise _TooLarge
+        if str(node.tag) not in _PLAIN_DATA_TAGS:
+            self._error(f"YAML tag '{_short_tag(node.tag)}' is not allowed", node, path, _PLAIN_DATA_HINT)
+            return None
+        if id(node) in self._active:
+            self._error("a YAML alias refers to the node that contains it", node, path)
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, SequenceNode):
+                return self._sequence(node, path)
+            return self._scalar(node, path)
+        finally:
+            self._active.discard(id(node))
+
+    def _mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                self._error("mapping keys must be plain words, not lists or mappings", key_node, path)
+                continue
+            key = str(key_node.value)
+            if key == "<<" and key_node.style is None:
+                self._error("YAML merge keys (<<) are not supported", key_node, path + (key,),
+                            "use `extends:` to build on another recipe")
+                continue
+            if key in first_seen:
+                self._error(
+                    f"duplicate key '{key}' (first defined at line {first_seen[key].start_mark.line + 1})",
+                    key_node,
+                    path + (key,),
+                    "remove one of them; YAML keeps only one value per key",
+                )
+                continue
+            first_seen[key] = key_node
+            child = path + (key,)
+            self.keys[child] = _location(self.file, key_node)
+            self.values[child] = (
+                self.keys[child] if _is_empty_scalar(value_node) else _location(self.file, value_node)
+            )
+            result[key] = self.value(value_node, child)
+        return result
+
+    def _sequence(self, node: SequenceNode, path: Path_) -> list[Any]:
+        result = []
+        for index, item in enumerate(node.value):
+            child = path + (index,)
+            self.values[child] = _location(self.file, item)
+            result.append(self.value(item, child))
+        return result
+
+    def _scalar(self, node: ScalarNode, path: Path_) -> Any:
+        text = str(node.value)
+        tag = str(node.tag)
+        if tag == f"{_CORE}str" and self.environ is not None and has_references(text):
+            try:
+                text = expand_variables(text, self.environ)
+            except InterpolationError as exc:
+                self._error(str(exc), node, path, exc.hint, offset=exc.offset)
+                return None
+            if node.style is None:  # plain scalars are typed after expansion: `steps: ${STEPS:-100}` is a number
+                tag = str(_resolve_plain(text))
+        try:
+            return _construct(tag, text)
+        except ValueError as exc:
+            self._error(str(exc), node, path)
+            return None
+
+    def _error(self, message: str, node: Node, path: Path_, hint: str | None = None, offset: int | None = None) -> None:
+        location = _location(self.file, node)
+        single_line = node.start_mark.line == node.end_mark.line
+        if offset is not None and single_line and isinstance(node, ScalarNode):
+            quote = 1 if node.style in ("'", '"') else 0
+            location = Location(location.file, location.line, location.col + quote + offset)
+        self.diagnostics.append(error(message, location, field_name(path), hint))
+
+
+_RESOLVER = None
+
+
+def _resolve_plain(text: str) -> str:
+    """The tag YAML 1.2 would give `text` written as a plain scalar."""
+    global _RESOLVER
+    if _RESOLVER is None:
+        _RESOLVER = YAML(typ="rt").resolver
+    return _RESOLVER.resolve(ScalarNode, text, (True, False))
+
+
+def _construct(tag: str, text: str) -> Any:
+    kind = tag[len(_CORE):] if tag.startswith(_CORE) else ""
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return text.lower() == "true"
+    if kind == "int":
+        return _yaml_int(text)
+    if kind == "float":
+        special = text.lstrip("+-").lower() in (".inf", ".nan")
+        value = math.inf if special else float(text.replace("_", ""))
+        if not math.isfinite(value):
+            raise ValueError(f"'{text}' is not a finite number")
+        return value
+    return text  # str, and timestamps kept as the text the person wrote
+
+
+def _yaml_int(text: str) -> int:
+    digits = text.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
+        if digits.lower().startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits, 10)
+
+
+def _is_empty_scalar(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.value == "" and node.style is None
+
+
+def _short_tag(tag: Any) -> str:
+    text = str(tag)
+    return "!!" + text[len(_CORE):] if text.startswith(_CORE) else text
