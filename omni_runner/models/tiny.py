@@ -24,14 +24,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from omni_runner.models.folders import atomic_folder
 from omni_runner.models.hf_env import quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, BUNDLED_DATA_DIR, resolve_model_path
 
@@ -266,26 +264,11 @@ def build_tiny_model(out_dir: Path) -> Path:
         raise FileExistsError(
             f"{out_dir} already exists and is not a tiny-model build; choose an empty or new folder."
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     corpus = training_corpus(BUNDLED_DATA_DIR)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the model folder is an ordinary one
-    try:
-        # The real checkpoint's talker config also names thinker ids past the talker vocabulary;
-        # transformers warns about that on every build, so builds run quietly.
-        with quiet_transformers():
-            _write_folder(staging, corpus, _corpus_fingerprint(corpus))
-        os.sync()  # the files must be on disk before the rename makes the folder visible
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            out_dir.rename(retired / "model")
-            staging.rename(out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    # The real checkpoint's talker config also names thinker ids past the talker vocabulary;
+    # transformers warns about that on every build, so builds run quietly.
+    with atomic_folder(out_dir) as staging, quiet_transformers():
+        _write_folder(staging, corpus, _corpus_fingerprint(corpus))
     return out_dir
 
 

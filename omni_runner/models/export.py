@@ -1,0 +1,190 @@
+"""The run's final output, and loading it back for chat.
+
+Layout of `RUN/final/` (written by `save_final`):
+- methods lora/qlora: the peft adapter (`adapter_config.json`, `adapter_model.safetensors`), the
+  processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>", ...}`);
+  with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
+  thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
+  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor.
+- method full: `final/` itself is that complete folder (`"kind": "merged"`).
+
+Merging always starts from the unquantized base weights on the CPU (a 4-bit base cannot hold merged
+weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base cannot be de-quantized and
+is refused with a clear message.
+
+Public API:
+- `save_final(loaded, final_dir, *, merge=False, save_processor=True) -> Path`
+- `merge_into_omni_folder(base_dir, out_dir, *, adapter_dir=None, thinker_state=None) -> Path`
+- `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
+  or any Qwen2.5-Omni folder; the model is in eval mode.
+- `generate_text(model, processor, messages, max_new_tokens=128, tools=None) -> str`: greedy reply to
+  a chat (`messages` in the chat-template form), without the prompt and special tokens.
+- `FINAL_MANIFEST`, `MERGED_DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omni_runner.models.folders import atomic_folder
+from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.models.load import (
+    LORA_METHODS,
+    LoadedModel,
+    ModelLoadError,
+    resolve_device,
+    check_model_dir,
+    load_processor,
+    load_thinker,
+    resolve_dtype,
+)
+
+FINAL_MANIFEST = "omni_runner_final.json"
+MERGED_DIR = "merged"
+SPEAKER_FILE = "spk_dict.pt"
+
+
+def _write_manifest(folder: Path, **fields: Any) -> None:
+    (folder / FINAL_MANIFEST).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / FINAL_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, save_processor: bool = True) -> Path:
+    """Write `final/` for the finished run (see the module docstring for the layout)."""
+    with atomic_folder(Path(final_dir)) as staging:
+        if loaded.method in LORA_METHODS:
+            with quiet_transformers():
+                loaded.model.save_pretrained(staging)
+            if save_processor:
+                loaded.processor.save_pretrained(staging)
+            if merge:
+                (staging / MERGED_DIR).mkdir()
+                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging)
+            _write_manifest(staging, kind="adapter", base_model=str(loaded.model_dir), method=loaded.method)
+        else:
+            trained = {name: tensor.detach().cpu() for name, tensor in loaded.thinker.state_dict().items()}
+            _write_omni_folder(loaded.model_dir, staging, thinker_state=trained)
+            _write_manifest(staging, kind="merged", base_model=str(loaded.model_dir), method=loaded.method)
+    return Path(final_dir)
+
+
+def merge_into_omni_folder(
+    base_dir: Path,
+    out_dir: Path,
+    *,
+    adapter_dir: Path | None = None,
+    thinker_state: dict[str, Any] | None = None,
+) -> Path:
+    """A complete Qwen2.5-Omni folder at `out_dir`: the base's talker/token2wav with a tuned thinker.
+
+    Exactly one of `adapter_dir` (LoRA, merged into the thinker here) or `thinker_state` (a fully
+    fine-tuned thinker's state dict) says what the tuned thinker is.
+    """
+    with atomic_folder(Path(out_dir)) as staging:
+        _write_omni_folder(Path(base_dir), staging, adapter_dir=adapter_dir, thinker_state=thinker_state)
+    return out_dir
+
+
+def _write_omni_folder(
+    base_dir: Path, folder: Path, *, adapter_dir: Path | None = None, thinker_state: dict[str, Any] | None = None
+) -> None:
+    offline_hub()
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    if (adapter_dir is None) == (thinker_state is None):
+        raise ValueError("give exactly one of adapter_dir and thinker_state")
+    config = check_model_dir(base_dir)
+    if config.get("model_type") != "qwen2_5_omni":
+        raise ModelLoadError(
+            f"output.merge needs a full Qwen2.5-Omni base (thinker + talker); {base_dir} holds only a thinker."
+        )
+    if (config.get("quantization_config") or {}).get("quant_method") == "gptq":
+        raise ModelLoadError(
+            f"output.merge cannot merge into the GPTQ-quantized base {base_dir}: its weights cannot be "
+            "de-quantized exactly. Keep the adapter in final/ and load it on top of the base model instead."
+        )
+    with quiet_transformers():
+        full = Qwen2_5OmniForConditionalGeneration.from_pretrained(base_dir, dtype="auto", local_files_only=True)
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            full.thinker = PeftModel.from_pretrained(full.thinker, adapter_dir).merge_and_unload()
+        else:
+            full.thinker.load_state_dict(thinker_state)
+        full.save_pretrained(folder)
+    speaker_table = base_dir / SPEAKER_FILE
+    if speaker_table.exists():
+        shutil.copy2(speaker_table, folder / SPEAKER_FILE)
+    load_processor(base_dir).save_pretrained(folder)
+
+
+def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
+    """Load a final adapter folder (on its base model) or a complete model folder, ready to generate."""
+    offline_hub()
+    folder = Path(path)
+    device = resolve_device(str(device) if device is not None else None)
+    dtype = resolve_dtype("auto", device)
+    if (folder / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base_dir = Path(_read_manifest(folder).get("base_model") or _adapter_base(folder))
+        check_model_dir(base_dir)
+        thinker = load_thinker(base_dir, dtype=dtype, device=device)
+        with quiet_transformers():
+            model = PeftModel.from_pretrained(thinker, folder)
+        processor_dir = folder if (folder / "tokenizer_config.json").exists() else base_dir
+        method, model_dir = "lora", base_dir
+    else:
+        check_model_dir(folder)
+        thinker = load_thinker(folder, dtype=dtype, device=device)
+        model, processor_dir, method, model_dir = thinker, folder, "full", folder
+    model.eval()
+    model.requires_grad_(False)
+    processor = load_processor(processor_dir)
+    return LoadedModel(model, thinker, processor, model_dir, device, dtype, method)
+
+
+def _adapter_base(folder: Path) -> str:
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{folder}/adapter_config.json cannot be read ({error}).") from None
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{folder}/adapter_config.json does not name its base model (base_model_name_or_path).")
+    return base
+
+
+def generate_text(
+    model: Any,
+    processor: Any,
+    messages: list[dict[str, Any]],
+    max_new_tokens: int = 128,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
+    """Greedy decoding of the assistant's reply to `messages`."""
+    import torch
+
+    inputs = processor.apply_chat_template(
+        messages,
+        tools=tools,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    device = next(model.parameters()).device
+    inputs = {name: value.to(device) for name, value in inputs.items()}
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
+    reply_ids = output[0, inputs["input_ids"].shape[1]:]
+    return processor.tokenizer.decode(reply_ids, skip_special_tokens=True)

@@ -1,0 +1,452 @@
+"""Load the base model for training: the same code for the tiny model on a CPU and the 7B on a GPU.
+
+What trains is the Qwen2.5-Omni *thinker* (`Qwen2_5OmniThinkerForConditionalGeneration`: language
+model, vision tower, audio tower). It is loaded straight from a full Omni folder: transformers 5 maps
+the checkpoint's `thinker.` keys onto the thinker and reports `talker.`/`token2wav.` keys as
+unexpected without reading them (the safetensors are memory-mapped and those slices are never
+materialised), so the talker costs no memory unless a stage trains it.
+
+Public API:
+- `load_for_training(recipe_data, recipe_dir, device=None, *, train_groups=None,
+  gradient_checkpointing=None) -> LoadedModel`
+  - `recipe_data`: `Recipe.data` (uses `base_model`, `training.method/lora/gradient_checkpointing`,
+    `stages[*].train`, `hardware.device`).
+  - `train_groups`: the groups that train first (default: the first stage's `train`, else `thinker`).
+    LoRA adapters are placed for the union of all stages' groups so later stages can switch with
+    `set_trainable_groups`.
+  - `gradient_checkpointing`: the plan's decision; None reads the recipe (`auto` → on for CUDA only).
+- `LoadedModel`: `model` (the trainable module: a peft model for lora/qlora, the thinker for full),
+  `thinker` (the underlying thinker), `processor`, `tokenizer`, `groups` (group name → modules),
+  `talker` (only when a stage trains it), `model_dir`, `device`, `dtype`, `method`, `quantization`,
+  `lora_targets`, `trainable_groups`; `.parameter_counts() -> {"trainable": n, "total": n}`.
+- `set_trainable_groups(loaded, groups)`: freeze everything except the named groups
+  (`thinker`, `vision_tower`, `audio_tower`, `talker`); with LoRA only adapter weights train.
+- `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
+- `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
+- `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`.
+- `ModelLoadError`: a human message (what is wrong, where, what to do); no traceback for users.
+- `GROUPS`: the group names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.paths import BUILTIN_PREFIX, builtin_name, is_builtin, resolve_model_path
+
+GROUPS = ("thinker", "vision_tower", "audio_tower", "talker")
+OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+LORA_METHODS = ("lora", "qlora")
+_DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+class ModelLoadError(Exception):
+    """A model folder or setting that cannot be used; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # what the optimizer sees: a peft model (lora/qlora) or the thinker itself (full)
+    thinker: Any  # the underlying Qwen2_5OmniThinkerForConditionalGeneration
+    processor: Any
+    model_dir: Path
+    device: Any
+    dtype: Any
+    method: str
+    quantization: str = "none"
+    lora_targets: list[str] = field(default_factory=list)
+    trainable_groups: tuple[str, ...] = ()
+    talker: Any = None  # loaded only when a stage trains it; its parameters are not in `model`
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def groups(self) -> dict[str, list[Any]]:
+        """Group name -> the modules it covers (`talker` is empty unless loaded)."""
+        inner = self.thinker.model
+        return {
+            "thinker": [inner.language_model, self.thinker.lm_head],
+            "vision_tower": [inner.visual],
+            "audio_tower": [inner.audio_tower],
+            "talker": [self.talker] if self.talker is not None else [],
+        }
+
+    def parameter_counts(self) -> dict[str, int]:
+        parameters = list(self.model.parameters())
+        return {
+            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
+            "total": sum(p.numel() for p in parameters),
+        }
+
+
+# ---------------------------------------------------------------- folders
+
+
+def resolve_model_dir(path_value: str, recipe_dir: Path) -> Path:
+    """A recipe's model path as a folder on disk; the built-in tiny model is built on first use."""
+    if is_builtin(path_value):
+        from omni_runner.models.tiny import TINY_MODEL_NAME, ensure_tiny_model
+
+        if builtin_name(path_value) != TINY_MODEL_NAME:
+            raise ModelLoadError(
+                f"base_model.path: unknown built-in model {path_value!r}; "
+                f"the built-in model is {BUILTIN_PREFIX}{TINY_MODEL_NAME}."
+            )
+        return ensure_tiny_model()
+    return resolve_model_path(path_value, recipe_dir)
+
+
+def check_model_dir(folder: Path) -> dict[str, Any]:
+    """Read and check `config.json` and the weights' presence before transformers sees the folder."""
+    folder = Path(folder)
+    rebuild_hint = "Point base_model.path at a Qwen2.5-Omni folder (config.json, *.safetensors, processor files)."
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist. {rebuild_hint}")
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{config_path} is missing, so {folder} is not a model folder. {rebuild_hint}") from None
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"{config_path} is not valid JSON ({error}). The folder is damaged: copy or download it again"
+            f"{_tiny_hint(folder)}."
+        ) from None
+    if not isinstance(config, dict) or config.get("model_type") not in OMNI_MODEL_TYPES:
+        found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
+        raise ModelLoadError(
+            f"{config_path}: model_type is {found!r}, but omni-runner trains Qwen2.5-Omni "
+            f"(model_type {' or '.join(OMNI_MODEL_TYPES)}). {rebuild_hint}"
+        )
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise ModelLoadError(
+            f"{folder} has a config.json but no weights (*.safetensors). The copy is incomplete: copy it again"
+            f"{_tiny_hint(folder)}."
+        )
+    return config
+
+
+def _tiny_hint(folder: Path) -> str:
+    from omni_runner.models.tiny import read_stamp
+
+    return " (or delete it: the built-in tiny model is rebuilt on next use)" if read_stamp(folder) else ""
+
+
+# ---------------------------------------------------------------- settings
+
+
+def resolve_device(requested: str | None) -> Any:
+    import torch
+
+    if requested in (None, "auto"):
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("hardware.device is 'cuda' but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
+    return device
+
+
+def resolve_dtype(requested: str, device: Any) -> Any:
+    """`base_model.dtype`: auto is bfloat16 on a GPU that supports it, float32 elsewhere."""
+    import torch
+
+    if requested == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, _DTYPES[requested])
+
+
+def resolve_attn_implementation(requested: str, device: Any) -> str:
+    """`auto` is flash_attention_2 on a GPU when the package is installed, else sdpa."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def resolve_quantization(requested: str, method: str, config: dict[str, Any]) -> str:
+    """`auto` follows the checkpoint (a GPTQ folder stays GPTQ); qlora on an unquantized folder means bnb 4-bit."""
+    if requested != "auto":
+        return requested
+    stored = _stored_quantization(config)
+    if stored is not None:
+        return stored
+    return "bnb-4bit" if method == "qlora" else "none"
+
+
+def _stored_quantization(config: dict[str, Any]) -> str | None:
+    quant = config.get("quantization_config") or config.get("thinker_config", {}).get("quantization_config")
+    if not quant:
+        return None
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "gptq":
+        return f"gptq-int{quant.get('bits', 4)}"
+    if method == "bitsandbytes":
+        return "bnb-4bit" if quant.get("load_in_4bit") else "bnb-8bit"
+    return method
+
+
+def _quantization_kwargs(quantization: str, config: dict[str, Any], dtype: Any, folder: Path) -> dict[str, Any]:
+    """from_pretrained arguments for the quantized base; clear errors when the backend is missing."""
+    if quantization == "none":
+        if _stored_quantization(config):
+            raise ModelLoadError(
+                f"{folder}/config.json describes a {_stored_quantization(config)} checkpoint, but "
+                "base_model.quantization is 'none'. Set it to 'auto' (or the checkpoint's scheme)."
+            )
+        return {}
+    if quantization.startswith("gptq"):
+        if importlib.util.find_spec("gptqmodel") is None:
+            raise ModelLoadError(
+                f"base_model.quantization {quantization} needs the GPTQ backend, which is not installed: "
+                "run `pip install omni-runner[gptq]` (installs gptqmodel)."
+            )
+        if not (_stored_quantization(config) or "").startswith("gptq"):
+            raise ModelLoadError(
+                f"base_model.quantization {quantization} needs a GPTQ-quantized checkpoint, but {folder}/config.json "
+                "has no GPTQ quantization_config. Use a GPTQ folder, or bnb-4bit/bnb-8bit to quantize while loading."
+            )
+        return {}  # transformers reads the checkpoint's own quantization_config
+    if quantization in ("bnb-4bit", "bnb-8bit"):
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelLoadError(
+                f"base_model.quantization {quantization} needs bitsandbytes, which is not installed: "
+                "run `pip install bitsandbytes` (it needs a CUDA GPU)."
+            )
+        from transformers import BitsAndBytesConfig
+
+        # The towers and the output layer stay in full precision: they are small and quantizing them hurts most.
+        keep = ["lm_head", "visual", "audio_tower"]
+        if quantization == "bnb-4bit":
+            bnb = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+                llm_int8_skip_modules=keep,
+            )
+        else:
+            bnb = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
+        return {"quantization_config": bnb}
+    raise ModelLoadError(f"base_model.quantization: unknown value {quantization!r}.")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_processor(folder: Path) -> Any:
+    offline_hub()
+    from transformers import AutoProcessor
+
+    try:
+        with quiet_transformers():
+            return AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ModelLoadError(
+            f"cannot load the processor (tokenizer, image/video processors, feature extractor) from {folder}: "
+            f"{error}. The folder needs its tokenizer and preprocessor files{_tiny_hint(folder)}."
+        ) from None
+
+
+def load_thinker(
+    folder: Path,
+    *,
+    dtype: Any,
+    device: Any,
+    attn_implementation: str = "sdpa",
+    extra_kwargs: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The thinker alone, from a full Omni folder or a thinker folder."""
+    offline_hub()
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": attn_implementation,
+        "local_files_only": True,
+        "trust_remote_code": trust_remote_code,
+        **(extra_kwargs or {}),
+    }
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}  # accelerate places the weights while loading
+    try:
+        with quiet_transformers():
+            thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ModelLoadError(
+            f"cannot load the Qwen2.5-Omni thinker from {folder}: {error}. "
+            f"The weights may be damaged or from another model{_tiny_hint(folder)}."
+        ) from None
+    if device.type != "cuda":
+        thinker.to(device)
+    return thinker
+
+
+def _load_talker(folder: Path, dtype: Any, device: Any) -> Any:
+    """Only the talker, for stages that train it: its own class maps the checkpoint's `talker.` keys."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniTalkerForConditionalGeneration
+
+    with quiet_transformers():
+        talker_config = Qwen2_5OmniConfig.from_pretrained(folder, local_files_only=True).talker_config
+        talker = Qwen2_5OmniTalkerForConditionalGeneration.from_pretrained(
+            folder, config=talker_config, dtype=dtype, local_files_only=True
+        )
+    return talker.to(device)
+
+
+def _group_prefixes() -> dict[str, str]:
+    """Module-name prefixes (relative to the thinker) of the groups that can carry LoRA adapters."""
+    return {"thinker": "model.language_model.", "vision_tower": "model.visual.", "audio_tower": "model.audio_tower."}
+
+
+def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Iterable[str]) -> list[str]:
+    """Full names of the Linear layers that get adapters.
+
+    In the language model: the recipe's `training.lora.target_modules` (by name suffix). The towers
+    reuse names like `q_proj`, so suffixes alone would put adapters in them too; a tower gets
+    adapters (on all its Linear layers) only when a stage trains it.
+    """
+    import torch
+
+    targets = set(target_modules)
+    prefixes = _group_prefixes()
+    wanted = [prefixes[group] for group in groups if group in prefixes and group != "thinker"]
+    names: list[str] = []
+    found_suffixes: set[str] = set()
+    for name, module in thinker.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        suffix = name.rsplit(".", 1)[-1]
+        if "thinker" in groups and name.startswith(prefixes["thinker"]) and suffix in targets:
+            names.append(name)
+            found_suffixes.add(suffix)
+        elif any(name.startswith(prefix) for prefix in wanted):
+            names.append(name)
+    missing = targets - found_suffixes
+    if "thinker" in groups and missing:
+        available = sorted({
+            name.rsplit(".", 1)[-1]
+            for name, module in thinker.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.startswith(prefixes["thinker"])
+        })
+        raise ModelLoadError(
+            f"training.lora.target_modules: {', '.join(sorted(missing))} match no layer of the language model; "
+            f"its Linear layers are {', '.join(available)}."
+        )
+    return names
+
+
+def _apply_lora(thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        thinker = prepare_model_for_kbit_training(thinker, use_gradient_checkpointing=checkpointing)
+    config = LoraConfig(
+        r=int(lora.get("r", 16)),
+        lora_alpha=float(lora.get("alpha", 32)),
+        lora_dropout=float(lora.get("dropout", 0.05)),
+        target_modules=target_names,
+        bias="none",
+        task_type=TaskType.CAUSAL_LM,
+    )
+    return get_peft_model(thinker, config)
+
+
+def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
+    """Freeze all but `groups`. With LoRA only the adapters inside those groups train."""
+    groups = tuple(groups)
+    unknown = [group for group in groups if group not in GROUPS]
+    if unknown:
+        raise ModelLoadError(f"unknown module group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}.")
+    if "talker" in groups and loaded.talker is None:
+        raise ModelLoadError("a stage trains the talker, but it was not loaded: list 'talker' in stages[*].train.")
+    for module in [loaded.model, *loaded.groups["talker"]]:
+        module.requires_grad_(False)
+    for group in groups:
+        for module in loaded.groups[group]:
+            for name, parameter in module.named_parameters():
+                is_adapter = "lora_" in name
+                if loaded.method in LORA_METHODS and group != "talker":
+                    parameter.requires_grad_(is_adapter)
+                elif parameter.is_floating_point():
+                    parameter.requires_grad_(True)
+    loaded.trainable_groups = groups
+
+
+def _stage_groups(recipe_data: dict[str, Any]) -> list[tuple[str, ...]]:
+    stages = recipe_data.get("stages") or []
+    listed = [tuple(stage.get("train") or ()) for stage in stages]
+    return [groups or ("thinker",) for groups in listed] or [("thinker",)]
+
+
+def _checkpointing_wanted(value: str, device: Any) -> bool:
+    return value == "on" or (value == "auto" and device.type == "cuda")
+
+
+def load_for_training(
+    recipe_data: dict[str, Any],
+    recipe_dir: Path,
+    device: Any = None,
+    *,
+    train_groups: Iterable[str] | None = None,
+    gradient_checkpointing: bool | None = None,
+) -> LoadedModel:
+    """Load the thinker (and processor), apply quantization, LoRA or full fine-tuning, and freezing."""
+    offline_hub()
+    base = recipe_data["base_model"]
+    training = recipe_data.get("training", {})
+    method = training.get("method", "lora")
+    device = resolve_device(str(device) if device is not None else recipe_data.get("hardware", {}).get("device"))
+    folder = resolve_model_dir(base["path"], Path(recipe_dir))
+    config = check_model_dir(folder)
+    dtype = resolve_dtype(base.get("dtype", "auto"), device)
+    quantization = resolve_quantization(base.get("quantization", "auto"), method, config)
+    if quantization != "none" and method == "full":
+        raise ModelLoadError(
+            f"training.method full cannot update {quantization} weights; use method qlora, or base_model.quantization none."
+        )
+    if gradient_checkpointing is None:
+        gradient_checkpointing = _checkpointing_wanted(training.get("gradient_checkpointing", "auto"), device)
+    all_groups = tuple(dict.fromkeys(group for groups in _stage_groups(recipe_data) for group in groups))
+    first_groups = tuple(train_groups) if train_groups is not None else _stage_groups(recipe_data)[0]
+    unknown = [group for group in (*all_groups, *first_groups) if group not in GROUPS]
+    if unknown:
+        raise ModelLoadError(
+            f"stages[*].train: {', '.join(dict.fromkeys(unknown))} have no module in the Qwen2.5-Omni base model "
+            f"(its groups: {', '.join(GROUPS)}); projectors and query tokens belong to the generation decoders."
+        )
+
+    processor = load_processor(folder)
+    thinker = load_thinker(
+        folder,
+        dtype=dtype,
+        device=device,
+        attn_implementation=resolve_attn_implementation(base.get("attn_implementation", "auto"), device),
+        extra_kwargs=_quantization_kwargs(quantization, config, dtype, folder),
+        trust_remote_code=bool(base.get("trust_remote_code", False)),
+    )
+    thinker.config.use_cache = False  # the KV cache is useless when training and costs memory
+    if gradient_checkpointing:
+        thinker.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    talker = _load_talker(folder, dtype, device) if "talker" in all_groups else None
+
+    targets: list[str] = []
+    model = thinker
+    if method in LORA_METHODS:
+        targets = lora_target_names(thinker, training.get("lora", {}).get("target_modules", ()), all_groups)
+        model = _apply_lora(thinker, training.get("lora", {}), targets, quantization != "none", gradient_checkpointing)
+    loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker)
+    set_trainable_groups(loaded, first_groups)
+    loaded.model.train()
+    return loaded

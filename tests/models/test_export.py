@@ -1,0 +1,115 @@
+"""Final output: the adapter, the merged complete Omni folder, and loading either back for chat."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from omni_runner.models.export import MERGED_DIR, generate_text, load_for_inference, save_final
+from omni_runner.models.load import ModelLoadError, load_for_training
+
+MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _logits(model, processor):
+    batch = processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
+                                          return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model_dir, tmp_path_factory):
+    """A LoRA run's final folder with a merged copy; the adapters are non-zero, as after training."""
+    data = {
+        "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+        "training": {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}},
+    }
+    loaded = load_for_training(data, tiny_model_dir)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in loaded.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    loaded.model.eval()
+    final = save_final(loaded, tmp_path_factory.mktemp("run") / "final", merge=True)
+    return loaded, final, _logits(loaded.model, loaded.processor)
+
+
+def test_final_folder_holds_the_adapter_processor_and_manifest(tuned, tiny_model_dir):
+    _, final, _ = tuned
+
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
+        assert (final / name).is_file()
+    manifest = json.loads((final / "omni_runner_final.json").read_text())
+    assert manifest == {"kind": "adapter", "base_model": str(tiny_model_dir), "method": "lora"}
+
+
+def test_merged_folder_loads_with_the_real_class_and_matches_base_plus_adapter(tuned):
+    from transformers import AutoProcessor, Qwen2_5OmniForConditionalGeneration
+
+    _, final, expected = tuned
+    merged = Qwen2_5OmniForConditionalGeneration.from_pretrained(final / MERGED_DIR)
+
+    logits = _logits(merged.thinker, AutoProcessor.from_pretrained(final / MERGED_DIR))
+
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_merged_folder_keeps_the_original_talker_and_token2wav(tuned, tiny_model_dir):
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    _, final, _ = tuned
+    merged = Qwen2_5OmniForConditionalGeneration.from_pretrained(final / MERGED_DIR)
+    base = Qwen2_5OmniForConditionalGeneration.from_pretrained(tiny_model_dir)
+
+    for part in ("talker", "token2wav"):
+        original = getattr(base, part).state_dict()
+        assert all(torch.equal(t, original[n]) for n, t in getattr(merged, part).state_dict().items())
+    assert set(merged.speaker_map) == set(base.speaker_map)
+
+
+@pytest.mark.parametrize("where", ["adapter", "merged"])
+def test_load_for_inference_reproduces_the_tuned_model(tuned, where):
+    _, final, expected = tuned
+
+    loaded = load_for_inference(final if where == "adapter" else final / MERGED_DIR)
+
+    torch.testing.assert_close(_logits(loaded.model, loaded.processor), expected, atol=1e-5, rtol=1e-5)
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+
+
+def test_generate_text_returns_only_the_reply(tuned):
+    loaded, final, _ = tuned
+    reloaded = load_for_inference(final)
+
+    reply = generate_text(reloaded.model, reloaded.processor, MESSAGES, max_new_tokens=6)
+
+    batch = reloaded.processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        full = reloaded.model.generate(**batch, max_new_tokens=6, do_sample=False)
+    assert reply == reloaded.tokenizer.decode(full[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "<|im_start|>" not in reply and "What is the weather" not in reply
+
+
+def test_full_fine_tuning_writes_a_complete_omni_folder(tiny_model_dir, tmp_path):
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"}, "training": {"method": "full"}}
+    loaded = load_for_training(data, tiny_model_dir)
+    with torch.no_grad():
+        loaded.thinker.lm_head.weight.add_(1.0)
+
+    final = save_final(loaded, tmp_path / "final")
+
+    reloaded = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
+    assert torch.equal(reloaded.thinker.lm_head.weight, loaded.thinker.lm_head.weight)
+    assert json.loads((final / "omni_runner_final.json").read_text())["kind"] == "merged"
+
+
+def test_inference_from_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_for_inference(tmp_path / "final")

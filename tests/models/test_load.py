@@ -1,0 +1,168 @@
+"""`load_for_training`: the thinker from an Omni folder, LoRA/full fine-tuning, freezing, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from omni_runner.models.load import ModelLoadError, load_for_training, set_trainable_groups
+
+
+def _lora_parameters(thinker_config, targets, r):
+    """Adapter weights per layer: r * (in + out) for each targeted projection."""
+    text = thinker_config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    shapes = {
+        "q_proj": (text.hidden_size, text.num_attention_heads * head_dim),
+        "k_proj": (text.hidden_size, text.num_key_value_heads * head_dim),
+        "v_proj": (text.hidden_size, text.num_key_value_heads * head_dim),
+        "o_proj": (text.num_attention_heads * head_dim, text.hidden_size),
+    }
+    return text.num_hidden_layers * sum(r * (shapes[t][0] + shapes[t][1]) for t in targets)
+
+
+def test_loads_the_thinker_alone_with_the_checkpoint_weights(tiny_model_dir, recipe):
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    loaded = load_for_training(recipe(method="full"), tiny_model_dir)
+    full = Qwen2_5OmniForConditionalGeneration.from_pretrained(tiny_model_dir)
+
+    assert type(loaded.model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    assert not hasattr(loaded.model, "talker") and loaded.talker is None
+    expected = full.thinker.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in loaded.model.state_dict().items())
+    assert loaded.dtype == torch.float32 and loaded.device.type == "cpu"
+
+
+def test_text_only_forward_gives_a_finite_loss_and_gradients(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(), tiny_model_dir)
+    batch = loaded.processor.apply_chat_template(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+        tokenize=True, return_dict=True, return_tensors="pt",
+    )
+
+    output = loaded.model(**batch, labels=batch["input_ids"])
+    output.loss.backward()
+
+    assert torch.isfinite(output.loss)
+    assert all(p.grad is not None for p in loaded.model.parameters() if p.requires_grad)
+
+
+def test_lora_adapts_only_the_targeted_language_model_layers(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(), tiny_model_dir)
+
+    trainable = [name for name, p in loaded.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name and ".language_model." in name for name in trainable)
+    assert {name.rsplit(".", 1)[-1] for name in loaded.lora_targets} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert not any(".visual." in name or ".audio_tower." in name for name, _ in loaded.model.named_parameters()
+                   if "lora_" in name)
+    counts = loaded.parameter_counts()
+    assert counts["trainable"] == _lora_parameters(loaded.thinker.config, ["q_proj", "k_proj", "v_proj", "o_proj"], 8)
+
+
+def test_a_stage_that_trains_the_vision_tower_adds_adapters_there(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(stages=[{"name": "s", "train": ["thinker", "vision_tower"]}]), tiny_model_dir)
+
+    trainable = {name for name, p in loaded.model.named_parameters() if p.requires_grad}
+    assert any(".visual." in name for name in trainable)
+    assert not any(".audio_tower." in name for name in trainable)
+
+
+def test_full_fine_tuning_trains_the_listed_groups_and_freezes_the_rest(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(method="full", stages=[{"name": "s", "train": ["audio_tower"]}]), tiny_model_dir)
+
+    trainable = {name for name, p in loaded.model.named_parameters() if p.requires_grad}
+    assert trainable == {name for name, _ in loaded.model.named_parameters() if name.startswith("model.audio_tower.")}
+
+
+def test_set_trainable_groups_switches_between_stages(tiny_model_dir, recipe):
+    stages = [{"name": "align", "train": ["vision_tower"]}, {"name": "tune", "train": ["thinker"]}]
+    loaded = load_for_training(recipe(method="full", stages=stages), tiny_model_dir)
+
+    set_trainable_groups(loaded, ["thinker"])
+
+    trainable = {name for name, p in loaded.model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("model.language_model.", "lm_head.")) for name in trainable)
+
+
+def test_talker_is_loaded_only_for_a_stage_that_trains_it(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(method="full", stages=[{"name": "s", "train": ["talker"]}]), tiny_model_dir)
+
+    assert type(loaded.talker).__name__ == "Qwen2_5OmniTalkerForConditionalGeneration"
+    assert all(p.requires_grad for p in loaded.talker.parameters())
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+
+
+def test_gradient_checkpointing_follows_the_request(tiny_model_dir, recipe):
+    on = load_for_training(recipe(), tiny_model_dir, gradient_checkpointing=True)
+    off = load_for_training(recipe(), tiny_model_dir)  # auto on a CPU: off
+
+    assert on.thinker.is_activation_checkpointing
+    assert not off.thinker.is_activation_checkpointing
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path, recipe):
+    with pytest.raises(ModelLoadError, match=f"{tmp_path / 'nowhere'} does not exist"):
+        load_for_training(recipe(path="nowhere"), tmp_path)
+
+
+def test_garbage_config_is_a_clear_error(tiny_model_dir, tmp_path, recipe):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text("{not json")
+
+    with pytest.raises(ModelLoadError, match="config.json is not valid JSON"):
+        load_for_training(recipe(path=str(broken)), tmp_path)
+
+
+def test_a_model_of_another_kind_is_refused(tmp_path, recipe):
+    (tmp_path / "llama").mkdir()
+    (tmp_path / "llama" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+    with pytest.raises(ModelLoadError, match="model_type is 'llama'.*Qwen2.5-Omni"):
+        load_for_training(recipe(path="llama"), tmp_path)
+
+
+def test_a_folder_without_weights_is_refused(tiny_model_dir, tmp_path, recipe):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", partial / "config.json")
+
+    with pytest.raises(ModelLoadError, match="no weights"):
+        load_for_training(recipe(path="partial"), tmp_path)
+
+
+def test_unknown_lora_targets_name_the_available_layers(tiny_model_dir, recipe):
+    data = recipe()
+    data["training"]["lora"]["target_modules"] = ["q_proj", "query_key_value"]
+
+    with pytest.raises(ModelLoadError, match="query_key_value match no layer.*gate_proj"):
+        load_for_training(data, tiny_model_dir)
+
+
+def test_bitsandbytes_quantization_without_the_package_says_what_to_install(tiny_model_dir, monkeypatch, recipe):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+
+    with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
+        load_for_training(recipe(method="qlora"), tiny_model_dir)
+
+
+def test_gptq_without_the_backend_says_which_extra_to_install(tiny_model_dir, monkeypatch, recipe):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gptqmodel" else real_find_spec(name, *a))
+
+    with pytest.raises(ModelLoadError, match=r"pip install omni-runner\[gptq\]"):
+        load_for_training(recipe(method="qlora", quantization="gptq-int4"), tiny_model_dir)
+
+
+def test_full_fine_tuning_of_quantized_weights_is_refused(tiny_model_dir, recipe):
+    with pytest.raises(ModelLoadError, match="method full cannot update bnb-4bit"):
+        load_for_training(recipe(method="full", quantization="bnb-4bit"), tiny_model_dir)
