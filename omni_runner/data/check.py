@@ -20,6 +20,8 @@ def load_tokenizer(recipe: dict[str, Any], base_dir: Path) -> Any:
     """The base model's tokenizer (building the built-in tiny model first if needed)."""
     from transformers import AutoTokenizer
 
+    from omni_runner.models.hf_env import quiet_transformers
+
     value = str((recipe.get("base_model") or {}).get("path", ""))
     if is_builtin(value):
         from omni_runner.models.tiny import TINY_MODEL_NAME, ensure_tiny_model
@@ -29,7 +31,8 @@ def load_tokenizer(recipe: dict[str, Any], base_dir: Path) -> Any:
         folder = ensure_tiny_model()
     else:
         folder = resolve_model_path(value, base_dir)
-    return AutoTokenizer.from_pretrained(str(folder))
+    with quiet_transformers():
+        return AutoTokenizer.from_pretrained(str(folder))
 
 
 def _capability_of(recipe: dict[str, Any], capabilities: list[str] | None) -> dict[str, str]:

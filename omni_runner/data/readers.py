@@ -43,7 +43,7 @@ def _parse_line(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RecordError(f"line is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise RecordError(f"line is not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})") from None
 
 
 def _json_lines(path: str, size: int, mtime_ns: int):
@@ -55,7 +55,7 @@ def _json_lines(path: str, size: int, mtime_ns: int):
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                yield {"line": number, "text": line}
+                yield {"line": number, "text": line.rstrip("\r\n")}
 
 
 class ArrowLinesTable(RecordTable):

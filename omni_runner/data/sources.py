@@ -29,6 +29,7 @@ class DataSource:
     format: str
     table: RecordTable
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
+    media_root: Path | None = None
     good: list[int] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
 
@@ -40,8 +41,12 @@ class DataSource:
         return len(self.good)
 
     def conversation(self, position: int) -> Conversation:
-        """The `position`-th good record as a Conversation."""
-        return adapt(self.format, self.table.record(self.good[position]))
+        """The `position`-th good record as a Conversation, relative media paths made absolute."""
+        conversation = adapt(self.format, self.table.record(self.good[position]))
+        if self.media_root is not None:
+            for kind in ("images", "videos", "audios"):
+                setattr(conversation, kind, [_under(self.media_root, ref) for ref in getattr(conversation, kind)])
+        return conversation
 
     def location(self, position: int) -> str:
         return self.table.location(self.good[position])
@@ -69,6 +74,11 @@ class DataSource:
             raise DataError(f"dataset '{self.name}': no usable records in {self.table.path}")
 
 
+def _under(root: Path, reference: str) -> str:
+    """A media reference resolved against the media root (absolute paths and URLs stay as they are)."""
+    return reference if "://" in reference or Path(reference).is_absolute() else str(root / reference)
+
+
 def too_many_bad_message(name: str, bad: list[BadRecord], checked: int, limit: float) -> str:
     shown = "\n".join(f"  {b.location}: {b.reason}" for b in bad[:SHOWN_BAD_RECORDS])
     more = f"\n  ... and {len(bad) - SHOWN_BAD_RECORDS} more" if len(bad) > SHOWN_BAD_RECORDS else ""
@@ -90,11 +100,13 @@ def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
         cache_dir=cache_dir() / "datasets",
     )
     limit = spec.get("max_bad_fraction")
+    media_root = spec.get("media_root")
     return DataSource(
         name=name,
         format=spec["format"],
         table=table,
         max_bad_fraction=DEFAULT_MAX_BAD_FRACTION if limit is None else float(limit),
+        media_root=resolve_data_path(str(media_root), base_dir) if media_root else (path if path.is_dir() else path.parent),
     )
 
 

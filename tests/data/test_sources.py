@@ -103,3 +103,20 @@ def test_undeclared_dataset_is_a_clear_error(tmp_path):
     recipe = {"datasets": {}, "capabilities": {"cot": {"datasets": ["missing"]}}}
     with pytest.raises(DataError, match="capabilities use dataset 'missing', which is not declared"):
         build_sources(recipe, tmp_path)
+
+
+def test_relative_media_paths_resolve_against_media_root_or_the_data_folder(tmp_path):
+    record = {"conversations": [{"from": "human", "value": "<image>What is it?"}, {"from": "gpt", "value": "A cat."}],
+              "images": ["pics/cat.jpg"]}
+    path = write_jsonl(tmp_path / "a.jsonl", [record])
+    assert build_sources(recipe_for(path, "sharegpt"), tmp_path)["d"].conversation(0).images == [str(tmp_path / "pics/cat.jpg")]
+    media = tmp_path / "media"
+    source = build_sources(recipe_for(path, "sharegpt", media_root=str(media)), tmp_path)["d"]
+    assert source.conversation(0).images == [str(media / "pics/cat.jpg")]
+
+
+def test_streaming_true_reads_jsonl_lazily_with_the_same_bad_record_locations(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [GOOD, "{broken", GOOD])
+    source = build_sources(recipe_for(path, streaming=True, max_bad_fraction=0.5), tmp_path)["d"]
+    assert isinstance(source.table, StreamedLinesTable)
+    assert (len(source), source.bad[0].location) == (2, "a.jsonl:2")
