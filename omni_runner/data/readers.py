@@ -123,38 +123,23 @@ class StreamedLinesTable(RecordTable):
         return f"{self.path.name}:{int(self._numbers[index])}"
 
 
-class ListTable(RecordTable):
-    """Records of a JSON array file, parsed once."""
+class IndexedTable(RecordTable):
+    """Records that support len() and indexing: a parsed JSON array (locations `file item N`), or a
+    Parquet file / `save_to_disk` folder memory-mapped by HF datasets (`file row N`)."""
 
-    def __init__(self, path: Path, items: list[Any]) -> None:
+    def __init__(self, path: Path, rows: Any, unit: str) -> None:
         self.path = path
-        self._items = items
+        self._rows = rows
+        self._unit = unit
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._rows)
 
     def record(self, index: int) -> Any:
-        return self._items[index]
+        return self._rows[index]
 
     def location(self, index: int) -> str:
-        return f"{self.path.name} item {index}"
-
-
-class ArrowRowsTable(RecordTable):
-    """Rows of a Parquet file or a `save_to_disk` folder, memory-mapped by HF datasets."""
-
-    def __init__(self, path: Path, table: Any) -> None:
-        self.path = path
-        self._table = table
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def record(self, index: int) -> Any:
-        return self._table[index]
-
-    def location(self, index: int) -> str:
-        return f"{self.path.name} row {index}"
+        return f"{self.path.name} {self._unit} {index}"
 
 
 def _starts_with_array(path: Path) -> bool:
@@ -202,16 +187,16 @@ def open_table(path: Path, *, split: str = "train", streaming: bool | str = "aut
     if path.is_dir():
         if not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
             raise DataError(f"{path}: a folder must be written by datasets' save_to_disk (no dataset_info.json)")
-        return ArrowRowsTable(path, _load_from_disk(path, split))
+        return IndexedTable(path, _load_from_disk(path, split), "row")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import datasets
 
-        return ArrowRowsTable(path, datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir)))
+        return IndexedTable(path, datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir)), "row")
     if suffix not in (".json", ".jsonl"):
         raise DataError(f"{path}: unsupported file type '{suffix}' (use .jsonl, .json, .parquet or a save_to_disk folder)")
     if suffix == ".json" and _starts_with_array(path):
-        return ListTable(path, _load_json_array(path))
+        return IndexedTable(path, _load_json_array(path), "item")
     if use_streaming(path, streaming):
         return StreamedLinesTable(path)
     return ArrowLinesTable(path, cache_dir)
