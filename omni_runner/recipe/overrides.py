@@ -36,21 +36,35 @@ def _apply_one(document: Document, text: str) -> Diagnostic | None:
         value = parse_value_text(value_text)
     except ValueError as exc:
         return error(f"--set {text}: the value is not valid YAML: {exc}", None, key)
+    problem = _unreachable(document.data, path)
+    if problem:
+        return error(f"--set {text}: {problem}", None, key)
     container: Any = document.data
+    for part in path[:-1]:
+        if isinstance(part, str) and not isinstance(container.get(part), (dict, list)):
+            container[part] = {}
+        container = container[part]
+    container[path[-1]] = value
+    forget_origin(document, path)
+    return None
+
+
+def _unreachable(data: Any, path: Path_) -> str | None:
+    """Why `path` cannot be set in `data` (a list index past the end, a non-mapping in the way), or None.
+
+    Checked before anything changes, so a failed override leaves the recipe as it was."""
+    node = data
     for depth, part in enumerate(path):
         where = field_name(path[:depth]) or "the recipe"
-        if isinstance(part, int) and not (isinstance(container, list) and part < len(container)):
-            size = len(container) if isinstance(container, list) else 0
-            return error(f"--set {text}: {where} has {size} item(s), no index {part}", None, key)
-        if isinstance(part, str) and not isinstance(container, dict):
-            return error(f"--set {text}: {where} is not a mapping in the recipe", None, key)
-        if depth == len(path) - 1:
-            container[part] = value
+        if isinstance(part, int):
+            items = node if isinstance(node, list) else []
+            if part >= len(items):
+                return f"{where} has {len(items)} item(s), no index {part}"
+            node = items[part]
+        elif isinstance(node, dict) or node is None:
+            node = node.get(part) if node else None
         else:
-            if isinstance(part, str) and not isinstance(container.get(part), (dict, list)):
-                container[part] = {}
-            container = container[part]
-    forget_origin(document, path)
+            return f"{where} is not a mapping in the recipe"
     return None
 
 
