@@ -32,6 +32,18 @@ _DIFFUSERS_PIPELINES: dict[str, tuple[str, str]] = {
 _TEXT_ONLY_TYPES = ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3")
 _VISION_ENCODER_TYPES = ("siglip", "siglip2", "siglip_vision_model", "siglip2_vision_model", "clip", "clip_vision_model")
 _PARAKEET_TYPES = ("parakeet_ctc", "parakeet_tdt", "parakeet_rnnt", "parakeet_encoder")
+# Denoiser config keys the planner needs to size activations (latent size, frames, widths).
+_DENOISER_SHAPE_KEYS = (
+    "sample_size",
+    "patch_size",
+    "joint_attention_dim",
+    "pooled_projection_dim",
+    "block_out_channels",
+    "layers_per_block",
+    "down_block_types",
+    "num_frames",
+    "cross_attention_dim",
+)
 _BYTES_PER_PARAM = {"float32": 4, "F32": 4, "bfloat16": 2, "float16": 2, "BF16": 2, "F16": 2}
 
 
@@ -409,7 +421,9 @@ def _diffusers_component(class_name: str, config: dict[str, Any], folder: Path, 
     """Size one pipeline component from its config; fall back to its safetensors index."""
     if class_name == "SD3Transformer2DModel":
         hidden = int(config.get("num_attention_heads", 24)) * int(config.get("attention_head_dim", 64))
-        return param_count.diffusion_transformer(hidden_size=hidden, num_layers=int(config.get("num_layers", 24)), streams=2)
+        component = param_count.diffusion_transformer(hidden_size=hidden, num_layers=int(config.get("num_layers", 24)), streams=2)
+        component.update({k: config[k] for k in _DENOISER_SHAPE_KEYS if k in config})
+        return component
     if class_name in ("CLIPTextModelWithProjection", "CLIPTextModel", "CLIPVisionModelWithProjection"):
         return _vit(config, vocab=config.get("vocab_size") if "Text" in class_name else None)
     if class_name in ("T5EncoderModel",):
@@ -424,7 +438,11 @@ def _diffusers_component(class_name: str, config: dict[str, Any], folder: Path, 
             extra=int(config.get("vocab_size", 32128)) * d + layers * 4 * d * (inner - d),
         )
     params = _index_parameters(folder, findings, prefix=f"{folder.name}/")
-    return {"kind": "decoder", "parameters": params, "quantizable": 0} if params else None
+    if not params:
+        return None
+    component = {"kind": "decoder", "parameters": params, "quantizable": 0}
+    component.update({k: config[k] for k in _DENOISER_SHAPE_KEYS if k in config})
+    return component
 
 
 def _detect_nemo(archive: Path) -> Detection:

@@ -1,0 +1,232 @@
+"""Compile a loaded recipe into a plan: gated capabilities, stages, module groups, mixture, memory.
+
+The plan is plain data (`Plan.to_json()` is what `plan.json` holds) so the trainer, the TUI and a
+person read the same thing. Compiling reads config files at most; it never loads weights or
+imports torch. All recipe problems found here come out together as one `RecipeError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omni_runner.plan.architectures import group_size
+from omni_runner.plan.fit import Fit, Precision, Shape, fit_stage, native_generation_shape
+from omni_runner.plan.gate import blocked_diagnostics, enabled_capabilities, modality_sources
+from omni_runner.plan.mixture import stage_mixture, total_mixture
+from omni_runner.plan.models import PlannedModel, resolve_models
+from omni_runner.plan.modules import StageModules, default_train_groups, stage_modules
+from omni_runner.recipe.errors import ERROR, Diagnostic, RecipeError, error, warning
+
+DEFAULT_STAGE = "train"
+
+
+@dataclass
+class StagePlan:
+    name: str
+    capabilities: list[str]
+    max_steps: int | None
+    lr: float
+    modules: StageModules
+    fit: Fit
+    mixture: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        shape = self.fit.shape
+        payload = {
+            "name": self.name,
+            "capabilities": self.capabilities,
+            "max_steps": self.max_steps,
+            "lr": self.lr,
+            "trainable": [g.to_json() for g in self.modules.trainable],
+            "frozen": [g.to_json() for g in self.modules.frozen],
+            "trainable_parameters": sum(g.parameters for g in self.modules.trainable),
+            "micro_batch": shape.micro_batch,
+            "grad_accum": shape.grad_accum,
+            "seq_len": shape.seq_len,
+            "gradient_checkpointing": shape.checkpointing,
+            "memory": self.fit.estimate.to_json(),
+            "decisions": self.fit.decisions,
+            "mixture": self.mixture,
+        }
+        if shape.generation:
+            payload["generation"] = shape.generation
+        return payload
+
+
+@dataclass
+class Plan:
+    name: str
+    stages: list[StagePlan]
+    models: dict[str, PlannedModel]
+    modality_sources: dict[str, str]
+    total_steps: int | None
+    vram_gb: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total_steps": self.total_steps,
+            "vram_gb": self.vram_gb,
+            "stages": [s.to_json() for s in self.stages],
+            "mixture": total_mixture([s.mixture for s in self.stages]),
+            "models": {slot: {**m.detection.to_json(), "planned_from_table": m.from_table} for slot, m in self.models.items()},
+            "modalities": self.modality_sources,
+            "warnings": self.warnings,
+        }
+
+
+def compile_plan(recipe: Any) -> Plan:
+    """The plan for `recipe` (a loaded `Recipe`); raises RecipeError listing every problem."""
+    data = recipe.data
+    models, diagnostics = resolve_models(recipe)
+    if "base_model" not in models:
+        raise RecipeError(diagnostics or [error("the recipe has no base_model.path", None, "base_model")])
+    sources = modality_sources(models)
+    diagnostics += blocked_diagnostics(recipe, sources)
+    diagnostics += _speech_decoder_check(recipe, sources)
+    training = data.get("training") or {}
+    base = models["base_model"]
+    if training.get("method") == "full" and base.detection.quantization:
+        diagnostics.append(error(
+            f"full fine-tuning cannot update {base.detection.quantization} weights",
+            recipe.location(("training", "method")), "training.method",
+            "use method: lora (LoRA adapters on the quantized base) or an unquantized base model",
+        ))
+    if any(d.severity == ERROR for d in diagnostics):
+        raise RecipeError(diagnostics)
+
+    hardware = data.get("hardware") or {}
+    vram = hardware.get("vram_gb", 16)
+    vram_gb = float(min(vram) if isinstance(vram, list) else vram)
+    precision = _precision(data, base)
+    stage_specs = _stage_specs(data, recipe, diagnostics)
+    total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
+    stages: list[StagePlan] = []
+    for spec in stage_specs:
+        stage = _compile_stage(spec, models, sources, training, precision, vram_gb, recipe, diagnostics)
+        if stage is not None:
+            stages.append(stage)
+    if any(d.severity == ERROR for d in diagnostics):
+        raise RecipeError(diagnostics)
+    if hardware.get("device") == "cpu":
+        diagnostics.append(warning("device cpu: the estimate is host memory and vram_gb is not enforced", recipe.location(("hardware", "device")), "hardware.device"))
+    if (data.get("distributed") or {}).get("strategy") in ("fsdp", "deepspeed"):
+        diagnostics.append(warning("the estimate assumes a full replica per device; sharding (FSDP/ZeRO) lowers it", recipe.location(("distributed", "strategy")), "distributed.strategy"))
+    return Plan(
+        name=str(data.get("name", "")),
+        stages=stages,
+        models=models,
+        modality_sources=sources,
+        total_steps=total_steps,
+        vram_gb=vram_gb,
+        warnings=[_warning_text(d) for d in diagnostics if d.severity != ERROR],
+    )
+
+
+def _warning_text(diagnostic: Diagnostic) -> str:
+    return f"{diagnostic.field}: {diagnostic.message}" if diagnostic.field else diagnostic.message
+
+
+def _speech_decoder_check(recipe: Any, sources: dict[str, str]) -> list[Diagnostic]:
+    decoders = recipe.data.get("decoders") or {}
+    if "speech" in decoders and "audio_out" not in sources:
+        return [warning("decoders.speech uses the base model's talker, but the base model has none; nothing provides audio_out",
+                        recipe.location(("decoders", "speech")), "decoders.speech")]
+    return []
+
+
+def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:
+    base_section = data.get("base_model") or {}
+    training = data.get("training") or {}
+    dtype = base_section.get("dtype", "auto")
+    if dtype == "auto":
+        dtype = "float32" if (data.get("hardware") or {}).get("device") == "cpu" else "bfloat16"
+    quantization = base.detection.quantization
+    requested = base_section.get("quantization", "auto")
+    if requested not in ("auto", None):
+        quantization = None if requested == "none" else requested
+    return Precision(
+        dtype=dtype,
+        quantization=quantization,
+        group_size=group_size(base.from_table) if base.from_table else 128,
+        full_thinker=training.get("method") == "full",
+        on_accelerator=(data.get("hardware") or {}).get("device") != "cpu",
+        lora_dropout=float((training.get("lora") or {}).get("dropout", 0.05)) > 0,
+    )
+
+
+def _stage_specs(data: dict[str, Any], recipe: Any, diagnostics: list[Diagnostic]) -> list[dict[str, Any]]:
+    """The recipe's stages (or one stage with everything), each restricted to enabled capabilities."""
+    enabled = enabled_capabilities(data)
+    declared = data.get("stages") or [{"name": DEFAULT_STAGE, "capabilities": []}]
+    specs = []
+    for index, stage in enumerate(declared):
+        asked = list(stage.get("capabilities") or enabled)
+        kept = [c for c in asked if c in enabled]
+        if not kept:
+            diagnostics.append(warning(f"stage {stage['name']!r} has no enabled capability and is skipped",
+                                       recipe.location(("stages", index, "name")), f"stages[{index}]"))
+            continue
+        specs.append({**stage, "capabilities": kept, "index": index})
+    return specs
+
+
+def _total_steps(training: dict[str, Any], specs: list[dict[str, Any]], diagnostics: list[Diagnostic], recipe: Any) -> int | None:
+    """Give stages without `max_steps` an even share of `training.max_steps`; the sum is the run's length."""
+    budget = training.get("max_steps")
+    open_stages = [s for s in specs if not s.get("max_steps")]
+    if budget is None and open_stages:
+        diagnostics.append(warning("training.epochs: the number of steps depends on the data set sizes and is fixed when the data is read",
+                                   recipe.location(("training", "epochs")), "training.epochs"))
+        return None
+    share, remainder = divmod(int(budget or 0), max(len(open_stages), 1))
+    for position, spec in enumerate(open_stages):
+        spec["max_steps"] = share + (1 if position < remainder else 0)
+    return sum(int(s["max_steps"]) for s in specs)
+
+
+def _compile_stage(
+    spec: dict[str, Any],
+    models: dict[str, PlannedModel],
+    sources: dict[str, str],
+    training: dict[str, Any],
+    precision: Precision,
+    vram_gb: float,
+    recipe: Any,
+    diagnostics: list[Diagnostic],
+) -> StagePlan | None:
+    capabilities = spec["capabilities"]
+    train = list(spec.get("train") or default_train_groups(capabilities, sources))
+    modules = stage_modules(capabilities, train, models, sources, training)
+    policy = training.get("gradient_checkpointing", "auto")
+    shape = Shape(
+        micro_batch=int(training.get("micro_batch", 1)),
+        grad_accum=int(training.get("grad_accum", 8)),
+        seq_len=int(training.get("seq_len", 2048)),
+        checkpointing=policy == "on",
+        generation=native_generation_shape(modules),
+    )
+    fit = fit_stage(modules, shape, precision, vram_gb, policy)
+    if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
+        need = fit.estimate.total / 1024**3
+        diagnostics.append(error(
+            f"stage {spec['name']!r} needs about {need:.1f} GB even after {len(fit.decisions)} adjustment(s) "
+            f"({'; '.join(d['what'] for d in fit.decisions) or 'none allowed'}), more than the {vram_gb:g} GB card",
+            recipe.location(("hardware", "vram_gb")), "hardware.vram_gb",
+            "use a quantized base (gptq-int4, bnb-4bit), a shorter training.seq_len, fewer capabilities per stage, "
+            "gradient_checkpointing: auto, or a larger card",
+        ))
+        return None
+    global_batch = fit.shape.micro_batch * fit.shape.grad_accum
+    steps = int(spec.get("max_steps") or 0)
+    return StagePlan(
+        name=spec["name"],
+        capabilities=capabilities,
+        max_steps=steps or None,
+        lr=float(spec.get("lr") or training.get("lr", 2e-4)),
+        modules=modules,
+        fit=fit,
+        mixture=stage_mixture(recipe.data, capabilities, steps * global_batch),
+    )

@@ -1,0 +1,142 @@
+"""Peak accelerator memory of one training step, from first principles (no weights, no torch).
+
+Every term is bytes = count x bytes-per-element, with the count taken from architecture dimensions
+and the stage's batch shape. The constants below are the element counts a layer keeps for its
+backward pass; docs/plan.md derives each one and works the 16 GB example. The estimate is meant to
+be a little pessimistic: a plan that fits here should fit on the card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+
+BYTES_PER_DTYPE = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
+
+# CUDA context, cuBLAS/cuDNN workspaces and the allocator's first pools, before any tensor exists.
+CUDA_CONTEXT_BYTES = 0.75 * GIB
+# The caching allocator rounds blocks and fragments; a few percent of everything else is lost to it.
+FRAGMENTATION = 0.05
+
+# AdamW keeps two fp32 moments per trainable parameter.
+ADAM_STATE_BYTES = 8.0
+# Trainable parameters held in half precision get an fp32 master copy (full fine-tuning in bf16).
+MASTER_COPY_BYTES = 4.0
+# peft keeps LoRA weights (and we keep projectors/query tokens) in fp32 even on a bf16 base.
+ADAPTER_BYTES = 4.0
+GRADIENT_BYTES = 4.0
+# Logits for the loss: bf16 logits, their fp32 upcast for cross-entropy, and its fp32 gradient.
+LOGIT_BYTES_PER_ENTRY = 2.0 + 4.0 + 4.0
+
+# Elements of width `hidden` a diffusion-transformer block keeps per token and stream: norm input,
+# modulated input, q, k, v, attention output, gated projection, second norm input and modulated
+# input (9) plus the 4x-wide MLP's pre- and post-activation (8).
+DIT_SAVED_PER_TOKEN = 17
+# Per latent position and channel, a spatio-temporal UNet keeps about this many elements in a
+# resnet (spatial + temporal: norm, activation and conv output, twice each) and in a transformer
+# (spatial + temporal: norm, q, k, v, attention output, projection, then a GEGLU feed-forward).
+UNET_RESNET_SAVED = 12
+UNET_TRANSFORMER_SAVED = 44
+# Up-path resnets read the skip connection concatenated to their input.
+UNET_UP_RESNET_WIDTH = 1.5
+
+
+def weight_bytes_per_param(quantization: str | None, dtype: str = "bfloat16", group_size: int = 128) -> float:
+    """Storage per parameter: packed integers plus one fp16 scale and one packed zero point per group."""
+    if quantization in ("gptq-int4", "awq-int4"):
+        return 0.5 + (2.0 + 0.5) / group_size
+    if quantization in ("gptq-int8", "awq-int8"):
+        return 1.0 + (2.0 + 1.0) / group_size
+    if quantization == "bnb-4bit":
+        return 0.5 + 4.0 / 64  # NF4 blocks of 64 with an fp32 absmax each
+    if quantization == "bnb-8bit":
+        return 1.0 + 4.0 / 4096  # LLM.int8(): one fp32 scale per row of ~4k
+    return BYTES_PER_DTYPE.get(dtype, 2.0)
+
+
+def language_model_layer_bytes_per_token(dims: dict[str, Any], lora_dropout: bool, dtype_bytes: float = 2.0) -> float:
+    """What one decoder layer keeps per token for backward, with memory-efficient attention (sdpa/flash).
+
+    Two RMSNorm inputs and outputs (4h), q and the attention output (2h), k and v (2·kv), the
+    gated MLP's gate, up, activated gate and product (4·intermediate). LoRA dropout copies the
+    input of each of the four attention projections (4h) when dropout > 0.
+    """
+    h = dims["hidden_size"]
+    kv = dims.get("kv_heads", dims.get("heads", 1)) * dims.get("head_dim", h // max(dims.get("heads", 1), 1))
+    q = dims.get("heads", 1) * dims.get("head_dim", h // max(dims.get("heads", 1), 1))
+    elements = 4 * h + 2 * q + 2 * kv + 4 * dims["intermediate_size"] + (4 * h if lora_dropout else 0)
+    return elements * dtype_bytes
+
+
+def stack_activation_bytes(tokens: int, layers: int, per_token_layer: float, hidden: int, checkpointing: bool, dtype_bytes: float = 2.0) -> float:
+    """A stack of identical layers: all of them kept, or (checkpointed) each layer's input plus one recomputed layer."""
+    if checkpointing:
+        return tokens * (layers * hidden * dtype_bytes + per_token_layer)
+    return tokens * layers * per_token_layer
+
+
+def dit_activation_bytes(tokens: int, layers: int, hidden: int, checkpointing: bool) -> float:
+    """A diffusion transformer; in a joint (MMDiT) block each token lives in one stream, so streams add no tokens."""
+    per_token_layer = DIT_SAVED_PER_TOKEN * hidden * 2.0
+    return stack_activation_bytes(tokens, layers, per_token_layer, hidden, checkpointing)
+
+
+def unet_activation_bytes(
+    batch: int,
+    frames: int,
+    latent_side: int,
+    channels: list[int],
+    layers_per_block: int,
+    attention_levels: list[bool],
+    checkpointing: bool,
+) -> float:
+    """A (spatio-temporal) UNet at one latent size: every level keeps its resnets' and transformers' tensors.
+
+    Checkpointed, each block keeps only its input, plus the working set of the largest block while it
+    is recomputed.
+    """
+    kept = 0.0
+    largest_block = 0.0
+    for level, width in enumerate(channels):
+        positions = batch * frames * (latent_side >> level) ** 2
+        transformer = UNET_TRANSFORMER_SAVED if attention_levels[level] else 0
+        down_block = UNET_RESNET_SAVED + transformer
+        up_block = UNET_RESNET_SAVED * UNET_UP_RESNET_WIDTH + transformer
+        blocks = 2 * layers_per_block + 1
+        if checkpointing:
+            kept += blocks * positions * width * 2.0
+        else:
+            kept += (layers_per_block * down_block + (layers_per_block + 1) * up_block) * positions * width * 2.0
+        largest_block = max(largest_block, max(down_block, up_block) * positions * width * 2.0)
+    return kept + (largest_block if checkpointing else 0.0)
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per category; `estimate_gb` adds overhead (context + fragmentation) on top."""
+
+    weights: float = 0.0
+    adapters: float = 0.0
+    optimizer: float = 0.0
+    gradients: float = 0.0
+    activations: float = 0.0
+    decoders: float = 0.0
+    context: float = CUDA_CONTEXT_BYTES  # 0 on CPU: no CUDA context to pay for
+
+    @property
+    def overhead(self) -> float:
+        payload = self.weights + self.adapters + self.optimizer + self.gradients + self.activations + self.decoders
+        return self.context + FRAGMENTATION * payload
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.adapters + self.optimizer + self.gradients + self.activations + self.decoders + self.overhead
+
+    def to_json(self) -> dict[str, Any]:
+        parts = ("weights", "adapters", "optimizer", "gradients", "activations", "decoders", "overhead")
+        return {
+            "estimate_gb": round(self.total / GIB, 2),
+            "breakdown": {name: round(getattr(self, name) / GIB, 2) for name in parts},
+        }
