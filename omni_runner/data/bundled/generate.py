@@ -6,7 +6,8 @@ checked against it. Recipes name them `builtin:<folder>/<file>`.
 
 The tasks are small and checkable on purpose: a tiny model trained for minutes on CPU must be able
 to learn them, and tool calls must be scored by exact match. Tool calling uses a fixed catalogue
-of eight functions with typed arguments; the held-out file holds queries whose (function,
+of eight functions with typed arguments (each query offers the functions it needs plus one
+distractor); the held-out file holds queries whose (function,
 arguments) combinations never occur in training.
 """
 
@@ -178,10 +179,10 @@ def _tool_query(rng: random.Random) -> tuple[str, list[Call]]:
 
 
 def _tools_for(rng: random.Random, calls: list[Call]) -> list[str]:
-    """The called functions plus one or two distractors, in a shuffled order."""
+    """The called functions plus one distractor, in a shuffled order (short prompts for a tiny model)."""
     names = sorted({name for name, _ in calls})
     others = [n for n in CATALOGUE if n not in names]
-    names += rng.sample(others, rng.randint(1, 2))
+    names.append(rng.choice(others))
     rng.shuffle(names)
     return names
 
