@@ -16,7 +16,7 @@ from omni_runner.plan.gate import blocked_diagnostics, enabled_capabilities, mod
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
 from omni_runner.plan.modules import StageModules, default_train_groups, stage_modules
-from omni_runner.recipe.errors import ERROR, Diagnostic, RecipeError, error, warning
+from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
 DEFAULT_STAGE = "train"
 
@@ -125,6 +125,11 @@ def compile_plan(recipe: Any) -> Plan:
     )
 
 
+def _where(recipe: Any, path: tuple[str, ...]) -> Location:
+    """Where a field was written; for a default, its section, else the top of the recipe file."""
+    return recipe.location(path) or recipe.location(path[:1]) or Location(recipe.source, 1, 1)
+
+
 def _warning_text(diagnostic: Diagnostic) -> str:
     return f"{diagnostic.field}: {diagnostic.message}" if diagnostic.field else diagnostic.message
 
@@ -214,9 +219,9 @@ def _compile_stage(
         diagnostics.append(error(
             f"stage {spec['name']!r} needs about {need:.1f} GB even after {len(fit.decisions)} adjustment(s) "
             f"({'; '.join(d['what'] for d in fit.decisions) or 'none allowed'}), more than the {vram_gb:g} GB card",
-            recipe.location(("hardware", "vram_gb")), "hardware.vram_gb",
-            "use a quantized base (gptq-int4, bnb-4bit), a shorter training.seq_len, fewer capabilities per stage, "
-            "gradient_checkpointing: auto, or a larger card",
+            _where(recipe, ("hardware", "vram_gb")), "hardware.vram_gb",
+            "use a quantized base (gptq-int4, bnb-4bit), a shorter training.seq_len, fewer capabilities per stage"
+            + (", gradient_checkpointing: auto" if policy == "off" else "") + ", or a larger card",
         ))
         return None
     global_batch = fit.shape.micro_batch * fit.shape.grad_accum

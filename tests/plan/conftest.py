@@ -22,3 +22,23 @@ def parakeet_nemo(tmp_path: Path) -> Path:
     with tarfile.open(archive, "w") as tar:
         tar.add(MODELS / "parakeet-tdt-0.6b-v2-nemo" / "model_config.yaml", arcname="./model_config.yaml")
     return archive
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """Write a recipe file (`{models}` becomes the model fixtures folder) and return its path."""
+
+    def write(text: str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text.lstrip().replace("{models}", str(MODELS)))
+        return path
+
+    return write
+
+
+def line_of(path: Path, needle: str) -> int:
+    """1-based number of the first line of `path` that contains `needle`."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")

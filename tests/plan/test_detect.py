@@ -147,3 +147,27 @@ def test_unknown_diffusers_pipeline_is_a_clear_error(tmp_path: Path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
     with pytest.raises(DetectionError, match="'KandinskyPipeline' is not one omni-run can drive"):
         detect(tmp_path)
+
+
+def test_detect_command_exits_1_with_the_message_and_no_traceback(tmp_path: Path, capsys):
+    import argparse
+
+    from omni_runner.commands import detect as detect_command
+
+    parser = argparse.ArgumentParser()
+    detect_command.add_arguments(parser)
+    assert detect_command.run(parser.parse_args([str(tmp_path)])) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no config.json" in err and "Traceback" not in err
+
+
+def test_detect_command_json_is_the_detection(models: Path, capsys):
+    import argparse
+
+    from omni_runner.commands import detect as detect_command
+
+    parser = argparse.ArgumentParser()
+    detect_command.add_arguments(parser)
+    assert detect_command.run(parser.parse_args([str(models / "whisper-large-v3-turbo"), "--json"])) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert (payload["role"], payload["modalities"]) == ("encoder", ["text_out", "audio_in"])

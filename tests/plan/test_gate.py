@@ -1,0 +1,101 @@
+"""Capabilities are gated on modalities: a blocked one is an error at the line that asks for it."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+from omni_runner.commands import capabilities as capabilities_command
+from omni_runner.plan import compile_plan
+from omni_runner.recipe import RecipeError, load_recipe
+
+TEXT_BASE = textwrap.dedent("""
+    name: gate
+    base_model: {path: {models}/qwen2.5-7b-instruct}
+    datasets:
+      chat: {path: chat.jsonl, format: sharegpt}
+      captions: {path: captions.jsonl, format: image-caption}
+      speech: {path: speech.jsonl, format: speech-transcript}
+    capabilities:
+      cot: {datasets: [chat]}
+""")
+# The bf16 7B base needs a large card; these tests are about gates, not memory.
+TEXT_BASE = TEXT_BASE.replace("datasets:\n", "hardware: {vram_gb: 80}\ndatasets:\n", 1)
+
+
+def _blocked(recipe_path: Path) -> list:
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(recipe_path))
+    return caught.value.diagnostics
+
+
+def test_image_generation_without_image_decoder_is_an_error_at_its_line(write_recipe):
+    path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
+    [problem] = _blocked(path)
+    assert (problem.location.file, problem.location.line) == (path, line_of(path, "image-generation:"))
+    assert "image_out" in problem.message and "decoders.image" in problem.message
+    assert problem.field == "capabilities.image-generation"
+
+
+def test_podcast_without_audio_out_names_the_speech_decoder(write_recipe):
+    path = write_recipe(TEXT_BASE.replace("qwen2.5-7b-instruct", "qwen2-audio-7b-instruct") + "  podcast: {datasets: [speech]}\n")
+    [problem] = _blocked(path)
+    assert problem.location.line == line_of(path, "podcast:")
+    assert "audio_out" in problem.message and "decoders.speech" in problem.message
+    assert "audio_in" not in problem.message  # Qwen2-Audio hears; it only cannot speak
+
+
+def test_vision_qa_without_vision_names_the_vision_encoder(write_recipe):
+    path = write_recipe(TEXT_BASE + "  vision-qa: {datasets: [captions]}\n")
+    [problem] = _blocked(path)
+    assert problem.location.line == line_of(path, "vision-qa:")
+    assert "image_in" in problem.message and "encoders.vision" in problem.message
+
+
+def test_every_blocked_capability_is_reported_at_once(write_recipe):
+    path = write_recipe(TEXT_BASE + "  vision-qa: {datasets: [captions]}\n  image-generation: {datasets: [captions]}\n")
+    assert [d.field for d in _blocked(path)] == ["capabilities.vision-qa", "capabilities.image-generation"]
+
+
+def test_a_vision_encoder_unblocks_vision_qa(write_recipe):
+    path = write_recipe(
+        TEXT_BASE.replace("datasets:\n", "encoders:\n  vision: {path: {models}/siglip2-so400m-patch16-512}\ndatasets:\n", 1)
+        + "  vision-qa: {datasets: [captions]}\n"
+    )
+    plan = compile_plan(load_recipe(path))
+    assert plan.modality_sources["image_in"] == "encoders.vision"
+
+
+def test_disabled_capability_is_not_gated(write_recipe):
+    path = write_recipe(TEXT_BASE + "  vision-qa: {datasets: [captions], enabled: false}\n")
+    assert [s.name for s in compile_plan(load_recipe(path)).stages] == ["train"]
+
+
+def test_capabilities_command_marks_blocked_ones_with_missing_modality_and_provider(write_recipe, capsys):
+    path = write_recipe(TEXT_BASE + "  podcast: {datasets: [speech]}\n")
+    args = _parse(capabilities_command, [str(path), "--json"])
+    assert capabilities_command.run(args) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["capabilities"]}
+    assert rows["cot"]["available"] and rows["cot"]["requested"]
+    podcast = rows["podcast"]
+    assert not podcast["available"] and podcast["requested"]
+    assert [m["modality"] for m in podcast["missing"]] == ["audio_in", "audio_out"]
+    assert "decoders.speech" in podcast["missing"][1]["provided_by"]
+
+
+def test_capabilities_command_without_recipe_prints_the_registry(capsys):
+    assert capabilities_command.run(_parse(capabilities_command, ["--json"])) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 12 and rows[0]["name"] == "tool-calling"
+
+
+def _parse(module, argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)

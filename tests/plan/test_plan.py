@@ -1,0 +1,213 @@
+"""The compiled plan: its JSON shape, stages, module groups, mixture, memory decisions and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import line_of
+
+from omni_runner.commands import plan as plan_command
+from omni_runner.plan import compile_plan
+from omni_runner.plan.memory import weight_bytes_per_param
+from omni_runner.plan.modules import lora_parameters
+from omni_runner.recipe import RecipeError, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+CHAT_AND_COT = "datasets:\n  chat: {path: chat.jsonl, format: sharegpt}\ncapabilities:\n  cot: {datasets: [chat]}\n"
+
+
+@pytest.fixture
+def no_data_root(tmp_path: Path) -> dict[str, str]:
+    """An OMNI_DATA with nothing in it: every seed model is planned from the known-architecture table."""
+    return {"OMNI_DATA": str(tmp_path / "absent")}
+
+
+def _full_omni(environ, overrides=()) -> dict:
+    return compile_plan(load_recipe(RECIPES / "full_omni.yaml", overrides=list(overrides), environ=environ)).to_json()
+
+
+def _cot_recipe(write_recipe, base_model: str) -> Path:
+    """A one-capability recipe around `base_model` (a YAML flow mapping); base_model is on line 2."""
+    return write_recipe(f"name: probe\nbase_model: {base_model}\n" + CHAT_AND_COT)
+
+
+def _errors(path: Path) -> list:
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(path))
+    return [d for d in caught.value.diagnostics if d.severity == "error"]
+
+
+def _stage(plan: dict, name: str) -> dict:
+    return next(s for s in plan["stages"] if s["name"] == name)
+
+
+def test_plan_json_has_the_documented_shape(no_data_root):
+    plan = _full_omni(no_data_root)
+    assert {"stages", "mixture", "warnings", "models", "total_steps"} <= plan.keys()
+    stage = plan["stages"][0]
+    assert {"name", "capabilities", "trainable", "frozen", "micro_batch", "grad_accum", "seq_len",
+            "gradient_checkpointing", "memory", "decisions"} <= stage.keys()
+    assert set(stage["memory"]["breakdown"]) == {"weights", "adapters", "optimizer", "gradients", "activations", "decoders", "overhead"}
+    assert stage["memory"]["estimate_gb"] == pytest.approx(sum(stage["memory"]["breakdown"].values()), abs=0.05)
+    json.dumps(plan)
+
+
+def test_stages_follow_the_recipe_and_split_the_steps(no_data_root):
+    plan = _full_omni(no_data_root)
+    assert [s["name"] for s in plan["stages"]] == ["text", "understanding", "image-generation", "video-generation", "omni"]
+    assert [s["max_steps"] for s in plan["stages"]] == [1600] * 5
+    assert plan["total_steps"] == 8000
+
+
+def test_on_16_gb_text_capabilities_train_without_checkpointing(no_data_root):
+    text = _stage(_full_omni(no_data_root), "text")
+    assert text["gradient_checkpointing"] is False and text["decisions"] == []
+    assert text["memory"]["estimate_gb"] <= 16
+
+
+def test_on_16_gb_image_generation_needs_checkpointing(no_data_root):
+    stage = _stage(_full_omni(no_data_root), "image-generation")
+    assert stage["gradient_checkpointing"] is True
+    assert stage["decisions"][0]["what"] == "gradient checkpointing on"
+    assert "> 16 GB" in stage["decisions"][0]["why"]
+    assert stage["memory"]["breakdown"]["decoders"] > 3  # the SD3 transformer stays on the card
+
+
+def test_on_16_gb_tri_streaming_drops_to_micro_batch_one_keeping_the_global_batch(no_data_root):
+    plan = _full_omni(no_data_root, ["training.micro_batch=4", "training.grad_accum=4"])
+    omni = _stage(plan, "omni")
+    assert (omni["micro_batch"], omni["grad_accum"], omni["gradient_checkpointing"]) == (1, 16, True)
+    assert [d["what"] for d in omni["decisions"]][-1] == "micro_batch 2 -> 1, grad_accum 8 -> 16"
+
+
+def test_gradient_checkpointing_off_is_respected_and_the_batch_is_lowered_instead(no_data_root):
+    overrides = ["training.gradient_checkpointing=off", "training.micro_batch=4", "training.grad_accum=4"]
+    plan = compile_plan(load_recipe(RECIPES / "text_only.yaml", overrides=overrides, environ=no_data_root)).to_json()
+    [stage] = plan["stages"]
+    assert (stage["gradient_checkpointing"], stage["micro_batch"], stage["grad_accum"]) == (False, 1, 16)
+    assert [d["what"] for d in stage["decisions"]] == ["micro_batch 4 -> 2, grad_accum 4 -> 8", "micro_batch 2 -> 1, grad_accum 8 -> 16"]
+
+
+def test_plan_that_cannot_fit_is_an_error_at_the_vram_line(write_recipe, no_data_root):
+    path = write_recipe(f"extends: {RECIPES / 'text_only.yaml'}\nname: small-card\nhardware:\n  vram_gb: 6\n")
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(path, environ=no_data_root))
+    [problem] = [d for d in caught.value.diagnostics if d.severity == "error"]
+    assert (problem.location.file, problem.location.line) == (path, line_of(path, "vram_gb"))
+    assert "needs about" in problem.message and "6 GB card" in problem.message
+
+
+def test_missing_models_are_planned_from_the_known_table_and_the_plan_says_so(no_data_root):
+    plan = _full_omni(no_data_root)
+    assert plan["models"]["base_model"]["planned_from_table"] == "qwen2.5-omni-7b-gptq-int4"
+    assert plan["models"]["base_model"]["quantization"] == "gptq-int4"
+    assert any("planned from the known-architecture table (qwen2.5-omni-7b-gptq-int4)" in w for w in plan["warnings"])
+
+
+def test_models_on_disk_are_detected_not_looked_up(models: Path, write_recipe):
+    path = _cot_recipe(write_recipe, "{path: {models}/qwen2.5-omni-7b-gptq-int4}")
+    plan = compile_plan(load_recipe(path)).to_json()
+    assert plan["models"]["base_model"]["planned_from_table"] is None
+    assert plan["models"]["base_model"]["quantization"] == "gptq-int4"
+    assert not any("known-architecture" in w for w in plan["warnings"])
+
+
+def test_text_stage_trains_lora_only_and_keeps_media_modules_unloaded(no_data_root):
+    text = _stage(_full_omni(no_data_root), "text")
+    assert [g["module"] for g in text["trainable"]] == ["thinker.lora"]
+    resident = {g["module"] for g in text["frozen"] if g["resident"]}
+    assert resident == {"thinker"}
+
+
+def test_generation_stage_trains_projector_and_queries_and_keeps_decoder_text_encoders_off(no_data_root):
+    stage = _stage(_full_omni(no_data_root), "image-generation")
+    assert {"image_projector", "query_tokens.image"} <= {g["module"] for g in stage["trainable"]}
+    frozen = {g["module"]: g["resident"] for g in stage["frozen"]}
+    assert frozen["decoders.image.transformer"] is True and frozen["decoders.image.text_encoder_3"] is False
+
+
+def test_lora_parameters_follow_projection_shapes():
+    dims = {"hidden_size": 3584, "heads": 28, "kv_heads": 4, "head_dim": 128, "intermediate_size": 18944, "layers": 28}
+    per_layer = 16 * ((3584 + 3584) + 2 * (3584 + 512) + (3584 + 3584))
+    assert lora_parameters(dims, 16, ["q_proj", "k_proj", "v_proj", "o_proj"]) == 28 * per_layer
+
+
+def test_gptq_int4_costs_half_a_byte_plus_group_scales():
+    assert weight_bytes_per_param("gptq-int4", group_size=128) == pytest.approx(0.5 + 2.5 / 128)
+    assert weight_bytes_per_param(None, "bfloat16") == 2.0
+
+
+def test_activations_grow_with_the_micro_batch(no_data_root):
+    one = _stage(_full_omni(no_data_root), "text")["memory"]["breakdown"]["activations"]
+    two = _stage(_full_omni(no_data_root, ["training.micro_batch=2", "hardware.vram_gb=80"]), "text")["memory"]["breakdown"]["activations"]
+    assert two == pytest.approx(2 * one, rel=0.01)
+
+
+def test_mixture_expected_samples_are_steps_times_global_batch_times_weight(no_data_root):
+    plan = _full_omni(no_data_root)
+    text = _stage(plan, "text")
+    global_batch = text["micro_batch"] * text["grad_accum"]
+    # weights 1, 1, 1, 1, 0.5 -> tool-calling gets 1/4.5 of the text stage
+    entry = text["mixture"]["tool-calling"]
+    assert entry["weight"] == pytest.approx(1 / 4.5, rel=1e-5)
+    assert entry["expected_samples"] == round(1600 * global_batch / 4.5)
+    assert [d["name"] for d in entry["datasets"]] == ["xlam", "hermes", "gorilla"]
+    assert sum(plan["mixture"][c]["weight"] for c in plan["mixture"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_unknown_architecture_gets_a_did_you_mean(write_recipe):
+    [problem] = _errors(_cot_recipe(write_recipe, "{path: /nowhere/model, architecture: qwen2.5-omni-7b-gptq-int8}"))
+    assert problem.field == "base_model.architecture" and problem.location.line == 2
+    assert "did you mean 'qwen2.5-omni-7b-gptq-int4'" in problem.hint
+
+
+def test_missing_folder_with_no_known_architecture_says_how_to_plan_it(write_recipe):
+    [problem] = _errors(_cot_recipe(write_recipe, "{path: /nowhere/my-model}"))
+    assert "is not on disk and matches no known architecture" in problem.message
+    assert "set base_model.architecture to one of" in problem.hint
+
+
+def test_unreadable_model_folder_is_an_error_at_its_path(write_recipe, tmp_path: Path):
+    (tmp_path / "empty-model").mkdir()
+    [problem] = _errors(_cot_recipe(write_recipe, f"{{path: {tmp_path / 'empty-model'}}}"))
+    assert problem.field == "base_model.path" and problem.location.line == 2
+    assert "no config.json" in problem.message
+
+
+def test_full_fine_tuning_of_a_gptq_base_is_refused(no_data_root):
+    with pytest.raises(RecipeError, match="full fine-tuning cannot update gptq-int4 weights"):
+        _full_omni(no_data_root, ["training.method=full"])
+
+
+def test_plan_command_prints_a_readable_summary(no_data_root, monkeypatch, capsys):
+    monkeypatch.setenv("OMNI_DATA", no_data_root["OMNI_DATA"])
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    assert plan_command.run(parser.parse_args([str(RECIPES / "text_only.yaml")])) == 0
+    out = capsys.readouterr().out
+    assert "stage 1 'train'" in out and "gradient checkpointing off" in out and "memory: ~" in out
+    assert "planned from the known-architecture table" in out
+
+
+def test_plan_command_reports_recipe_errors_without_a_traceback(write_recipe, capsys):
+    import argparse
+
+    path = _cot_recipe(write_recipe, "{path: /nowhere/my-model}")
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    assert plan_command.run(parser.parse_args([str(path)])) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2:" in err and "Traceback" not in err
+
+
+def test_cpu_recipe_is_planned_without_a_cuda_context(no_data_root):
+    plan = compile_plan(load_recipe(RECIPES / "tiny_omni.yaml")).to_json()
+    stage = plan["stages"][0]
+    assert stage["memory"]["estimate_gb"] < 1
+    # no 0.75 GB CUDA context: only the allocator's few percent
+    assert stage["memory"]["breakdown"]["overhead"] <= 0.05 * stage["memory"]["estimate_gb"] + 0.005
+    assert plan["models"]["base_model"]["model_type"] == "qwen2_5_omni"
