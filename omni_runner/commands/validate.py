@@ -46,12 +46,17 @@ def _check(path: str, overrides: list[str], capabilities: list[str] | None) -> t
 
 
 def _counts(results: list[tuple[str, bool, list[Diagnostic]]]) -> tuple[int, int]:
-    diagnostics = [d for _, _, found in results for d in found]
+    diagnostics = _unique(results)
     return sum(d.severity == ERROR for d in diagnostics), sum(d.severity == WARNING for d in diagnostics)
 
 
+def _unique(results: list[tuple[str, bool, list[Diagnostic]]]) -> list[Diagnostic]:
+    """Each problem once, even when several recipes inherit it from the same parent file."""
+    return list(dict.fromkeys(d for _, _, found in results for d in found))
+
+
 def _human(results: list[tuple[str, bool, list[Diagnostic]]]) -> str:
-    lines = [d.render() for _, _, found in results for d in found]
+    lines = [d.render() for d in _unique(results)]
     errors, warnings = _counts(results)
     invalid = sum(not valid for _, valid, _ in results)
     recipes = f"{len(results)} recipe{'s' if len(results) != 1 else ''}"
@@ -85,7 +90,7 @@ def _github(results: list[tuple[str, bool, list[Diagnostic]]]) -> str:
             where = (f"file={_property(str(loc.file))},line={loc.line},col={loc.col}" if loc
                      else f"file={_property(path)}")
             lines.append(f"::{d.severity} {where},title=omni-run validate::{_data(message)}")
-    return "".join(line + "\n" for line in lines)
+    return "".join(line + "\n" for line in dict.fromkeys(lines))
 
 
 def _data(text: str) -> str:

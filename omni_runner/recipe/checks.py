@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.paths import is_builtin
-from omni_runner.recipe.errors import Diagnostic, did_you_mean, error, field_name
+from omni_runner.recipe.errors import ERROR, Diagnostic, did_you_mean, error, field_name
 from omni_runner.recipe.schema import iter_fields
 from omni_runner.recipe.yaml_source import Document, Path_
 
@@ -79,7 +79,7 @@ def missing_path_diagnostics(data: dict, severity: str, document: Document) -> l
             f"{what} path not found: {value}",
             document.locate(path),
             field_name(path),
-            "validate only warns about this (CI machines have no weights); a run refuses to start without it",
+            "a run cannot start without it: fix the path or put the files there" if severity == ERROR else None,
         ))
     return problems
 

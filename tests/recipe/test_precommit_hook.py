@@ -1,0 +1,21 @@
+"""The pre-commit manifest that lets other repositories validate their recipes on commit."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_hook_runs_the_validate_console_script_on_recipe_files():
+    [hook] = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert (hook["id"], hook["language"], hook["entry"]) == ("omni-run-validate", "python", "omni-run validate")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "omni-run" in scripts
+    matches = re.compile(hook["files"]).search
+    assert matches("recipes/full_omni.yaml") and matches("recipes/sub/x.yml")
+    assert not matches("docs/recipe-reference.md") and not matches(".github/workflows/ci.yaml")
