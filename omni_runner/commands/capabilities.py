@@ -53,6 +53,7 @@ def _registry_table(rows: list[dict]) -> str:
 
 
 def _with_recipe(args: argparse.Namespace) -> int:
+    from omni_runner.capabilities import PROVIDERS
     from omni_runner.plan.gate import capability_statuses, enabled_capabilities, modality_sources
     from omni_runner.plan.models import resolve_models
     from omni_runner.recipe import RecipeError, load_recipe
@@ -83,8 +84,9 @@ def _with_recipe(args: argparse.Namespace) -> int:
         mark = "available" if status.available else "BLOCKED"
         asked = " *" if status.name in requested else ""
         lines.append(f"{status.category:<11} {status.name + asked:<22} {mark}")
-        for missing in status.to_json()["missing"]:
-            lines.append(f"{'':<35}missing {missing['modality']}: add {missing['provided_by'].split('(add ', 1)[1].rstrip(')')}")
+        for modality in status.missing:
+            provider = PROVIDERS[modality]
+            lines.append(f"{'':<35}missing {modality}: add {provider.section} ({provider.what})")
     lines += ["", "* requested by the recipe"]
     print("\n".join(lines))
     return 0

@@ -99,3 +99,12 @@ def _parse(module, argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
     return parser.parse_args(argv)
+
+
+def test_capabilities_command_human_table_says_what_to_add(write_recipe, capsys):
+    path = write_recipe(TEXT_BASE.replace("qwen2.5-7b-instruct", "qwen2-audio-7b-instruct"))
+    assert capabilities_command.run(_parse(capabilities_command, [str(path)])) == 0
+    out = capsys.readouterr().out
+    assert "podcast                BLOCKED" in out
+    assert "missing audio_out: add decoders.speech" in out
+    assert "cot *                  available" in out
