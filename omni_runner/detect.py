@@ -143,7 +143,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _quantization(config: dict[str, Any], findings: _Findings) -> str | None:
     """Name the weight quantization from `quantization_config` (GPTQ, AWQ, bitsandbytes, ...)."""
-    quant = config.get("quantization_config")
+    key = "quantization_config"
+    quant = config.get(key)
+    if not isinstance(quant, dict) and isinstance(config.get("thinker_config"), dict):
+        key, quant = "thinker_config.quantization_config", config["thinker_config"].get("quantization_config")
     if not isinstance(quant, dict):
         return None
     method = str(quant.get("quant_method", "")).lower()
@@ -154,7 +157,7 @@ def _quantization(config: dict[str, Any], findings: _Findings) -> str | None:
     else:
         name = method or "unknown"
     detail = ", ".join(f"{k} {quant[k]}" for k in ("bits", "group_size") if k in quant)
-    findings.add("config.json", "quantization_config.quant_method", f"{method or 'quantized'}{' (' + detail + ')' if detail else ''}: weights are {name}")
+    findings.add("config.json", f"{key}.quant_method", f"{method or 'quantized'}{' (' + detail + ')' if detail else ''}: weights are {name}")
     return name
 
 
@@ -241,82 +244,15 @@ def _detect_transformers(folder: Path) -> Detection:
     findings = _Findings()
     quantization = _quantization(config, findings)
     components: dict[str, dict[str, Any]] = {}
-
-    if model_type in ("qwen2_5_omni", "qwen2_5_omni_thinker"):
-        role = "base"
-        thinker = config.get("thinker_config", config) or {}
-        findings.add("config.json", "model_type", f"{model_type}: Qwen2.5-Omni thinker{'-talker' if 'talker_config' in config else ''} model", *_TEXT)
-        components["thinker"] = _language_model(_text_section(thinker)) or {}
-        components["thinker"]["quantized"] = quantization is not None
-        if isinstance(thinker.get("vision_config"), dict):
-            findings.add("config.json", "thinker_config.vision_config", "vision tower: images and video frames", *_VISION)
-            components["vision_tower"] = _qwen_vision_tower(thinker["vision_config"])
-        if isinstance(thinker.get("audio_config"), dict):
-            findings.add("config.json", "thinker_config.audio_config", "audio tower: speech and sound in", "audio_in")
-            components["audio_tower"] = _audio_tower(thinker["audio_config"])
-        talker, token2wav = config.get("talker_config"), config.get("token2wav_config")
-        if isinstance(talker, dict) and isinstance(token2wav, dict) and config.get("enable_audio_output", True):
-            findings.add("config.json", "talker_config", "talker: speech codec tokens from thinker states")
-            findings.add("config.json", "token2wav_config", "token2wav: codec tokens to waveform", "audio_out")
-            components["talker"] = _language_model(talker, embedding_size=talker.get("embedding_size")) or {}
-            components["token2wav"] = _token2wav(token2wav)
-    elif model_type in ("qwen2_vl", "qwen2_5_vl"):
-        role = "base"
-        findings.add("config.json", "model_type", f"{model_type}: vision-language model", *_TEXT)
-        components["language_model"] = _language_model(_text_section(config)) or {}
-        if isinstance(config.get("vision_config"), dict):
-            findings.add("config.json", "vision_config", "vision tower: images and video frames", *_VISION)
-            components["vision_tower"] = _qwen_vision_tower(config["vision_config"])
-    elif model_type == "qwen2_audio":
-        role = "base"
-        findings.add("config.json", "model_type", "qwen2_audio: audio-language model", *_TEXT)
-        components["language_model"] = _language_model(_text_section(config)) or {}
-        if isinstance(config.get("audio_config"), dict):
-            findings.add("config.json", "audio_config", "audio tower: speech and sound in", "audio_in")
-            components["audio_tower"] = _audio_tower(config["audio_config"])
-    elif model_type in _TEXT_ONLY_TYPES:
-        role = "base"
-        findings.add("config.json", "model_type", f"{model_type}: text-only language model", *_TEXT)
-        components["language_model"] = _language_model(config) or {}
-        components["language_model"]["quantized"] = quantization is not None
-    elif model_type in _VISION_ENCODER_TYPES:
-        role = "encoder"
-        vision = config.get("vision_config", config)
-        findings.add("config.json", "model_type", f"{model_type}: image encoder (video is read as sampled frames)", *_VISION)
-        components["vision_tower"] = _vit(vision)
-        if isinstance(config.get("text_config"), dict):
-            components["text_tower"] = _vit(config["text_config"], vocab=config["text_config"].get("vocab_size"))
-        _preprocessor_evidence(folder, findings)
-    elif model_type == "whisper":
-        role = "encoder"
-        findings.add("config.json", "model_type", "whisper: speech recognition (audio encoder + text decoder)", "audio_in", "text_out")
-        components["audio_tower"] = _audio_tower(config)
-        d = int(config.get("d_model", 1280))
-        components["text_decoder"] = param_count.transformer_encoder(
-            hidden_size=d,
-            intermediate_size=int(config.get("decoder_ffn_dim", 4 * d)),
-            num_layers=int(config.get("decoder_layers", 4)),
-            extra=int(config.get("vocab_size", 51866)) * d + 4 * d * d * int(config.get("decoder_layers", 4)),
-        )
-        _preprocessor_evidence(folder, findings)
-    elif model_type in _PARAKEET_TYPES:
-        role = "encoder"
-        encoder = config.get("encoder_config", config) if model_type != "parakeet_encoder" else config
-        outputs = ("audio_in",) if model_type == "parakeet_encoder" else ("audio_in", "text_out")
-        findings.add("config.json", "model_type", f"{model_type}: Parakeet FastConformer speech recognition", *outputs)
-        components["audio_tower"] = param_count.conformer_encoder(
-            hidden_size=int(encoder.get("hidden_size", 1024)),
-            intermediate_size=int(encoder.get("intermediate_size", 4096)),
-            num_layers=int(encoder.get("num_hidden_layers", 24)),
-            conv_kernel_size=int(encoder.get("conv_kernel_size", 9)),
-        )
-    else:
+    family = next((detector for types, detector in _FAMILIES if model_type in types), None)
+    if family is None:
         raise DetectionError(
             f"{folder / 'config.json'}: model_type {model_type or '(missing)'!r}"
             f"{' (architectures ' + ', '.join(map(str, architectures)) + ')' if architectures else ''} is not a family "
             "omni-run knows. Known: Qwen2.5-Omni, Qwen2.5/Llama text models, Qwen2-VL/Qwen2.5-VL, Qwen2-Audio, "
             "SigLIP/SigLIP2, Whisper, Parakeet, diffusers SD3/SVD. Set `architecture:` in the recipe to plan with a known one."
         )
+    role = family(model_type, config, folder, findings, components)
     if architectures:
         findings.add("config.json", "architectures", ", ".join(map(str, architectures)))
     return Detection(
@@ -329,6 +265,101 @@ def _detect_transformers(folder: Path) -> Detection:
         evidence=findings.evidence,
         components=components,
     )
+
+
+# Each family detector fills `components` and `findings` from config.json, and returns the role.
+Components = dict[str, dict[str, Any]]
+
+
+def _omni(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    thinker = config.get("thinker_config", config) or {}
+    findings.add("config.json", "model_type", f"{model_type}: Qwen2.5-Omni thinker{'-talker' if 'talker_config' in config else ''} model", *_TEXT)
+    components["thinker"] = _language_model(_text_section(thinker)) or {}
+    if isinstance(thinker.get("vision_config"), dict):
+        findings.add("config.json", "thinker_config.vision_config", "vision tower: images and video frames", *_VISION)
+        components["vision_tower"] = _qwen_vision_tower(thinker["vision_config"])
+    if isinstance(thinker.get("audio_config"), dict):
+        findings.add("config.json", "thinker_config.audio_config", "audio tower: speech and sound in", "audio_in")
+        components["audio_tower"] = _audio_tower(thinker["audio_config"])
+    talker, token2wav = config.get("talker_config"), config.get("token2wav_config")
+    if isinstance(talker, dict) and isinstance(token2wav, dict) and config.get("enable_audio_output", True):
+        findings.add("config.json", "talker_config", "talker: speech codec tokens from thinker states")
+        findings.add("config.json", "token2wav_config", "token2wav: codec tokens to waveform", "audio_out")
+        components["talker"] = _language_model(talker, embedding_size=talker.get("embedding_size")) or {}
+        components["token2wav"] = _token2wav(token2wav)
+    return "base"
+
+
+def _vision_language(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    findings.add("config.json", "model_type", f"{model_type}: vision-language model", *_TEXT)
+    components["language_model"] = _language_model(_text_section(config)) or {}
+    if isinstance(config.get("vision_config"), dict):
+        findings.add("config.json", "vision_config", "vision tower: images and video frames", *_VISION)
+        components["vision_tower"] = _qwen_vision_tower(config["vision_config"])
+    return "base"
+
+
+def _audio_language(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    findings.add("config.json", "model_type", f"{model_type}: audio-language model", *_TEXT)
+    components["language_model"] = _language_model(_text_section(config)) or {}
+    if isinstance(config.get("audio_config"), dict):
+        findings.add("config.json", "audio_config", "audio tower: speech and sound in", "audio_in")
+        components["audio_tower"] = _audio_tower(config["audio_config"])
+    return "base"
+
+
+def _text_only(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    findings.add("config.json", "model_type", f"{model_type}: text-only language model", *_TEXT)
+    components["language_model"] = _language_model(config) or {}
+    return "base"
+
+
+def _vision_encoder(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    findings.add("config.json", "model_type", f"{model_type}: image encoder (video is read as sampled frames)", *_VISION)
+    components["vision_tower"] = _vit(config.get("vision_config", config))
+    if isinstance(config.get("text_config"), dict):
+        components["text_tower"] = _vit(config["text_config"], vocab=config["text_config"].get("vocab_size"))
+    _preprocessor_evidence(folder, findings)
+    return "encoder"
+
+
+def _whisper(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    findings.add("config.json", "model_type", "whisper: speech recognition (audio encoder + text decoder)", "audio_in", "text_out")
+    components["audio_tower"] = _audio_tower(config)
+    d = int(config.get("d_model", 1280))
+    layers = int(config.get("decoder_layers", 4))
+    components["text_decoder"] = param_count.transformer_encoder(
+        hidden_size=d,
+        intermediate_size=int(config.get("decoder_ffn_dim", 4 * d)),
+        num_layers=layers,
+        extra=int(config.get("vocab_size", 51866)) * d + 4 * d * d * layers,  # embeddings + cross-attention
+    )
+    _preprocessor_evidence(folder, findings)
+    return "encoder"
+
+
+def _parakeet(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    encoder = config if model_type == "parakeet_encoder" else config.get("encoder_config", config)
+    outputs = ("audio_in",) if model_type == "parakeet_encoder" else ("audio_in", "text_out")
+    findings.add("config.json", "model_type", f"{model_type}: Parakeet FastConformer speech recognition", *outputs)
+    components["audio_tower"] = param_count.conformer_encoder(
+        hidden_size=int(encoder.get("hidden_size", 1024)),
+        intermediate_size=int(encoder.get("intermediate_size", 4096)),
+        num_layers=int(encoder.get("num_hidden_layers", 24)),
+        conv_kernel_size=int(encoder.get("conv_kernel_size", 9)),
+    )
+    return "encoder"
+
+
+_FAMILIES = (
+    (("qwen2_5_omni", "qwen2_5_omni_thinker"), _omni),
+    (("qwen2_vl", "qwen2_5_vl"), _vision_language),
+    (("qwen2_audio",), _audio_language),
+    (_TEXT_ONLY_TYPES, _text_only),
+    (_VISION_ENCODER_TYPES, _vision_encoder),
+    (("whisper",), _whisper),
+    (_PARAKEET_TYPES, _parakeet),
+)
 
 
 def _vit(section: dict[str, Any], vocab: int | None = None) -> dict[str, Any]:

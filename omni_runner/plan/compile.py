@@ -152,6 +152,8 @@ def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:
     requested = base_section.get("quantization", "auto")
     if requested not in ("auto", None):
         quantization = None if requested == "none" else requested
+    elif quantization is None and training.get("method") == "qlora":
+        quantization = "bnb-4bit"  # what the loader does for qlora on an unquantized folder
     return Precision(
         dtype=dtype,
         quantization=quantization,

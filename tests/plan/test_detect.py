@@ -171,3 +171,12 @@ def test_detect_command_json_is_the_detection(models: Path, capsys):
     assert detect_command.run(parser.parse_args([str(models / "whisper-large-v3-turbo"), "--json"])) == 0
     payload = json.loads(capsys.readouterr().out)
     assert (payload["role"], payload["modalities"]) == ("encoder", ["text_out", "audio_in"])
+
+
+def test_quantization_config_inside_thinker_config_is_found(models: Path, tmp_path: Path):
+    config = json.loads((models / "qwen2.5-omni-7b-gptq-int4" / "config.json").read_text())
+    config["thinker_config"]["quantization_config"] = config.pop("quantization_config")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    detection = detect(tmp_path)
+    assert detection.quantization == "gptq-int4"
+    assert detection.evidence[0].key == "thinker_config.quantization_config.quant_method"

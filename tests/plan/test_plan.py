@@ -211,3 +211,10 @@ def test_cpu_recipe_is_planned_without_a_cuda_context(no_data_root):
     # no 0.75 GB CUDA context: only the allocator's few percent
     assert stage["memory"]["breakdown"]["overhead"] <= 0.05 * stage["memory"]["estimate_gb"] + 0.005
     assert plan["models"]["base_model"]["model_type"] == "qwen2_5_omni"
+
+
+def test_qlora_on_an_unquantized_base_is_planned_as_nf4(models: Path, write_recipe):
+    path = _cot_recipe(write_recipe, "{path: {models}/qwen2.5-7b-instruct}")
+    lora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80"])).to_json()["stages"][0]
+    qlora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80", "training.method=qlora"])).to_json()["stages"][0]
+    assert qlora["memory"]["breakdown"]["weights"] < 0.4 * lora["memory"]["breakdown"]["weights"]
