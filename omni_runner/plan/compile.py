@@ -27,6 +27,7 @@ class StagePlan:
     capabilities: list[str]
     max_steps: int | None
     lr: float
+    train: list[str]  # the module groups that train, as `stages[].train` spells them
     modules: StageModules
     fit: Fit
     mixture: dict[str, Any]
@@ -38,6 +39,7 @@ class StagePlan:
             "capabilities": self.capabilities,
             "max_steps": self.max_steps,
             "lr": self.lr,
+            "train": self.train,
             "trainable": [g.to_json() for g in self.modules.trainable],
             "frozen": [g.to_json() for g in self.modules.frozen],
             "trainable_parameters": sum(g.parameters for g in self.modules.trainable),
@@ -233,6 +235,7 @@ def _compile_stage(
         capabilities=capabilities,
         max_steps=steps or None,
         lr=float(spec.get("lr") or training.get("lr", 2e-4)),
+        train=train,
         modules=modules,
         fit=fit,
         mixture=stage_mixture(recipe.data, capabilities, steps * global_batch),
