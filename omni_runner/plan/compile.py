@@ -84,47 +84,62 @@ def compile_plan(recipe: Any) -> Plan:
     data = recipe.data
     models, diagnostics = resolve_models(recipe)
     if "base_model" not in models:
-        raise RecipeError(diagnostics or [error("the recipe has no base_model.path", None, "base_model")])
-    sources = modality_sources(models)
-    diagnostics += blocked_diagnostics(recipe, sources)
-    diagnostics += _speech_decoder_check(recipe, sources)
-    training = data.get("training") or {}
-    base = models["base_model"]
-    if training.get("method") == "full" and base.detection.quantization:
-        diagnostics.append(error(
-            f"full fine-tuning cannot update {base.detection.quantization} weights",
-            recipe.location(("training", "method")), "training.method",
-            "use method: lora (LoRA adapters on the quantized base) or an unquantized base model",
-        ))
-    if any(d.severity == ERROR for d in diagnostics):
         raise RecipeError(diagnostics)
+    sources = modality_sources(models)
+    diagnostics += blocked_diagnostics(recipe, sources) + _model_checks(recipe, models, sources)
+    _raise_on_errors(diagnostics)
 
-    hardware = data.get("hardware") or {}
-    vram = hardware.get("vram_gb", 16)
+    training = data.get("training") or {}
+    vram = (data.get("hardware") or {}).get("vram_gb", 16)
     vram_gb = float(min(vram) if isinstance(vram, list) else vram)
-    precision = _precision(data, base)
+    precision = _precision(data, models["base_model"])
     stage_specs = _stage_specs(data, recipe, diagnostics)
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
-    stages: list[StagePlan] = []
-    for spec in stage_specs:
-        stage = _compile_stage(spec, models, sources, training, precision, vram_gb, recipe, diagnostics)
-        if stage is not None:
-            stages.append(stage)
-    if any(d.severity == ERROR for d in diagnostics):
-        raise RecipeError(diagnostics)
-    if hardware.get("device") == "cpu":
-        diagnostics.append(warning("device cpu: the estimate is host memory and vram_gb is not enforced", recipe.location(("hardware", "device")), "hardware.device"))
-    if (data.get("distributed") or {}).get("strategy") in ("fsdp", "deepspeed"):
-        diagnostics.append(warning("the estimate assumes a full replica per device; sharding (FSDP/ZeRO) lowers it", recipe.location(("distributed", "strategy")), "distributed.strategy"))
+    stages = [_compile_stage(spec, models, sources, training, precision, vram_gb, recipe, diagnostics) for spec in stage_specs]
+    _raise_on_errors(diagnostics)
+    diagnostics += _estimate_notes(recipe)
     return Plan(
         name=str(data.get("name", "")),
-        stages=stages,
+        stages=[stage for stage in stages if stage is not None],
         models=models,
         modality_sources=sources,
         total_steps=total_steps,
         vram_gb=vram_gb,
         warnings=[_warning_text(d) for d in diagnostics if d.severity != ERROR],
     )
+
+
+def _raise_on_errors(diagnostics: list[Diagnostic]) -> None:
+    if any(d.severity == ERROR for d in diagnostics):
+        raise RecipeError(diagnostics)
+
+
+def _model_checks(recipe: Any, models: dict[str, PlannedModel], sources: dict[str, str]) -> list[Diagnostic]:
+    """Model choices that cannot work together, beyond the modality gates."""
+    problems = []
+    if "speech" in (recipe.data.get("decoders") or {}) and "audio_out" not in sources:
+        problems.append(warning("decoders.speech uses the base model's talker, but the base model has none; nothing provides audio_out",
+                                recipe.location(("decoders", "speech")), "decoders.speech"))
+    quantization = models["base_model"].detection.quantization
+    if (recipe.data.get("training") or {}).get("method") == "full" and quantization:
+        problems.append(error(
+            f"full fine-tuning cannot update {quantization} weights",
+            recipe.location(("training", "method")), "training.method",
+            "use method: lora (LoRA adapters on the quantized base) or an unquantized base model",
+        ))
+    return problems
+
+
+def _estimate_notes(recipe: Any) -> list[Diagnostic]:
+    """What the memory estimate does not cover for this hardware set-up."""
+    notes = []
+    if (recipe.data.get("hardware") or {}).get("device") == "cpu":
+        notes.append(warning("device cpu: the estimate is host memory and vram_gb is not enforced",
+                             recipe.location(("hardware", "device")), "hardware.device"))
+    if (recipe.data.get("distributed") or {}).get("strategy") in ("fsdp", "deepspeed"):
+        notes.append(warning("the estimate assumes a full replica per device; sharding (FSDP/ZeRO) lowers it",
+                             recipe.location(("distributed", "strategy")), "distributed.strategy"))
+    return notes
 
 
 def _where(recipe: Any, path: tuple[str, ...]) -> Location:
@@ -134,14 +149,6 @@ def _where(recipe: Any, path: tuple[str, ...]) -> Location:
 
 def _warning_text(diagnostic: Diagnostic) -> str:
     return f"{diagnostic.field}: {diagnostic.message}" if diagnostic.field else diagnostic.message
-
-
-def _speech_decoder_check(recipe: Any, sources: dict[str, str]) -> list[Diagnostic]:
-    decoders = recipe.data.get("decoders") or {}
-    if "speech" in decoders and "audio_out" not in sources:
-        return [warning("decoders.speech uses the base model's talker, but the base model has none; nothing provides audio_out",
-                        recipe.location(("decoders", "speech")), "decoders.speech")]
-    return []
 
 
 def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:

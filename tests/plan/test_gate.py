@@ -108,3 +108,9 @@ def test_capabilities_command_human_table_says_what_to_add(write_recipe, capsys)
     assert "podcast                BLOCKED" in out
     assert "missing audio_out: add decoders.speech" in out
     assert "cot *                  available" in out
+
+
+def test_speech_decoder_without_a_talker_is_a_warning(write_recipe):
+    path = write_recipe(TEXT_BASE.replace("datasets:\n", "decoders:\n  speech: {kind: talker}\ndatasets:\n", 1))
+    warnings = compile_plan(load_recipe(path)).warnings
+    assert any(w.startswith("decoders.speech:") and "nothing provides audio_out" in w for w in warnings)
