@@ -196,7 +196,9 @@ def _stored_quantization(config: dict[str, Any]) -> str | None:
     return method
 
 
-def _quantization_kwargs(quantization: str, config: dict[str, Any], dtype: Any, folder: Path) -> dict[str, Any]:
+def _quantization_kwargs(
+    quantization: str, config: dict[str, Any], dtype: Any, device: Any, folder: Path
+) -> dict[str, Any]:
     """from_pretrained arguments for the quantized base; clear errors when the backend is missing."""
     if quantization == "none":
         if _stored_quantization(config):
@@ -218,6 +220,11 @@ def _quantization_kwargs(quantization: str, config: dict[str, Any], dtype: Any, 
             )
         return {}  # transformers reads the checkpoint's own quantization_config
     if quantization in ("bnb-4bit", "bnb-8bit"):
+        if device.type != "cuda":
+            raise ModelLoadError(
+                f"base_model.quantization {quantization} (bitsandbytes) needs a CUDA GPU, but training runs on "
+                f"{device.type}. Use training.method lora with base_model.quantization none on this machine."
+            )
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs bitsandbytes, which is not installed: "
@@ -433,7 +440,7 @@ def load_for_training(
         dtype=dtype,
         device=device,
         attn_implementation=resolve_attn_implementation(base.get("attn_implementation", "auto"), device),
-        extra_kwargs=_quantization_kwargs(quantization, config, dtype, folder),
+        extra_kwargs=_quantization_kwargs(quantization, config, dtype, device, folder),
         trust_remote_code=bool(base.get("trust_remote_code", False)),
     )
     thinker.config.use_cache = False  # the KV cache is useless when training and costs memory

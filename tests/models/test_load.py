@@ -143,14 +143,22 @@ def test_unknown_lora_targets_name_the_available_layers(tiny_model_dir, recipe):
         load_for_training(data, tiny_model_dir)
 
 
-def test_bitsandbytes_quantization_without_the_package_says_what_to_install(tiny_model_dir, monkeypatch, recipe):
+def test_bitsandbytes_quantization_on_a_cpu_is_refused(tiny_model_dir, recipe):
+    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
+        load_for_training(recipe(method="qlora"), tiny_model_dir)
+
+
+def test_bitsandbytes_missing_on_a_simulated_gpu_machine_says_what_to_install(tiny_model_dir, monkeypatch, recipe):
+    """Simulation: torch is told a GPU exists; the error must come before anything touches it."""
     import importlib.util
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
 
     with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
-        load_for_training(recipe(method="qlora"), tiny_model_dir)
+        load_for_training(recipe(method="qlora", dtype="float32"), tiny_model_dir, device="cuda")
 
 
 def test_gptq_without_the_backend_says_which_extra_to_install(tiny_model_dir, monkeypatch, recipe):
