@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omni_runner.recipe.options import add_recipe_options
+
 HELP = "Check a recipe's data (counts, bad records, token lengths, mixture) or preview rendered samples."
 
 TRAINED_START, TRAINED_END = "[[", "]]"
@@ -26,10 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     preview = actions.add_parser("preview", help="show rendered samples with the loss mask visible")
     for sub in (check, preview):
         sub.add_argument("recipe", metavar="RECIPE", type=Path, help="recipe YAML file")
-        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a recipe field (repeatable)")
+        add_recipe_options(sub)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--capabilities", default=None, help="comma-separated subset of capabilities to check")
     preview.add_argument("--capability", required=True, help="capability whose samples to show")
     preview.add_argument("-n", type=int, default=3, help="number of samples (default 3)")
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from omni_runner.recipe import RecipeError, load_recipe
 
     try:
-        recipe = load_recipe(args.recipe, overrides=args.overrides)
+        recipe = load_recipe(args.recipe, overrides=args.overrides, capabilities=args.capabilities)
         from omni_runner.models.hf_env import offline_hub
 
         offline_hub()
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         base_dir = Path(recipe.source).parent
         tokenizer = load_tokenizer(recipe.data, base_dir)
         if args.action == "check":
-            subset = args.capabilities.split(",") if args.capabilities else None
-            report = check_data(recipe.data, base_dir, tokenizer, subset)
+            report = check_data(recipe.data, base_dir, tokenizer)
             if args.json:
                 print(json.dumps(report, indent=2))
             else:

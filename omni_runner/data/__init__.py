@@ -13,8 +13,10 @@ Pipeline and public API (torch is imported only inside the functions that build 
     stream = SampleStream(sources, mixer_for(recipe.data, sources), tokenizer, seq_len)
     batches = MicroBatches(stream, micro_batch, seq_len, packing=True)
     rows = next(batches)                                        # list of rows, each a list of Samples
-    batch = collate_packed(rows, pad_id, mrope=True)            # input_ids, labels, position_ids (3,B,L),
-                                                                # attention_mask (B,1,L,L), token_capability
+    batch = collate_packed(rows, pad_id, mrope=True, dtype=model_dtype)
+    # model inputs: input_ids, position_ids (3,B,L), attention_mask (B,1,L,L) additive in `dtype`;
+    # for the loss: labels (-100 = none), token_capability (index into batch["capabilities"], -1 pad);
+    # collate_padded(samples, pad_id) gives the unpacked baseline (2D attention_mask).
     state = batches.state_dict()                                # JSON-able; goes into checkpoints
     batches.load_state_dict(state)                              # resume: exactly the same next batches
     stream.report()                                             # fields of the `data` event

@@ -75,3 +75,9 @@ def test_preview_brackets_the_trained_tokens_when_not_a_terminal(recipe, capsys)
 def test_preview_of_a_capability_not_in_the_recipe_is_a_clear_error(recipe, capsys):
     assert run_data("preview", str(recipe), "--capability", "thinking") == 1
     assert "capability 'thinking' is not in the recipe (it has: tool-calling, streaming)" in capsys.readouterr().err
+
+
+def test_check_of_a_capability_subset_reads_only_its_datasets(recipe, capsys):
+    assert run_data("check", str(recipe), "--json", "--capabilities", "streaming") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["datasets"]) == ["chat"] and list(report["mixture"]) == ["streaming"]
