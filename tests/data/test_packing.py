@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omni_runner.data.packing import PAD_SEQUENCE_ID, Sample, block_diagonal_causal_mask, collate_packed, collate_padded, first_fit
 from omni_runner.data.sources import build_sources
@@ -32,6 +34,15 @@ def test_first_fit_never_splits_and_stops_at_the_first_item_that_fits_nowhere():
     assert rows == [[0, 1], [2, 3]] and placed == 4
     with pytest.raises(ValueError, match="item 0 has 101 tokens, more than seq_len 100"):
         first_fit([101], seq_len=100, rows=1)
+
+
+@given(st.lists(st.integers(1, 64), max_size=30), st.integers(1, 4))
+def test_first_fit_places_a_prefix_of_the_items_each_once_within_seq_len(lengths, rows):
+    packed, placed = first_fit(lengths, seq_len=64, rows=rows)
+    assert sorted(i for row in packed for i in row) == list(range(placed))
+    assert len(packed) <= rows and all(sum(lengths[i] for i in row) <= 64 for row in packed)
+    if placed < len(lengths):
+        assert all(sum(lengths[i] for i in row) + lengths[placed] > 64 for row in packed) and len(packed) == rows
 
 
 def test_block_diagonal_mask_lets_tokens_see_only_earlier_tokens_of_their_own_sample():
