@@ -31,11 +31,11 @@ def resolve_model_path(value: str, base_dir: Path) -> Path:
     """A model folder: `builtin:NAME` lives in the cache; relative paths are relative to the recipe."""
     if is_builtin(value):
         return cache_dir() / "models" / builtin_name(value)
-    return (Path(base_dir) / Path(value).expanduser()).resolve()
+    return (Path(base_dir) / os.path.expanduser(value)).resolve()
 
 
 def resolve_data_path(value: str, base_dir: Path) -> Path:
     """A data file or folder: `builtin:NAME` is bundled in the package; others are relative to the recipe."""
     if is_builtin(value):
         return BUNDLED_DATA_DIR / builtin_name(value)
-    return (Path(base_dir) / Path(value).expanduser()).resolve()
+    return (Path(base_dir) / os.path.expanduser(value)).resolve()

@@ -95,7 +95,7 @@ class _SourceLoader:
                 )
             )
             return []
-        return [Path(os.path.normpath(path.parent / Path(name).expanduser())) for name in names]
+        return [Path(os.path.normpath(path.parent / os.path.expanduser(name))) for name in names]
 
 
 def _cycle(chain: tuple[Path, ...], parent: Path) -> tuple[Path, ...] | None:

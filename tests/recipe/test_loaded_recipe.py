@@ -86,3 +86,9 @@ def test_a_file_that_is_not_utf8_is_a_recipe_error_at_the_bad_byte(tmp_path):
         load_recipe(path, environ={})
     [problem] = caught.value.diagnostics
     assert (problem.message, problem.location) == ("the file is not UTF-8 text", Location(path, 2, 23))
+
+
+def test_a_tilde_for_an_unknown_user_is_kept_literally_like_a_shell_does(write, tmp_path):
+    path = write("r.yaml", VALID.replace("builtin:chat", "~no-such-user-here/chat.jsonl"))
+    data = load_recipe(path, environ={}).data
+    assert data["datasets"]["chat"]["path"] == str(tmp_path / "~no-such-user-here" / "chat.jsonl")
