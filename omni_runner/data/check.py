@@ -11,7 +11,7 @@ from typing import Any
 
 from omni_runner.data.conversation import BadRecord, DataError, RecordError
 from omni_runner.data.render import Rendered, render_sample, template_for
-from omni_runner.data.sources import DataSource, build_sources
+from omni_runner.data.sources import DataSource, active_capabilities, build_sources
 from omni_runner.data.stream import mixer_for
 from omni_runner.paths import builtin_name, is_builtin, resolve_model_path
 
@@ -38,10 +38,9 @@ def load_tokenizer(recipe: dict[str, Any], base_dir: Path) -> Any:
 def _capability_of(recipe: dict[str, Any], capabilities: list[str] | None) -> dict[str, str]:
     """Each data set's (first) capability: it decides the template the data set is rendered with."""
     owner: dict[str, str] = {}
-    for capability, spec in (recipe.get("capabilities") or {}).items():
-        if (capabilities is None or capability in capabilities) and spec.get("enabled", True):
-            for name in spec.get("datasets", []):
-                owner.setdefault(name, capability)
+    for capability, spec in active_capabilities(recipe, capabilities).items():
+        for name in spec.get("datasets", []):
+            owner.setdefault(name, capability)
     return owner
 
 

@@ -110,14 +110,23 @@ def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
     )
 
 
+def active_capabilities(recipe: dict[str, Any], capabilities: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The recipe's capabilities that draw data: enabled, weight > 0, and in `capabilities` if given
+    (a stage's subset)."""
+    return {
+        name: spec
+        for name, spec in (recipe.get("capabilities") or {}).items()
+        if (capabilities is None or name in capabilities)
+        and spec.get("enabled", True)
+        and float(spec.get("weight", 1.0)) > 0
+    }
+
+
 def used_datasets(recipe: dict[str, Any], capabilities: list[str] | None = None) -> list[str]:
-    """Names of the data sets that enabled capabilities (optionally only `capabilities`) draw from."""
+    """Names of the data sets the active capabilities draw from, in recipe order."""
     names: list[str] = []
-    for capability, spec in (recipe.get("capabilities") or {}).items():
-        if capabilities is not None and capability not in capabilities:
-            continue
-        if spec.get("enabled", True) and float(spec.get("weight", 1.0)) > 0:
-            names += [n for n in spec.get("datasets", []) if n not in names]
+    for spec in active_capabilities(recipe, capabilities).values():
+        names += [n for n in spec.get("datasets", []) if n not in names]
     return names
 
 

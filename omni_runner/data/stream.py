@@ -20,7 +20,7 @@ from omni_runner.data.conversation import BadRecord, RecordError
 from omni_runner.data.mixer import Mixer
 from omni_runner.data.packing import Sample, first_fit
 from omni_runner.data.render import render_sample, template_for
-from omni_runner.data.sources import DataSource
+from omni_runner.data.sources import DataSource, active_capabilities
 
 SHOWN_BAD_RECORDS = 20
 
@@ -28,10 +28,9 @@ SHOWN_BAD_RECORDS = 20
 def mixer_for(recipe: dict[str, Any], sources: dict[str, DataSource], capabilities: list[str] | None = None) -> Mixer:
     """The Mixer over the recipe's enabled capabilities (optionally a subset) and the scanned sources."""
     weights, datasets = {}, {}
-    for capability, spec in (recipe.get("capabilities") or {}).items():
-        if (capabilities is None or capability in capabilities) and spec.get("enabled", True):
-            weights[capability] = float(spec.get("weight", 1.0))
-            datasets[capability] = [n for n in spec.get("datasets", []) if n in sources]
+    for capability, spec in active_capabilities(recipe, capabilities).items():
+        weights[capability] = float(spec.get("weight", 1.0))
+        datasets[capability] = [n for n in spec.get("datasets", []) if n in sources]
     seed = int((recipe.get("training") or {}).get("seed", 42))
     return Mixer(weights, datasets, {n: len(s) for n, s in sources.items()}, seed)
 
