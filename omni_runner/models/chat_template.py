@@ -20,7 +20,14 @@ runs with `trim_blocks` and `lstrip_blocks`, so all literal whitespace lives in 
 
 from __future__ import annotations
 
+import json
+
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+# Written after the system prompt when `tools` are given, followed by one JSON schema a line.
+TOOLS_PREAMBLE = (
+    '# Tools\nTo call a function, reply with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. '
+    "Available functions:\n<tools>"
+)
 
 CHAT_TEMPLATE = (
     "{%- macro render_content(content) -%}"
@@ -45,8 +52,7 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{{- '<|im_start|>system\\n' + system_text -}}"
     "{%- if tools -%}"
-    "{{- '\\n\\n# Tools\\nTo call a function, reply with <tool_call>{\"name\": NAME, \"arguments\": {...}}</tool_call>.'"
-    " + ' Available functions:\\n<tools>' -}}"
+    "{{- '\\n\\n' + " + json.dumps(TOOLS_PREAMBLE) + " -}}"
     "{%- for tool in tools -%}"
     "{{- '\\n' + ((tool.function if tool.function is defined else tool) | tojson) -}}"
     "{%- endfor -%}"

@@ -35,7 +35,7 @@ from omni_runner.paths import BUILTIN_PREFIX, BUNDLED_DATA_DIR, resolve_model_pa
 
 TINY_MODEL_NAME = "tiny-qwen2.5-omni"
 # Bump whenever the architecture, the corpus rules or anything else that changes the files changes.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 STAMP_FILE = "omni_runner_tiny.json"
 SEED = 1234
 TOKENIZER_VOCAB_SIZE = 4096

@@ -124,6 +124,10 @@ _TOOL_CALLS = (
 
 def _builtin_corpus() -> Iterator[str]:
     """Chat, tool-call, JSON and think-tag text the tiny model will meet in every recipe."""
+    from omni_runner.models.chat_template import DEFAULT_SYSTEM_PROMPT, TOOLS_PREAMBLE
+
+    # The template's own text opens every tool-calling sample: it should cost few tokens.
+    yield from [f"system\n{DEFAULT_SYSTEM_PROMPT}\n\n{TOOLS_PREAMBLE}\n</tools>"] * 4
     yield from _SENTENCES
     for schema in _TOOL_SCHEMAS:
         yield json.dumps(schema)
