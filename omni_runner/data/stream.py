@@ -85,19 +85,17 @@ class SampleStream:
     def state_dict(self) -> dict[str, Any]:
         return {
             "mixer": self.mixer.state_dict(),
-            "unrenderable": {n: sorted(records) for n, records in self.unrenderable.items()},
+            "unrenderable": {n: [[p, records[p].reason] for p in sorted(records)] for n, records in self.unrenderable.items()},
             "seen": dict(self.seen),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mixer.load_state_dict(state["mixer"])
         self.seen = dict(state.get("seen", {}))
-        for name, positions in state.get("unrenderable", {}).items():
+        for name, records in state.get("unrenderable", {}).items():
             if name in self.sources:
-                source = self.sources[name]
-                self.unrenderable[name] = {
-                    p: BadRecord(name, source.location(p), "did not render (recorded before resume)") for p in positions
-                }
+                location = self.sources[name].location
+                self.unrenderable[name] = {p: BadRecord(name, location(p), reason) for p, reason in records}
 
 
 class MicroBatches:

@@ -126,3 +126,18 @@ def test_padded_batches_mask_padding_out_of_attention_and_loss(tokenizer):
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
     assert batch["labels"][0].tolist() == [-100, 6, 7, -100, -100]
     assert batch["capabilities"] == ["cot", "streaming"] and batch["token_capability"][1, 0].item() == 1
+
+
+def test_records_too_long_to_render_are_skipped_counted_and_kept_across_resume(tokenizer):
+    sources = build_sources(RECIPE, Path("."))
+    batches = MicroBatches(SampleStream(sources, mixer_for(RECIPE, sources), tokenizer, 120), 2, 120, True)
+    rows = [next(batches) for _ in range(4)]
+    assert all(s.capability != "tool-calling" for batch in rows for row in batch for s in row)
+    report = batches.stream.report()
+    assert report["skipped"]["xlam"] > 0 and report["skipped"]["cot"] == 0
+    assert report["bad_records"][0]["reason"].endswith("more than training.seq_len = 120")
+    state = json.loads(json.dumps(batches.state_dict()))
+    resumed = MicroBatches(SampleStream(sources, mixer_for(RECIPE, sources), tokenizer, 120), 2, 120, True)
+    resumed.load_state_dict(state)
+    remembered = [reason for records in state["unrenderable"].values() for _, reason in records]
+    assert remembered and [b["reason"] for b in resumed.stream.report()["bad_records"]] == remembered
