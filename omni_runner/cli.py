@@ -39,7 +39,8 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `only`, just that command's module is imported (fast start-up)."""
     parser = argparse.ArgumentParser(
         prog="omni-run",
         description="Validate, plan, run and steer omni-model training recipes.",
@@ -48,14 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omni-run {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(module_name)
         help_text = getattr(module, "HELPS", {}).get(name, getattr(module, "HELP", None))
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments = getattr(module, "add_arguments")
         if getattr(module, "PER_COMMAND", False):
-            add_arguments(command_parser, name)
+            module.add_arguments(command_parser, name)
         else:
-            add_arguments(command_parser)
+            module.add_arguments(command_parser)
         command_parser.set_defaults(_module=module)
     return parser
 
@@ -69,7 +71,7 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _with_default_command(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = build_parser(only=args_list[0] if args_list and args_list[0] in COMMANDS else None)
     if not args_list:
         parser.print_help()
         return EXIT_USAGE

@@ -1,0 +1,253 @@
+"""The parent that runs the trainer as a child process, explains how it ended, and restarts it.
+
+Keeping torch out of this process is deliberate: the supervisor must outlive whatever kills the
+trainer (CUDA errors, the OOM killer, a segfault in a kernel) and still write down what happened.
+The trainer runs in its own session, so a Ctrl-C in the terminal reaches only the supervisor, which
+turns it into a graceful stop (the trainer checkpoints and exits 0); a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omni_runner.run.events import EventLog
+from omni_runner.run.rundir import RunDir
+from omni_runner.run.status import read_status, write_json_atomic
+
+# Trainer exit codes (docs/internals.md).
+EXIT_FINISHED = 0
+EXIT_ERROR = 1
+EXIT_NAN = 3
+EXIT_OOM = 4
+
+TERMINAL_STATES = ("finished", "stopped", "failed")
+# Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
+RESTARTABLE_CAUSES = ("killed", "error", "oom")
+_OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError")
+_LOG_TAIL_BYTES = 16_384
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    """How the trainer ended, in words a person can act on."""
+
+    exit_code: int | None
+    signal: str | None
+    cause: str  # ok | stopped | oom | nan | killed | error
+    explanation: str
+    suggestion: str | None
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "cause": self.cause,
+            "explanation": self.explanation,
+            "suggestion": self.suggestion,
+        }
+
+
+def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan: dict[str, Any]) -> ExitReport:
+    """Name the cause of a trainer exit from its return code, last state and the end of its log."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        if -returncode == signal.SIGKILL:
+            why = "The trainer was killed with SIGKILL: by `kill -9`, or by the kernel's OOM killer when the host ran out of RAM."
+            hint = "Check `dmesg` for 'Out of memory'; if so lower training.micro_batch or dataloading memory."
+        else:
+            why, hint = f"The trainer was killed by {name}.", None
+        return ExitReport(None, name, "killed", why, hint)
+    if returncode == EXIT_OOM or any(marker in log_tail for marker in _OOM_MARKERS):
+        return ExitReport(returncode, None, "oom", "The GPU ran out of memory.", _oom_suggestion(plan))
+    if returncode == EXIT_NAN:
+        return ExitReport(
+            returncode, None, "nan",
+            "Training stopped after too many steps with a NaN or infinite loss.",
+            "Lower training.lr or raise training.warmup_steps, and check the data with `omni-run data check`.",
+        )
+    if returncode == EXIT_FINISHED:
+        if final_state == "stopped":
+            return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
+        return ExitReport(0, None, "ok", "The run finished.", None)
+    last_error = _last_error_line(log_tail)
+    why = f"The trainer failed with exit code {returncode}" + (f": {last_error}" if last_error else ".")
+    return ExitReport(returncode, None, "error", why, "See trainer.log in the run folder for the full traceback.")
+
+
+def _oom_suggestion(plan: dict[str, Any]) -> str:
+    stages = plan.get("stages") or [{}]
+    stage = stages[0]
+    parts = []
+    if not stage.get("gradient_checkpointing"):
+        parts.append("turn on training.gradient_checkpointing")
+    if (stage.get("micro_batch") or 1) > 1:
+        parts.append(f"lower training.micro_batch below {stage['micro_batch']} (raise grad_accum to keep the batch)")
+    if stage.get("seq_len"):
+        parts.append(f"lower training.seq_len below {stage['seq_len']}")
+    parts.append("set hardware.vram_gb to what the card really has free so the plan fits itself")
+    return "Try: " + "; ".join(parts) + "."
+
+
+def _last_error_line(log_tail: str) -> str | None:
+    for line in reversed(log_tail.strip().splitlines()):
+        stripped = line.strip()
+        if stripped and ("Error" in stripped or "Exception" in stripped or stripped.startswith("error")):
+            return stripped
+    return None
+
+
+def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - size))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def allowed_restarts(run: RunDir) -> int:
+    """`controller.restarts` from the run's resolved recipe (0 when unreadable)."""
+    from ruamel.yaml import YAML
+
+    try:
+        data = YAML(typ="safe", pure=True).load(run.recipe.read_text())
+        return int(data["controller"]["restarts"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 0
+
+
+def _update_status(run: RunDir, **fields: Any) -> None:
+    """Read-modify-write of status.json, only while no trainer is writing it."""
+    data = read_status(run.path) or {}
+    data.update(fields, updated_at=time.time())
+    write_json_atomic(run.status, data)
+
+
+class _StopRequests:
+    """Turns Ctrl-C / SIGTERM on the supervisor into graceful, then immediate, stops of the child."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.child is None or self.child.poll() is not None:
+            return
+        # 1st: graceful (checkpoint and stop); 2nd: the controller's "stop at once"; then SIGKILL.
+        forwarded = {1: signal.SIGTERM, 2: signal.SIGINT}.get(self.count, signal.SIGKILL)
+        self.child.send_signal(forwarded)
+
+
+def trainer_command(run: RunDir, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "omni_runner.train", str(run.path), *(["--resume"] if resume else [])]
+
+
+def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | None = None) -> int:
+    """Run the trainer of `run` to its end, restarting after crashes as the recipe allows.
+
+    `on_tick` is called about five times a second while the trainer runs (the progress display).
+    Returns 0 when the run finished or was stopped cleanly, else the last trainer exit code (or 1).
+    """
+    plan = _read_json(run.plan)
+    restarts_left = allowed_restarts(run)
+    restarts_done = (read_status(run.path) or {}).get("restarts") or 0
+    stops = _StopRequests()
+    previous = {sig: signal.signal(sig, stops) for sig in (signal.SIGINT, signal.SIGTERM)}
+    events = EventLog(run.events)
+    try:
+        while True:
+            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done)
+            with open(run.trainer_log, "ab") as log:
+                stops.child = subprocess.Popen(
+                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            while stops.child.poll() is None:
+                if on_tick:
+                    on_tick()
+                time.sleep(_POLL_S)
+            if on_tick:
+                on_tick()
+            status = read_status(run.path) or {}
+            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log), plan)
+            step = int(status.get("step") or 0)
+            will_restart = report.cause in RESTARTABLE_CAUSES and restarts_left > 0 and stops.count == 0
+            events.emit("exit", step, **report.to_event(), will_restart=will_restart)
+            if status.get("state") not in TERMINAL_STATES:
+                _update_status(run, state="failed", reason=report.cause, pid=None)
+            if not will_restart:
+                return 0 if report.cause in ("ok", "stopped") else (report.exit_code or 1)
+            restarts_left -= 1
+            restarts_done += 1
+            checkpoint = (status.get("last_checkpoint") or {}).get("path")
+            events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint)
+            _update_status(run, state="starting", reason="restart", restarts=restarts_done)
+            resume = True
+    finally:
+        events.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def detach(target: Callable[[], int]) -> int:
+    """Run `target` in a daemon (double fork, new session, no terminal) and return the daemon's PID.
+
+    The daemon exits with `target`'s return value; it never returns to the caller's code.
+    """
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first > 0:
+        os.close(write_end)
+        os.waitpid(first, 0)
+        with os.fdopen(read_end) as pipe:
+            return int(pipe.read() or 0)
+    os.close(read_end)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    with os.fdopen(write_end, "w") as pipe:
+        pipe.write(str(os.getpid()))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    code = 1
+    try:
+        code = target()
+    finally:
+        os._exit(code)
+
+
+def is_alive(pid: int | None) -> bool:
+    """Whether a process with this PID exists (and is not a zombie we could reap)."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
