@@ -1,0 +1,53 @@
+"""How the supervisor names the end of a trainer: the cause, and what the user should do next."""
+
+from __future__ import annotations
+
+import signal
+
+from omni_runner.run.supervisor import classify_exit
+
+PLAN = {"stages": [{"micro_batch": 4, "seq_len": 2048, "gradient_checkpointing": False}]}
+
+
+def test_clean_exit_after_finishing_is_ok():
+    report = classify_exit(0, "finished", "", PLAN)
+    assert report.cause == "ok"
+
+
+def test_clean_exit_after_a_stop_says_how_to_continue():
+    report = classify_exit(0, "stopped", "", PLAN)
+    assert report.cause == "stopped"
+    assert "omni-run resume" in report.suggestion
+
+
+def test_exit_code_3_is_a_nan_abort_with_advice_on_the_learning_rate():
+    report = classify_exit(3, "failed", "", PLAN)
+    assert report.cause == "nan"
+    assert "training.lr" in report.suggestion
+
+
+def test_exit_code_4_is_out_of_memory_and_names_what_to_lower_from_the_plan():
+    report = classify_exit(4, "failed", "", PLAN)
+    assert report.cause == "oom"
+    assert "micro_batch below 4" in report.suggestion
+    assert "seq_len below 2048" in report.suggestion
+    assert "gradient_checkpointing" in report.suggestion
+
+
+def test_cuda_oom_text_in_the_log_counts_as_out_of_memory_whatever_the_code():
+    log = "Traceback...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    assert classify_exit(1, "running", log, PLAN).cause == "oom"
+
+
+def test_sigkill_is_explained_as_kill_or_host_oom_killer():
+    report = classify_exit(-signal.SIGKILL, "running", "", PLAN)
+    assert report.cause == "killed"
+    assert report.signal == "SIGKILL"
+    assert "OOM killer" in report.explanation
+
+
+def test_other_errors_quote_the_last_error_line_of_the_log():
+    log = "step 3\nTraceback (most recent call last):\n  File x\nValueError: bad shape (2, 3)\n"
+    report = classify_exit(1, "running", log, PLAN)
+    assert report.cause == "error"
+    assert "ValueError: bad shape (2, 3)" in report.explanation
