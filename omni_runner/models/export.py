@@ -5,8 +5,10 @@ Layout of `RUN/final/` (written by `save_final`):
   processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>", ...}`);
   with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
-  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor.
-- method full: `final/` itself is that complete folder (`"kind": "merged"`).
+  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor. (Only when a stage
+  trained the talker does the tuned talker take its place; without merge it goes to `final/talker/`.)
+- method full: `final/` itself is that complete folder (`"kind": "merged"`); from a thinker-only base,
+  the tuned thinker folder.
 
 Merging always starts from the unquantized base weights on the CPU (a 4-bit base cannot hold merged
 weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base cannot be de-quantized and
@@ -14,12 +16,12 @@ is refused with a clear message.
 
 Public API:
 - `save_final(loaded, final_dir, *, merge=False, save_processor=True) -> Path`
-- `merge_into_omni_folder(base_dir, out_dir, *, adapter_dir=None, thinker_state=None) -> Path`
+- `merge_into_omni_folder(base_dir, out_dir, *, adapter_dir=None, thinker_state=None, talker_state=None) -> Path`
 - `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
   or any Qwen2.5-Omni folder; the model is in eval mode.
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None) -> str`: greedy reply to
   a chat (`messages` in the chat-template form), without the prompt and special tokens.
-- `FINAL_MANIFEST`, `MERGED_DIR`.
+- `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_DIR`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from omni_runner.models.load import (
 
 FINAL_MANIFEST = "omni_runner_final.json"
 MERGED_DIR = "merged"
+TALKER_DIR = "talker"  # a trained talker beside an adapter, when no merged folder holds it
 SPEAKER_FILE = "spk_dict.pt"
 
 
@@ -58,21 +61,33 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         return {}
 
 
+def _cpu_state(module: Any) -> dict[str, Any]:
+    return {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+
+
 def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, save_processor: bool = True) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
-    with atomic_folder(Path(final_dir)) as staging:
+    talker_state = _cpu_state(loaded.talker) if loaded.talker is not None else None
+    base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
+    with atomic_folder(Path(final_dir)) as staging, quiet_transformers():
         if loaded.method in LORA_METHODS:
-            with quiet_transformers():
-                loaded.model.save_pretrained(staging)
+            loaded.model.save_pretrained(staging)
             if save_processor:
                 loaded.processor.save_pretrained(staging)
             if merge:
                 (staging / MERGED_DIR).mkdir()
-                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging)
+                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state)
+            elif loaded.talker is not None:
+                loaded.talker.save_pretrained(staging / TALKER_DIR)
             _write_manifest(staging, kind="adapter", base_model=str(loaded.model_dir), method=loaded.method)
         else:
-            trained = {name: tensor.detach().cpu() for name, tensor in loaded.thinker.state_dict().items()}
-            _write_omni_folder(loaded.model_dir, staging, thinker_state=trained)
+            if base_is_omni:
+                _write_omni_folder(
+                    loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker), talker_state=talker_state
+                )
+            else:
+                loaded.thinker.save_pretrained(staging)
+                loaded.processor.save_pretrained(staging)
             _write_manifest(staging, kind="merged", base_model=str(loaded.model_dir), method=loaded.method)
     return Path(final_dir)
 
@@ -83,19 +98,28 @@ def merge_into_omni_folder(
     *,
     adapter_dir: Path | None = None,
     thinker_state: dict[str, Any] | None = None,
+    talker_state: dict[str, Any] | None = None,
 ) -> Path:
     """A complete Qwen2.5-Omni folder at `out_dir`: the base's talker/token2wav with a tuned thinker.
 
     Exactly one of `adapter_dir` (LoRA, merged into the thinker here) or `thinker_state` (a fully
-    fine-tuned thinker's state dict) says what the tuned thinker is.
+    fine-tuned thinker's state dict) says what the tuned thinker is; `talker_state` replaces the
+    base's talker only when a stage trained it.
     """
     with atomic_folder(Path(out_dir)) as staging:
-        _write_omni_folder(Path(base_dir), staging, adapter_dir=adapter_dir, thinker_state=thinker_state)
+        _write_omni_folder(
+            Path(base_dir), staging, adapter_dir=adapter_dir, thinker_state=thinker_state, talker_state=talker_state
+        )
     return out_dir
 
 
 def _write_omni_folder(
-    base_dir: Path, folder: Path, *, adapter_dir: Path | None = None, thinker_state: dict[str, Any] | None = None
+    base_dir: Path,
+    folder: Path,
+    *,
+    adapter_dir: Path | None = None,
+    thinker_state: dict[str, Any] | None = None,
+    talker_state: dict[str, Any] | None = None,
 ) -> None:
     offline_hub()
     from transformers import Qwen2_5OmniForConditionalGeneration
@@ -120,6 +144,8 @@ def _write_omni_folder(
             full.thinker = PeftModel.from_pretrained(full.thinker, adapter_dir).merge_and_unload()
         else:
             full.thinker.load_state_dict(thinker_state)
+        if talker_state is not None:
+            full.talker.load_state_dict(talker_state)
         full.save_pretrained(folder)
     speaker_table = base_dir / SPEAKER_FILE
     if speaker_table.exists():

@@ -21,6 +21,7 @@ Public API:
   `lora_targets`, `trainable_groups`; `.parameter_counts() -> {"trainable": n, "total": n}`.
 - `set_trainable_groups(loaded, groups)`: freeze everything except the named groups
   (`thinker`, `vision_tower`, `audio_tower`, `talker`); with LoRA only adapter weights train.
+  Stage groups outside the base model (`EXTERNAL_GROUPS`: projectors, query tokens) are ignored here.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
 - `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`.
@@ -41,6 +42,9 @@ from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, builtin_name, is_builtin, resolve_model_path
 
 GROUPS = ("thinker", "vision_tower", "audio_tower", "talker")
+# Stage groups that live outside the base model (encoder/decoder projectors, generation queries):
+# other modules own them, so base-model loading leaves them alone.
+EXTERNAL_GROUPS = ("vision_projector", "audio_projector", "image_projector", "video_projector", "query_tokens")
 OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 LORA_METHODS = ("lora", "qlora")
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -358,7 +362,9 @@ def _apply_lora(thinker: Any, lora: dict[str, Any], target_names: list[str], qua
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
-        thinker = prepare_model_for_kbit_training(thinker, use_gradient_checkpointing=checkpointing)
+        thinker = prepare_model_for_kbit_training(
+            thinker, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     config = LoraConfig(
         r=int(lora.get("r", 16)),
         lora_alpha=float(lora.get("alpha", 32)),
@@ -372,10 +378,7 @@ def _apply_lora(thinker: Any, lora: dict[str, Any], target_names: list[str], qua
 
 def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
     """Freeze all but `groups`. With LoRA only the adapters inside those groups train."""
-    groups = tuple(groups)
-    unknown = [group for group in groups if group not in GROUPS]
-    if unknown:
-        raise ModelLoadError(f"unknown module group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}.")
+    groups = _base_groups(groups)
     if "talker" in groups and loaded.talker is None:
         raise ModelLoadError("a stage trains the talker, but it was not loaded: list 'talker' in stages[*].train.")
     for module in [loaded.model, *loaded.groups["talker"]]:
@@ -391,10 +394,23 @@ def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
     loaded.trainable_groups = groups
 
 
+def _base_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    """The base-model groups among a stage's `train` list (external ones are dropped, unknown ones refused)."""
+    groups = tuple(groups)
+    unknown = [group for group in groups if group not in GROUPS + EXTERNAL_GROUPS]
+    if unknown:
+        raise ModelLoadError(
+            f"stages[*].train: unknown module group(s) {', '.join(unknown)}; "
+            f"known: {', '.join(GROUPS + EXTERNAL_GROUPS)}."
+        )
+    return tuple(group for group in groups if group in GROUPS)
+
+
 def _stage_groups(recipe_data: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each stage's base-model groups; a stage with an empty `train` trains the thinker."""
     stages = recipe_data.get("stages") or []
-    listed = [tuple(stage.get("train") or ()) for stage in stages]
-    return [groups or ("thinker",) for groups in listed] or [("thinker",)]
+    listed = [tuple(stage.get("train") or ("thinker",)) for stage in stages] or [("thinker",)]
+    return [_base_groups(groups) for groups in listed]
 
 
 def _checkpointing_wanted(value: str, device: Any) -> bool:
@@ -425,14 +441,9 @@ def load_for_training(
         )
     if gradient_checkpointing is None:
         gradient_checkpointing = _checkpointing_wanted(training.get("gradient_checkpointing", "auto"), device)
-    all_groups = tuple(dict.fromkeys(group for groups in _stage_groups(recipe_data) for group in groups))
-    first_groups = tuple(train_groups) if train_groups is not None else _stage_groups(recipe_data)[0]
-    unknown = [group for group in (*all_groups, *first_groups) if group not in GROUPS]
-    if unknown:
-        raise ModelLoadError(
-            f"stages[*].train: {', '.join(dict.fromkeys(unknown))} have no module in the Qwen2.5-Omni base model "
-            f"(its groups: {', '.join(GROUPS)}); projectors and query tokens belong to the generation decoders."
-        )
+    stage_groups = _stage_groups(recipe_data)
+    first_groups = _base_groups(train_groups) if train_groups is not None else stage_groups[0]
+    all_groups = tuple(dict.fromkeys(group for groups in (*stage_groups, first_groups) for group in groups))
 
     processor = load_processor(folder)
     thinker = load_thinker(

@@ -95,18 +95,21 @@ def test_generate_text_returns_only_the_reply(tuned):
     assert "<|im_start|>" not in reply and "What is the weather" not in reply
 
 
-def test_full_fine_tuning_writes_a_complete_omni_folder(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(("stage", "weight"), [("thinker", "thinker.lm_head.weight"), ("talker", "talker.codec_head.weight")])
+def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(tiny_model_dir, tmp_path, stage, weight):
     from transformers import Qwen2_5OmniForConditionalGeneration
 
-    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"}, "training": {"method": "full"}}
+    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"}, "training": {"method": "full"},
+            "stages": [{"name": "s", "train": [stage]}]}
     loaded = load_for_training(data, tiny_model_dir)
+    tuned = loaded.thinker.lm_head.weight if stage == "thinker" else loaded.talker.codec_head.weight
     with torch.no_grad():
-        loaded.thinker.lm_head.weight.add_(1.0)
+        tuned.mul_(2.0)
 
     final = save_final(loaded, tmp_path / "final")
 
     reloaded = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
-    assert torch.equal(reloaded.thinker.lm_head.weight, loaded.thinker.lm_head.weight)
+    assert torch.equal(reloaded.get_parameter(weight), tuned)
     assert json.loads((final / "omni_runner_final.json").read_text())["kind"] == "merged"
 
 

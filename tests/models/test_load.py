@@ -88,6 +88,17 @@ def test_set_trainable_groups_switches_between_stages(tiny_model_dir, recipe):
     assert trainable and all(name.startswith(("model.language_model.", "lm_head.")) for name in trainable)
 
 
+def test_a_stage_that_trains_only_external_projectors_freezes_the_whole_base_model(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(method="full", stages=[{"name": "s", "train": ["image_projector"]}]), tiny_model_dir)
+
+    assert loaded.parameter_counts()["trainable"] == 0
+
+
+def test_an_unknown_stage_group_is_a_clear_error(tiny_model_dir, recipe):
+    with pytest.raises(ModelLoadError, match="unknown module group.*decoder"):
+        load_for_training(recipe(stages=[{"name": "s", "train": ["decoder"]}]), tiny_model_dir)
+
+
 def test_talker_is_loaded_only_for_a_stage_that_trains_it(tiny_model_dir, recipe):
     loaded = load_for_training(recipe(method="full", stages=[{"name": "s", "train": ["talker"]}]), tiny_model_dir)
 
