@@ -37,6 +37,62 @@ def test_loads_the_thinker_alone_with_the_checkpoint_weights(tiny_model_dir, rec
     assert loaded.dtype == torch.float32 and loaded.device.type == "cpu"
 
 
+class _TensorReadLog:
+    """Wraps safetensors files as transformers opens them and records which tensors are read."""
+
+    def __init__(self, real_safe_open):
+        self.real_safe_open = real_safe_open
+        self.read: set[str] = set()
+
+    def __call__(self, *args, **kwargs):
+        log, handle = self, self.real_safe_open(*args, **kwargs)
+
+        class Slice:
+            def __init__(self, key):
+                self.key, self.inner = key, handle.get_slice(key)
+
+            def __getitem__(self, item):
+                log.read.add(self.key)
+                return self.inner[item]
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+        class File:
+            def keys(self):
+                return handle.keys()
+
+            def get_slice(self, key):
+                return Slice(key)
+
+            def get_tensor(self, key):
+                log.read.add(key)
+                return handle.get_tensor(key)
+
+            def __getattr__(self, name):
+                return getattr(handle, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return handle.__exit__(*exc)
+
+        return File()
+
+
+def test_loading_the_thinker_reads_no_talker_or_token2wav_tensor(tiny_model_dir, recipe, monkeypatch):
+    import transformers.modeling_utils
+
+    log = _TensorReadLog(transformers.modeling_utils.safe_open)
+    monkeypatch.setattr(transformers.modeling_utils, "safe_open", log)
+
+    loaded = load_for_training(recipe(method="full"), tiny_model_dir)
+
+    assert len(log.read) == len(loaded.thinker.state_dict())
+    assert {key.split(".")[0] for key in log.read} == {"thinker"}
+
+
 def test_text_only_forward_gives_a_finite_loss_and_gradients(tiny_model_dir, recipe):
     loaded = load_for_training(recipe(), tiny_model_dir)
     batch = loaded.processor.apply_chat_template(
