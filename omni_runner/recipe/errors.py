@@ -6,17 +6,17 @@ raises one `RecipeError`, so a person fixes every problem in one pass instead of
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ERROR = "error"
 WARNING = "warning"
 
 
-@dataclass(frozen=True, order=True)
-class Location:
+# NamedTuples rather than dataclasses: importing dataclasses (and inspect) is a measurable part of
+# `omni-run validate`'s start-up, which must stay cheap enough for pre-commit hooks.
+class Location(NamedTuple):
     """A place in a recipe file; `line` and `col` count from 1, as editors show them."""
 
     file: Path
@@ -27,8 +27,7 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """One problem. `field` is the dotted recipe path (`training.lr`, `stages[0].name`), or ''."""
 
     severity: str
@@ -94,6 +93,8 @@ def warning(message: str, location: Location | None, field: str = "", hint: str 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest valid choice, or listing the choices when none is close."""
+    import difflib  # only needed when something is wrong
+
     choices = sorted(choices)
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:

@@ -2,8 +2,8 @@
 
 The schema is the single source of truth for recipe fields, so defaults, allowed keys for
 did-you-mean hints, which fields are paths (`x-path`) and the generated reference all come from
-it. jsonschema does the checking; this module turns its errors into located Diagnostics that say
-what to write instead.
+it. `validator` does the checking; this module turns its findings into located Diagnostics that
+say what to write instead.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import copy
 import functools
 import json
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omni_runner.recipe.errors import Diagnostic, Location, did_you_mean, error, field_name
+from omni_runner.recipe.validator import Violation, check_supported, iter_violations
 from omni_runner.recipe.yaml_source import Document, Path_
 
 SCHEMA_FILE = "recipe.schema.json"
@@ -34,11 +34,13 @@ _TYPE_NAMES = {
 
 
 def schema_text() -> str:
-    """The schema file's text: from the installed package data, else from a source checkout."""
-    try:
-        return resources.files("omni_runner._schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
+    """The schema file's text: from the source checkout this package runs from, else from the
+    installed package data (a wheel maps `schemas/` to `omni_runner._schemas`)."""
+    if _CHECKOUT_SCHEMA.is_file():
         return _CHECKOUT_SCHEMA.read_text(encoding="utf-8")
+    from importlib import resources  # costs start-up time; only installed copies need it
+
+    return resources.files("omni_runner._schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
 
 
 @functools.cache
@@ -118,68 +120,49 @@ def iter_fields(data: Any, schema: dict | None = None, path: Path_ = ()) -> Iter
             yield from iter_fields(item, sub, path + (key,))
 
 
-@functools.cache
-def _validator():
-    # jsonschema is the heaviest import of `omni-run validate`; it is loaded only when a recipe is checked.
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(recipe_schema())
-
-
 def schema_diagnostics(document: Document, root: Location) -> list[Diagnostic]:
     """Every schema violation in `document.data`, located in the file that set the offending value."""
     diagnostics: list[Diagnostic] = []
-    for err in _validator().iter_errors(document.data):
-        diagnostics.extend(_explain(err, document, root))
+    for violation in iter_violations(document.data, _supported_schema(), resolve):
+        diagnostics.append(_explain(violation, document, root))
     return diagnostics
 
 
-def _explain(err: Any, document: Document, root: Location) -> list[Diagnostic]:
-    path: Path_ = tuple(err.absolute_path)
-    where = document.locate(path) or root
+@functools.cache
+def _supported_schema() -> dict:
+    schema = recipe_schema()
+    check_supported(schema)
+    return schema
+
+
+def _explain(found: Violation, document: Document, root: Location) -> Diagnostic:
+    path = found.path
     field = field_name(path)
-    kind = err.validator
     owner = f"`{field}`" if field else "the recipe"
-    if "propertyNames" in err.absolute_schema_path:
-        name = err.instance
-        choices = err.validator_value if kind == "enum" else None
-        what = "capability" if path == ("capabilities",) else "name"
-        return [
-            error(
-                f"unknown {what} '{name}' in {owner}" if choices else f"'{name}' is not a valid name in {owner}",
-                document.locate(path + (name,), key=True) or where,
-                field_name(path + (name,)),
-                did_you_mean(name, choices) if choices else _describe(err.schema.get("propertyNames", {})),
-            )
-        ]
+    kind = found.keyword
+    if found.in_key:
+        name = found.instance
+        if kind == "enum":
+            what = "capability" if path == ("capabilities",) else "name"
+            message, hint = f"unknown {what} '{name}' in {owner}", did_you_mean(name, found.expected)
+        else:
+            message, hint = f"'{name}' is not a valid name in {owner}", _describe(found.schema)
+        return error(message, document.locate(path + (name,), key=True) or root, field_name(path + (name,)), hint)
     if kind == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
-        return [
-            error(
-                f"unknown key '{key}' in {owner}",
-                document.locate(path + (key,), key=True) or where,
-                field_name(path + (key,)),
-                did_you_mean(key, allowed),
-            )
-            for key in err.instance
-            if key not in allowed
-        ]
+        key = found.instance
+        return error(f"unknown key '{key}' in {owner}", document.locate(path + (key,), key=True) or root,
+                     field_name(path + (key,)), did_you_mean(key, found.schema.get("properties", {})))
     if kind == "required":
-        missing = [key for key in err.validator_value if key not in err.instance]
-        return [
-            error(
-                f"missing required key '{key}' in {owner}",
-                document.locate(path, key=True) or root,
-                field_name(path + (key,)),
-                _describe(err.schema.get("properties", {}).get(key, {})),
-            )
-            for key in missing
-        ]
+        key = found.instance
+        return error(f"missing required key '{key}' in {owner}", document.locate(path, key=True) or root,
+                     field_name(path + (key,)), _describe(found.schema.get("properties", {}).get(key, {})))
     if kind == "not":
-        rule = err.validator_value
+        rule = found.expected
         culprit = path + (rule.get("required", [""])[-1],)
-        return [error(rule.get("x-message", err.message), document.locate(culprit, key=True) or where, field)]
-    return [error(_message(kind, err.validator_value, err.instance), where, field, _hint(kind, err))]
+        return error(rule.get("x-message", "this combination is not allowed"),
+                     document.locate(culprit, key=True) or root, field)
+    where = document.locate(path) or root
+    return error(_message(kind, found.expected, found.instance), where, field, _hint(found))
 
 
 def _message(kind: str, expected: Any, value: Any) -> str:
@@ -212,11 +195,11 @@ def _message(kind: str, expected: Any, value: Any) -> str:
     return f"{shown} is not valid here ({kind})"
 
 
-def _hint(kind: str, err: Any) -> str | None:
-    if kind == "enum" and isinstance(err.instance, str):
-        return did_you_mean(err.instance, [str(choice) for choice in err.validator_value])
-    if kind in ("pattern", "minProperties", "type"):
-        return _describe(err.schema)
+def _hint(found: Violation) -> str | None:
+    if found.keyword == "enum" and isinstance(found.instance, str):
+        return did_you_mean(found.instance, [str(choice) for choice in found.expected])
+    if found.keyword in ("pattern", "minProperties", "type"):
+        return _describe(found.schema)
     return None
 
 

@@ -12,7 +12,6 @@ import io
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,15 @@ _MAX_NODES = 100_000
 _PLAIN_DATA_HINT = "recipes hold plain data only: strings, numbers, booleans, null, lists and mappings"
 
 
-@dataclass
 class Document:
     """Plain data plus where each part came from: `keys` locates mapping keys, `values` the values
     (and list items), both by recipe path."""
 
-    data: Any
-    keys: dict[Path_, Location] = field(default_factory=dict)
-    values: dict[Path_, Location] = field(default_factory=dict)
+    def __init__(self, data: Any, keys: dict[Path_, Location] | None = None,
+                 values: dict[Path_, Location] | None = None):
+        self.data = data
+        self.keys = {} if keys is None else keys
+        self.values = {} if values is None else values
 
     def locate(self, path: Path_, key: bool = False) -> Location | None:
         """Where `path` was written: its key (`key=True`) or value node; else the nearest written parent key."""
