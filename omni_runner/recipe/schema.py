@@ -160,7 +160,7 @@ def _explain(found: Violation, document: Document, root: Location) -> Diagnostic
         rule = found.expected
         culprit = path + (rule.get("required", [""])[-1],)
         return error(rule.get("x-message", "this combination is not allowed"),
-                     document.locate(culprit, key=True) or root, field)
+                     document.locate(culprit, key=True) or root, field, rule.get("x-hint"))
     where = document.locate(path) or root
     return error(_message(kind, found.expected, found.instance), where, field, _hint(found))
 

@@ -8,6 +8,7 @@ strings, numbers, booleans, nulls, lists and mappings is reported, never constru
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
@@ -244,15 +245,14 @@ class _Converter:
         self.diagnostics.append(error(message, location, field_name(path), hint))
 
 
-_RESOLVER = None
+@functools.cache
+def _resolver() -> Any:
+    return YAML(typ="rt").resolver
 
 
 def _resolve_plain(text: str) -> str:
     """The tag YAML 1.2 would give `text` written as a plain scalar."""
-    global _RESOLVER
-    if _RESOLVER is None:
-        _RESOLVER = YAML(typ="rt").resolver
-    return _RESOLVER.resolve(ScalarNode, text, (True, False))
+    return _resolver().resolve(ScalarNode, text, (True, False))
 
 
 def _construct(tag: str, text: str) -> Any:

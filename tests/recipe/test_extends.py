@@ -77,3 +77,14 @@ def test_resolved_data_has_no_extends_left(write):
     write("base.yaml", "training: {seed: 3}\n")
     recipe = load_recipe(write("child.yaml", "extends: base.yaml\n" + VALID), environ={})
     assert recipe.data["extends"] == []
+
+
+def test_a_child_trains_by_epochs_by_unsetting_the_parents_max_steps(write):
+    write("base.yaml", "training: {max_steps: 500}\n")
+    both = write("both.yaml", "extends: base.yaml\n" + VALID + "training: {epochs: 2}\n")
+    [problem] = recipe_errors(both)
+    assert problem.message == "set either `max_steps` or `epochs`, not both"
+    assert "write `max_steps: null`" in problem.hint
+    fixed = write("fixed.yaml", "extends: base.yaml\n" + VALID + "training: {epochs: 2, max_steps: null}\n")
+    training = load_recipe(fixed, environ={}).data["training"]
+    assert (training["max_steps"], training["epochs"]) == (None, 2)
