@@ -107,5 +107,20 @@ def diffusion_transformer(*, hidden_size: int, num_layers: int, streams: int, ml
     }
 
 
+def projection_shapes(dims: Component) -> dict[str, tuple[int, int]]:
+    """(in, out) widths of each linear layer in one decoder layer, by the names peft targets."""
+    h, inner = dims["hidden_size"], dims["intermediate_size"]
+    q, kv = dims["heads"] * dims["head_dim"], dims["kv_heads"] * dims["head_dim"]
+    return {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "gate_proj": (h, inner),
+        "up_proj": (h, inner),
+        "down_proj": (inner, h),
+    }
+
+
 def total(components: dict[str, Component]) -> int:
     return sum(int(c.get("parameters") or 0) for c in components.values())

@@ -12,6 +12,7 @@ from typing import Any
 
 from omni_runner.plan.architectures import group_size
 from omni_runner.plan.fit import Fit, Precision, Shape, fit_stage, native_generation_shape
+from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, enabled_capabilities, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
@@ -163,13 +164,19 @@ def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:
         quantization = None if requested == "none" else requested
     elif quantization is None and training.get("method") == "qlora":
         quantization = "bnb-4bit"  # what the loader does for qlora on an unquantized folder
+    lora = training.get("lora") or {}
+    full = training.get("method") == "full"
     return Precision(
         dtype=dtype,
         quantization=quantization,
         group_size=group_size(base.from_table) if base.from_table else 128,
-        full_thinker=training.get("method") == "full",
+        full_thinker=full,
+        thinker_adapters=Adapters(full=True) if full else Adapters(
+            targets=tuple(lora.get("target_modules") or ()),
+            r=int(lora.get("r", 16)),
+            dropout=float(lora.get("dropout", 0.05)) > 0,
+        ),
         on_accelerator=(data.get("hardware") or {}).get("device") != "cpu",
-        lora_dropout=float((training.get("lora") or {}).get("dropout", 0.05)) > 0,
     )
 
 

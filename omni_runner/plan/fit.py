@@ -37,7 +37,7 @@ class Precision:
     quantization: str | None
     group_size: int
     full_thinker: bool
-    lora_dropout: bool
+    thinker_adapters: memory.Adapters  # how the language model trains when `thinker` is in the stage's groups
     on_accelerator: bool = True
 
 
@@ -69,17 +69,18 @@ def estimate(modules: StageModules, shape: Shape, precision: Precision) -> Memor
 def _activations(modules: StageModules, shape: Shape, precision: Precision, dtype_bytes: float) -> float:
     tokens = shape.micro_batch * shape.seq_len
     lm = modules.language_model
-    total = _stack(lm, tokens, shape.checkpointing, precision.lora_dropout, dtype_bytes)
+    lm_adapters = precision.thinker_adapters if modules.thinker_trains else memory.FROZEN
+    total = _stack(lm, tokens, shape.checkpointing, lm_adapters, dtype_bytes)
     if modules.lm_loss:
         total += tokens * lm["vocab_size"] * memory.LOGIT_BYTES_PER_ENTRY
     if modules.talker:
-        total += _stack(modules.talker, tokens, shape.checkpointing, False, dtype_bytes)
+        total += _stack(modules.talker, tokens, shape.checkpointing, memory.FROZEN, dtype_bytes)
     for tower in modules.trained_towers:
-        total += _stack(_as_stack(tower), tokens, shape.checkpointing, False, dtype_bytes)
+        total += _stack(_as_stack(tower), tokens, shape.checkpointing, memory.Adapters(full=True), dtype_bytes)
     for tower in modules.towers:
         # Frozen encoders run without autograd: only one layer's working set exists at a time.
         if tower.get("hidden_size"):
-            total += tokens * memory.language_model_layer_bytes_per_token(_as_stack(tower), False, dtype_bytes)
+            total += tokens * memory.decoder_layer_bytes_per_token(_as_stack(tower), memory.FROZEN, dtype_bytes)
     for modality, denoiser in modules.denoisers.items():
         total += _denoiser_activations(modality, denoiser, shape)
     return total
@@ -97,8 +98,8 @@ def _as_stack(component: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stack(dims: dict[str, Any], tokens: int, checkpointing: bool, lora_dropout: bool, dtype_bytes: float) -> float:
-    per_token_layer = memory.language_model_layer_bytes_per_token(dims, lora_dropout, dtype_bytes)
+def _stack(dims: dict[str, Any], tokens: int, checkpointing: bool, adapters: memory.Adapters, dtype_bytes: float) -> float:
+    per_token_layer = memory.decoder_layer_bytes_per_token(dims, adapters, dtype_bytes)
     return memory.stack_activation_bytes(tokens, dims["layers"], per_token_layer, dims["hidden_size"], checkpointing, dtype_bytes)
 
 

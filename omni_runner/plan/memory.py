@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from omni_runner.param_count import projection_shapes
+
 GIB = 1024**3
 
 BYTES_PER_DTYPE = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
@@ -27,6 +29,8 @@ MASTER_COPY_BYTES = 4.0
 # peft keeps LoRA weights (and we keep projectors/query tokens) in fp32 even on a bf16 base.
 ADAPTER_BYTES = 4.0
 GRADIENT_BYTES = 4.0
+# LoRA dropout keeps the dropped fp32 copy of each adapted projection's input as well.
+LORA_DROPOUT_BYTES = 4.0
 # Logits for the loss: bf16 logits, their fp32 upcast for cross-entropy, and its fp32 gradient.
 LOGIT_BYTES_PER_ENTRY = 2.0 + 4.0 + 4.0
 
@@ -56,18 +60,43 @@ def weight_bytes_per_param(quantization: str | None, dtype: str = "bfloat16", gr
     return BYTES_PER_DTYPE.get(dtype, 2.0)
 
 
-def language_model_layer_bytes_per_token(dims: dict[str, Any], lora_dropout: bool, dtype_bytes: float = 2.0) -> float:
-    """What one decoder layer keeps per token for backward, with memory-efficient attention (sdpa/flash).
+@dataclass(frozen=True)
+class Adapters:
+    """How a language-model stack trains: LoRA on some projections, fully, or not at all (gradients only pass through)."""
 
-    Two RMSNorm inputs and outputs (4h), q and the attention output (2h), k and v (2·kv), the
-    gated MLP's gate, up, activated gate and product (4·intermediate). LoRA dropout copies the
-    input of each of the four attention projections (4h) when dropout > 0.
+    targets: tuple[str, ...] = ()
+    r: int = 0
+    dropout: bool = False
+    full: bool = False
+
+
+FROZEN = Adapters()
+
+
+def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FROZEN, dtype_bytes: float = 2.0) -> float:
+    """What one decoder layer keeps per token for backward, with memory-efficient (sdpa/flash) attention.
+
+    The terms are what autograd saves in a Qwen2-style layer (tests/plan/test_activation_model.py
+    counts them with saved-tensor hooks): each RMSNorm keeps its input upcast to fp32 and 1/rms;
+    attention keeps q, k, v, its output and an fp32 log-sum-exp per head; the SwiGLU MLP keeps gate,
+    up and the activated gate (a frozen down projection keeps nothing). Each LoRA-adapted projection
+    keeps its input cast to fp32 plus the rank-r intermediate, and with dropout the dropped fp32 copy
+    of that input too. Full training also keeps every linear layer's input.
     """
-    h = dims["hidden_size"]
-    kv = dims.get("kv_heads", dims.get("heads", 1)) * dims.get("head_dim", h // max(dims.get("heads", 1), 1))
-    q = dims.get("heads", 1) * dims.get("head_dim", h // max(dims.get("heads", 1), 1))
-    elements = 4 * h + 2 * q + 2 * kv + 4 * dims["intermediate_size"] + (4 * h if lora_dropout else 0)
-    return elements * dtype_bytes
+    h, heads = dims["hidden_size"], dims.get("heads", 1)
+    q = heads * dims.get("head_dim", h // max(heads, 1))
+    kv = dims.get("kv_heads", heads) * dims.get("head_dim", h // max(heads, 1))
+    inner = dims["intermediate_size"]
+    kept = 2 * (4 * h + 4) + dtype_bytes * (2 * q + 2 * kv) + 4 * heads + 3 * dtype_bytes * inner
+    if adapters.full:
+        # the inputs of q/k/v, o, gate/up and down, and the normalised hidden state for the norm weights
+        kept += dtype_bytes * (3 * h + q + inner)
+    shapes = projection_shapes(dims) if adapters.targets else {}
+    for target in adapters.targets:
+        if target in shapes:
+            width = shapes[target][0]
+            kept += 4 * width + 4 * adapters.r + (LORA_DROPOUT_BYTES * width if adapters.dropout else 0)
+    return kept
 
 
 def stack_activation_bytes(tokens: int, layers: int, per_token_layer: float, hidden: int, checkpointing: bool, dtype_bytes: float = 2.0) -> float:

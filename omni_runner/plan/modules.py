@@ -11,18 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
+from omni_runner.param_count import projection_shapes
 from omni_runner.plan.models import PlannedModel
 
-# Input/output widths of each adaptable projection of a decoder layer, from the layer's dimensions.
-_PROJECTIONS = {
-    "q_proj": lambda d: (d["hidden_size"], d["heads"] * d["head_dim"]),
-    "k_proj": lambda d: (d["hidden_size"], d["kv_heads"] * d["head_dim"]),
-    "v_proj": lambda d: (d["hidden_size"], d["kv_heads"] * d["head_dim"]),
-    "o_proj": lambda d: (d["heads"] * d["head_dim"], d["hidden_size"]),
-    "gate_proj": lambda d: (d["hidden_size"], d["intermediate_size"]),
-    "up_proj": lambda d: (d["hidden_size"], d["intermediate_size"]),
-    "down_proj": lambda d: (d["intermediate_size"], d["hidden_size"]),
-}
 _ENCODER_PROJECTORS = {"encoders.vision": "vision_projector", "encoders.audio": "audio_projector", "encoders.asr": "audio_projector"}
 _DECODER_PROJECTORS = {"image_out": ("decoders.image", "image_projector"), "video_out": ("decoders.video", "video_projector")}
 _BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",), "talker": ("audio_out",)}
@@ -64,11 +55,12 @@ class StageModules:
     trained_towers: list[dict[str, Any]] = field(default_factory=list)  # keep activations for backward
     denoisers: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> denoiser component
     lm_loss: bool = False
+    thinker_trains: bool = False  # LoRA or full training on the language model in this stage
 
 
 def lora_parameters(dims: dict[str, Any], r: int, targets: list[str]) -> int:
-    per_layer = sum(r * sum(_PROJECTIONS[t](dims)) for t in targets if t in _PROJECTIONS)
-    return per_layer * dims["layers"]
+    shapes = projection_shapes(dims)
+    return dims["layers"] * sum(r * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes)
 
 
 def projector_parameters(in_width: int, out_width: int, projector: dict[str, Any] | None, default_hidden: int) -> int:
@@ -111,6 +103,7 @@ def stage_modules(
     lora = training.get("lora") or {}
     out = StageModules(language_model=lm, lm_loss=any(CAPABILITIES[c].loss_on != "denoising" for c in capabilities if c in CAPABILITIES))
 
+    out.thinker_trains = "thinker" in train
     if "thinker" in train and training.get("method", "lora") == "full":
         out.trainable.append(ModuleGroup(lm_key, lm["parameters"], "full fine-tuning"))
     else:

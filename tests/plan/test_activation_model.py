@@ -1,0 +1,74 @@
+"""The planner's activation model is what autograd really keeps.
+
+Runs a real Qwen2.5-Omni thinker text stack (tiny widths, bf16, sdpa) with real peft LoRA, counts
+the bytes of every tensor autograd saves for backward (saved-tensor hooks; parameters excluded),
+and compares the per-layer, per-token figure with `decoder_layer_bytes_per_token`. Measuring two
+depths and taking the difference isolates one layer from the shared rotary tables and final norm.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from omni_runner.plan.memory import FROZEN, Adapters, decoder_layer_bytes_per_token
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+TOKENS = 96
+DIMS = {"hidden_size": 256, "intermediate_size": 688, "heads": 4, "kv_heads": 2, "head_dim": 64}
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+ALL_LINEAR = ATTENTION + ("gate_proj", "up_proj", "down_proj")
+
+
+def _saved_bytes_per_token(layers: int, adapters: Adapters) -> float:
+    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import Qwen2_5OmniTextConfig
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniThinkerTextModel
+
+    torch.manual_seed(0)
+    config = Qwen2_5OmniTextConfig(
+        hidden_size=DIMS["hidden_size"], intermediate_size=DIMS["intermediate_size"], num_hidden_layers=layers,
+        num_attention_heads=DIMS["heads"], num_key_value_heads=DIMS["kv_heads"], vocab_size=512,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+    )
+    config._attn_implementation = "sdpa"
+    model = Qwen2_5OmniThinkerTextModel(config).to(torch.bfloat16)
+    for parameter in model.parameters():
+        parameter.requires_grad_(adapters.full)
+    if adapters.targets:
+        lora = peft.LoraConfig(r=adapters.r, lora_alpha=2 * adapters.r, lora_dropout=0.05 if adapters.dropout else 0.0,
+                               target_modules=list(adapters.targets))
+        model = peft.get_peft_model(model, lora)
+    model.train()
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    embeddings = torch.randn(1, TOKENS, DIMS["hidden_size"], dtype=torch.bfloat16, requires_grad=adapters == FROZEN)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(inputs_embeds=embeddings)
+    return sum(saved.values()) / TOKENS
+
+
+def _measured_per_layer(adapters: Adapters) -> float:
+    return (_saved_bytes_per_token(4, adapters) - _saved_bytes_per_token(2, adapters)) / 2
+
+
+@pytest.mark.parametrize(
+    "adapters",
+    [
+        FROZEN,  # gradients only pass through (a frozen talker, a thinker under trainable queries)
+        Adapters(targets=ATTENTION, r=8, dropout=True),
+        Adapters(targets=ALL_LINEAR, r=8),
+        Adapters(full=True),
+    ],
+    ids=["frozen", "lora-attention-dropout", "lora-all-linear", "full"],
+)
+def test_layer_activation_model_matches_what_autograd_saves(adapters: Adapters):
+    predicted = decoder_layer_bytes_per_token(DIMS, adapters, dtype_bytes=2.0)
+    assert predicted == pytest.approx(_measured_per_layer(adapters), rel=0.01)
