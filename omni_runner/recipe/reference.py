@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omni_runner.recipe.schema import recipe_schema, resolve
+from omni_runner.recipe.schema import recipe_schema, resolve, types_of
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "recipe-reference.md"
 REGENERATE = "python -m omni_runner.recipe.reference"
@@ -68,7 +68,7 @@ def _table(schema: dict) -> list[str]:
 def _type(schema: dict) -> str:
     if "enum" in schema and "type" not in schema:
         return "enum"
-    names = _types(schema)
+    names = types_of(schema)
     if "array" in names and isinstance(schema.get("items"), dict):
         names = [f"list of {_type(resolve(schema['items']))}" if n == "array" else n for n in names]
     return " or ".join({"object": "mapping", "array": "list"}.get(n, n) for n in names)
@@ -97,11 +97,6 @@ def _allowed(schema: dict) -> str:
 
 def _entry_name(path: str) -> str:
     return {"datasets": "name", "capabilities": "capability"}.get(path.rsplit(".", 1)[-1], "key")
-
-
-def _types(schema: dict) -> list[str]:
-    kind = schema.get("type", [])
-    return [kind] if isinstance(kind, str) else list(kind)
 
 
 def _code(value: Any) -> str:

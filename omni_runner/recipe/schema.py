@@ -64,7 +64,7 @@ def child_schema(schema: dict, key: str | int) -> dict | None:
     schema = resolve(schema)
     if isinstance(key, int):
         items = schema.get("items")
-        return resolve(items) if isinstance(items, dict) and "array" in _types(schema) else None
+        return resolve(items) if isinstance(items, dict) and "array" in types_of(schema) else None
     if key in schema.get("properties", {}):
         return resolve(schema["properties"][key])
     extra = schema.get("additionalProperties")
@@ -221,6 +221,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _types(schema: dict) -> list[str]:
+def types_of(schema: dict) -> list[str]:
+    """The schema's `type` as a list (it may be written as one name or several)."""
     kind = schema.get("type", [])
     return [kind] if isinstance(kind, str) else list(kind)
