@@ -11,6 +11,7 @@ cheap enough for pre-commit hooks and editor integrations.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -62,11 +63,13 @@ def main() -> int:
     print(f"omni-run validate {args.recipe}: median {validate_s:.3f} s over {args.repeat} runs")
     print(f"python -c pass:                median {baseline_s:.3f} s")
     print(f"difference {difference:.3f} s, ratio {ratio:.2f}x ({verdict} the goal of < {GOAL_S} s above start-up)")
+    load = os.getloadavg()[0]
     if not args.no_record:
         update_section("validate_speed", f"""
 ## Recipe validation speed
 
-`python benchmarks/validate_speed.py --recipe {args.recipe} --repeat {args.repeat}` on {machine_summary()}:
+`python benchmarks/validate_speed.py --recipe {args.recipe} --repeat {args.repeat}` on {machine_summary()}
+(1-minute load average {load:.1f} when it finished; both commands ran alternately under the same load):
 
 | command | median wall time |
 |---|---|
