@@ -2,7 +2,8 @@
 
 Layout of `RUN/final/` (written by `save_final`):
 - methods lora/qlora: the peft adapter (`adapter_config.json`, `adapter_model.safetensors`), the
-  processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>", ...}`);
+  processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>",
+  "base_fingerprint": <tiny-model build or null>, "method": ...}`);
   with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
   `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor. (Only when a stage
@@ -37,12 +38,14 @@ from omni_runner.models.load import (
     LORA_METHODS,
     LoadedModel,
     ModelLoadError,
-    resolve_device,
     check_model_dir,
     load_processor,
     load_thinker,
+    resolve_device,
     resolve_dtype,
 )
+from omni_runner.models.tiny import TINY_MODEL_NAME, ensure_tiny_model, read_stamp
+from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
 FINAL_MANIFEST = "omni_runner_final.json"
 MERGED_DIR = "merged"
@@ -52,6 +55,31 @@ SPEAKER_FILE = "spk_dict.pt"
 
 def _write_manifest(folder: Path, **fields: Any) -> None:
     (folder / FINAL_MANIFEST).write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+
+
+def _base_record(model_dir: Path) -> dict[str, Any]:
+    """Which base the run tuned; for the built-in tiny model, also which build of it."""
+    stamp = read_stamp(model_dir)
+    return {"base_model": str(model_dir), "base_fingerprint": stamp["fingerprint"] if stamp else None}
+
+
+def _adapter_base_dir(folder: Path) -> Path:
+    """The base an adapter was trained on, rebuilt if it is the tiny model and the cache was cleared;
+    refused if the tiny model was rebuilt differently since (the adapter would not fit it)."""
+    manifest = _read_manifest(folder)
+    base_dir = Path(manifest.get("base_model") or _adapter_base(folder))
+    expected = manifest.get("base_fingerprint")
+    if expected is None:
+        return base_dir
+    if read_stamp(base_dir) is None and base_dir == resolve_model_path(BUILTIN_PREFIX + TINY_MODEL_NAME, Path.cwd()):
+        ensure_tiny_model()
+    stamp = read_stamp(base_dir)
+    if stamp is not None and stamp["fingerprint"] != expected:
+        raise ModelLoadError(
+            f"{folder} was trained on another build of the tiny model than the one now at {base_dir} "
+            f"(builder or bundled data changed). Use {folder / MERGED_DIR} if the run merged, or train again."
+        )
+    return base_dir
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -79,7 +107,7 @@ def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, sav
                 _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state)
             elif loaded.talker is not None:
                 loaded.talker.save_pretrained(staging / TALKER_DIR)
-            _write_manifest(staging, kind="adapter", base_model=str(loaded.model_dir), method=loaded.method)
+            _write_manifest(staging, kind="adapter", method=loaded.method, **_base_record(loaded.model_dir))
         else:
             if base_is_omni:
                 _write_omni_folder(
@@ -88,7 +116,7 @@ def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, sav
             else:
                 loaded.thinker.save_pretrained(staging)
                 loaded.processor.save_pretrained(staging)
-            _write_manifest(staging, kind="merged", base_model=str(loaded.model_dir), method=loaded.method)
+            _write_manifest(staging, kind="merged", method=loaded.method, **_base_record(loaded.model_dir))
     return Path(final_dir)
 
 
@@ -162,7 +190,7 @@ def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
     if (folder / "adapter_config.json").exists():
         from peft import PeftModel
 
-        base_dir = Path(_read_manifest(folder).get("base_model") or _adapter_base(folder))
+        base_dir = _adapter_base_dir(folder)
         check_model_dir(base_dir)
         thinker = load_thinker(base_dir, dtype=dtype, device=device)
         with quiet_transformers():

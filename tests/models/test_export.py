@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from omni_runner.models.export import MERGED_DIR, generate_text, load_for_inference, save_final
 from omni_runner.models.load import ModelLoadError, load_for_training
+from omni_runner.models.tiny import read_stamp
 
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -44,7 +46,33 @@ def test_final_folder_holds_the_adapter_processor_and_manifest(tuned, tiny_model
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
         assert (final / name).is_file()
     manifest = json.loads((final / "omni_runner_final.json").read_text())
-    assert manifest == {"kind": "adapter", "base_model": str(tiny_model_dir), "method": "lora"}
+    assert manifest == {"kind": "adapter", "base_model": str(tiny_model_dir), "method": "lora",
+                        "base_fingerprint": read_stamp(tiny_model_dir)["fingerprint"]}
+
+
+def test_an_adapter_on_the_tiny_model_loads_after_the_cache_was_cleared(tuned, tmp_path, monkeypatch):
+    _, final, expected = tuned
+    cache = tmp_path / "fresh-cache"
+    monkeypatch.setenv("OMNI_RUNNER_CACHE", str(cache))
+    copy = shutil.copytree(final, tmp_path / "final", ignore=shutil.ignore_patterns(MERGED_DIR))
+    manifest = json.loads((copy / "omni_runner_final.json").read_text())
+    rebuilt_base = cache / "models" / "tiny-qwen2.5-omni"
+    (copy / "omni_runner_final.json").write_text(json.dumps({**manifest, "base_model": str(rebuilt_base)}))
+
+    loaded = load_for_inference(copy)
+
+    assert loaded.model_dir == rebuilt_base
+    torch.testing.assert_close(_logits(loaded.model, loaded.processor), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_an_adapter_for_another_build_of_the_tiny_model_is_refused(tuned, tmp_path):
+    _, final, _ = tuned
+    copy = shutil.copytree(final, tmp_path / "final", ignore=shutil.ignore_patterns(MERGED_DIR))
+    manifest = json.loads((copy / "omni_runner_final.json").read_text())
+    (copy / "omni_runner_final.json").write_text(json.dumps({**manifest, "base_fingerprint": "older build"}))
+
+    with pytest.raises(ModelLoadError, match="another build of the tiny model"):
+        load_for_inference(copy)
 
 
 def test_merged_folder_loads_with_the_real_class_and_matches_base_plus_adapter(tuned):
