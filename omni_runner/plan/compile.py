@@ -143,6 +143,13 @@ def _estimate_notes(recipe: Any) -> list[Diagnostic]:
     return notes
 
 
+def _trains(group: str, module: str) -> bool:
+    """Whether trainable `module` (e.g. `thinker.lora`, `query_tokens.image`) belongs to `group` of stages[].train."""
+    if group == "thinker":
+        return module.split(".")[0] in ("thinker", "language_model")
+    return module == group or module.startswith(group + ".")
+
+
 def _where(recipe: Any, path: tuple[str, ...]) -> Location:
     """Where a field was written; for a default, its section, else the top of the recipe file."""
     return recipe.location(path) or recipe.location(path[:1]) or Location(recipe.source, 1, 1)
@@ -223,6 +230,13 @@ def _compile_stage(
     capabilities = spec["capabilities"]
     train = list(spec.get("train") or default_train_groups(capabilities, sources))
     modules = stage_modules(capabilities, train, models, sources, training)
+    idle = [group for group in train if not any(_trains(group, m.module) for m in modules.trainable)]
+    if idle:
+        diagnostics.append(warning(
+            f"stage {spec['name']!r} lists {', '.join(idle)} under train, but none of its capabilities uses "
+            f"{'it' if len(idle) == 1 else 'them'} with this recipe's models, so nothing trains there",
+            recipe.location(("stages", spec["index"], "train")), f"stages[{spec['index']}].train",
+        ))
     policy = training.get("gradient_checkpointing", "auto")
     shape = Shape(
         micro_batch=int(training.get("micro_batch", 1)),

@@ -218,3 +218,13 @@ def test_qlora_on_an_unquantized_base_is_planned_as_nf4(models: Path, write_reci
     lora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80"])).to_json()["stages"][0]
     qlora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80", "training.method=qlora"])).to_json()["stages"][0]
     assert qlora["memory"]["breakdown"]["weights"] < 0.4 * lora["memory"]["breakdown"]["weights"]
+
+
+def test_stage_training_a_group_nothing_uses_is_a_warning_at_its_train_list(write_recipe, no_data_root):
+    path = write_recipe(
+        f"extends: {RECIPES / 'text_only.yaml'}\nname: odd-stage\n"
+        "stages:\n  - name: text\n    train: [thinker, image_projector]\n"
+    )
+    plan = compile_plan(load_recipe(path, environ=no_data_root))
+    assert plan.stages[0].train == ["thinker", "image_projector"]
+    assert any(w.startswith("stages[0].train: stage 'text' lists image_projector under train") for w in plan.warnings)
