@@ -1,11 +1,13 @@
 """Rules that span several fields, which a JSON Schema cannot express, and the model/data path check.
 
 These run on schema-valid-or-not data alike (every access checks its type first), so a recipe
-with a type error elsewhere still gets its dangling dataset names reported in the same pass.
+with a type error elsewhere still gets its dangling dataset names reported in the same pass. A
+rule whose fields already failed the schema stays quiet: one mistake, one message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,55 +17,72 @@ from omni_runner.recipe.schema import iter_fields
 from omni_runner.recipe.yaml_source import Document, Path_
 
 
-def cross_field_diagnostics(document: Document) -> list[Diagnostic]:
+def cross_field_diagnostics(document: Document, invalid: set[Path_]) -> list[Diagnostic]:
+    """Problems between fields; `invalid` holds the paths the schema already rejected."""
+
+    def broken(*paths: Path_) -> bool:
+        return any(path[:end] in invalid for path in paths for end in range(1, len(path) + 1))
+
+    return [
+        *_dangling_datasets(document, broken),
+        *_all_disabled(document),
+        *_stage_problems(document, broken),
+        *_thermal_problems(document, broken),
+    ]
+
+
+def _dangling_datasets(document: Document, broken: Callable[..., bool]) -> Iterator[Diagnostic]:
     data = document.data
-    problems: list[Diagnostic] = []
     datasets = _mapping(data.get("datasets"))
-    capabilities = _mapping(data.get("capabilities"))
+    references = [
+        (("capabilities", capability, "datasets", index), name, f"capability '{capability}'")
+        for capability, entry in _mapping(data.get("capabilities")).items()
+        for index, name in enumerate(_list(_mapping(entry).get("datasets")))
+    ]
+    references += [(("eval", "datasets", index), name, "eval")
+                   for index, name in enumerate(_list(_mapping(data.get("eval")).get("datasets")))]
+    for path, name, who in references:
+        if isinstance(name, str) and name not in datasets and not broken(path, ("datasets",)):
+            hint = did_you_mean(name, datasets) if datasets else "define it under `datasets:` (none is defined yet)"
+            yield error(f"{who} names dataset '{name}', which is not defined under `datasets`",
+                        document.locate(path), field_name(path), hint)
 
-    def dangling_dataset(path: Path_, name: Any, who: str) -> None:
-        if isinstance(name, str) and name not in datasets:
-            defined = ", ".join(sorted(datasets)) or "none yet"
-            hint = did_you_mean(name, datasets) if datasets else f"define it under `datasets:` (defined: {defined})"
-            problems.append(error(f"{who} names dataset '{name}', which is not defined under `datasets`",
-                                  document.locate(path), field_name(path), hint))
 
-    for capability, entry in capabilities.items():
-        for index, name in enumerate(_list(_mapping(entry).get("datasets"))):
-            dangling_dataset(("capabilities", capability, "datasets", index), name, f"capability '{capability}'")
-    for index, name in enumerate(_list(_mapping(data.get("eval")).get("datasets"))):
-        dangling_dataset(("eval", "datasets", index), name, "eval")
+def _all_disabled(document: Document) -> Iterator[Diagnostic]:
+    capabilities = _mapping(document.data.get("capabilities"))
+    if capabilities and all(_mapping(entry).get("enabled") is False for entry in capabilities.values()):
+        yield error("every capability is disabled (enabled: false)", document.locate(("capabilities",), key=True),
+                    "capabilities", "enable at least one, or pick some with --capabilities")
 
-    if capabilities and not any(_mapping(entry).get("enabled", True) is not False for entry in capabilities.values()):
-        problems.append(error("every capability is disabled (enabled: false)", document.locate(("capabilities",), key=True),
-                              "capabilities", "enable at least one, or pick some with --capabilities"))
 
-    stage_names: dict[str, int] = {}
-    for index, stage in enumerate(_list(data.get("stages"))):
+def _stage_problems(document: Document, broken: Callable[..., bool]) -> Iterator[Diagnostic]:
+    capabilities = _mapping(document.data.get("capabilities"))
+    first_use: dict[str, int] = {}
+    for index, stage in enumerate(_list(document.data.get("stages"))):
         stage = _mapping(stage)
         name = stage.get("name")
+        if isinstance(name, str) and name in first_use:
+            path = ("stages", index, "name")
+            yield error(f"stage name '{name}' is used twice (first by stages[{first_use[name]}])",
+                        document.locate(path), field_name(path))
         if isinstance(name, str):
-            if name in stage_names:
-                path = ("stages", index, "name")
-                problems.append(error(f"stage name '{name}' is used twice (first by stages[{stage_names[name]}])",
-                                      document.locate(path), field_name(path)))
-            stage_names.setdefault(name, index)
+            first_use.setdefault(name, index)
         for position, capability in enumerate(_list(stage.get("capabilities"))):
-            if isinstance(capability, str) and capability not in capabilities:
-                path = ("stages", index, "capabilities", position)
-                problems.append(error(
-                    f"stage '{name}' trains capability '{capability}', which is not under `capabilities`",
-                    document.locate(path), field_name(path),
-                    f"add it under `capabilities:` or remove it from the stage (the recipe has: "
-                    f"{', '.join(sorted(capabilities)) or 'none'})"))
+            path = ("stages", index, "capabilities", position)
+            if isinstance(capability, str) and capability not in capabilities and not broken(path, ("capabilities",)):
+                listed = ", ".join(sorted(capabilities)) or "none"
+                yield error(f"stage '{name}' trains capability '{capability}', which is not under `capabilities`",
+                            document.locate(path), field_name(path),
+                            f"add it under `capabilities:` or remove it from the stage (the recipe has: {listed})")
 
-    thermal = _mapping(_mapping(data.get("controller")).get("thermal"))
+
+def _thermal_problems(document: Document, broken: Callable[..., bool]) -> Iterator[Diagnostic]:
+    thermal = _mapping(_mapping(document.data.get("controller")).get("thermal"))
     limit, resume = thermal.get("limit_c"), thermal.get("resume_c")
-    if _number(limit) and _number(resume) and resume >= limit:
-        path = ("controller", "thermal", "resume_c")
-        problems.append(error(f"resume_c ({resume}) must be below limit_c ({limit})", document.locate(path),
-                              field_name(path), "training resumes once every GPU has cooled below resume_c"))
-    return problems
+    path = ("controller", "thermal", "resume_c")
+    if _number(limit) and _number(resume) and resume >= limit and not broken(path, path[:-1] + ("limit_c",)):
+        yield error(f"resume_c ({resume}) must be below limit_c ({limit})", document.locate(path),
+                    field_name(path), "training resumes once every GPU has cooled below resume_c")
 
 
 def missing_path_diagnostics(data: dict, severity: str, document: Document) -> list[Diagnostic]:

@@ -62,11 +62,12 @@ def load_recipe(
     if document is None:
         raise RecipeError(problems)
     problems = apply_overrides(document, overrides or ())
-    problems += schema_diagnostics(document, Location(source, 1, 1))
+    schema_problems, invalid_paths = schema_diagnostics(document, Location(source, 1, 1))
+    problems += schema_problems
     fill_defaults(document.data)
     if capabilities is not None:
         problems += restrict_capabilities(document.data, capabilities)
-    problems += cross_field_diagnostics(document)
+    problems += cross_field_diagnostics(document, invalid_paths)
     if problems:
         raise RecipeError(problems)
     _make_paths_absolute(document)

@@ -120,12 +120,16 @@ def iter_fields(data: Any, schema: dict | None = None, path: Path_ = ()) -> Iter
             yield from iter_fields(item, sub, path + (key,))
 
 
-def schema_diagnostics(document: Document, root: Location) -> list[Diagnostic]:
-    """Every schema violation in `document.data`, located in the file that set the offending value."""
+def schema_diagnostics(document: Document, root: Location) -> tuple[list[Diagnostic], set[Path_]]:
+    """Every schema violation in `document.data`, located in the file that set the offending value,
+    and the recipe paths that are invalid (so later checks can leave them alone)."""
     diagnostics: list[Diagnostic] = []
+    invalid: set[Path_] = set()
     for violation in iter_violations(document.data, _supported_schema(), resolve):
         diagnostics.append(_explain(violation, document, root))
-    return diagnostics
+        names_a_key = violation.in_key or violation.keyword in ("additionalProperties", "required")
+        invalid.add(violation.path + (violation.instance,) if names_a_key else violation.path)
+    return diagnostics, invalid
 
 
 @functools.cache

@@ -123,3 +123,8 @@ def test_error_renders_like_a_compiler_message(write):
     assert problem.render() == (
         f"{path}:9:3: error: unknown key 'lrr' in `training` (training.lrr)\n    hint: did you mean 'lr'?"
     )
+
+
+def test_a_section_of_the_wrong_type_gets_one_error_not_a_cascade(write):
+    [problem] = recipe_errors(write("recipe.yaml", VALID + "training: 5\n"))
+    assert (problem.message, problem.location.line) == ("expected a mapping, got 5", 8)
