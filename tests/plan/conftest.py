@@ -35,10 +35,3 @@ def write_recipe(tmp_path: Path):
 
     return write
 
-
-def line_of(path: Path, needle: str) -> int:
-    """1-based number of the first line of `path` that contains `needle`."""
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if needle in line:
-            return number
-    raise AssertionError(f"{needle!r} not in {path}")

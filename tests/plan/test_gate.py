@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import line_of
+from recipe_lines import line_of
 
 from omni_runner.commands import capabilities as capabilities_command
 from omni_runner.plan import compile_plan

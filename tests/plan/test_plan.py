@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import line_of
+from recipe_lines import line_of
 
 from omni_runner.commands import plan as plan_command
 from omni_runner.plan import compile_plan
