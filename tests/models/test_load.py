@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from omni_runner.models.load import ModelLoadError, load_for_training, set_trainable_groups
+from omni_runner.models.load import (
+    ModelLoadError,
+    load_for_training,
+    lora_target_names,
+    resolve_quantization,
+    set_trainable_groups,
+)
 
 
 def _lora_parameters(thinker_config, targets, r):
@@ -241,3 +248,31 @@ def test_gptq_without_the_backend_says_which_extra_to_install(tiny_model_dir, mo
 def test_full_fine_tuning_of_quantized_weights_is_refused(tiny_model_dir, recipe):
     with pytest.raises(ModelLoadError, match="method full cannot update bnb-4bit"):
         load_for_training(recipe(method="full", quantization="bnb-4bit"), tiny_model_dir)
+
+
+REAL_7B = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "qwen2.5-omni-7b"
+
+
+def test_lora_targets_for_the_real_7b_thinker_are_its_language_model_attention_projections():
+    """The 7B architecture from its real config.json, built on the meta device (no weights, no memory)."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    config = Qwen2_5OmniConfig.from_pretrained(REAL_7B).thinker_config
+    with torch.device("meta"):
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration(config)
+
+    names = lora_target_names(thinker, ["q_proj", "k_proj", "v_proj", "o_proj"], ("thinker",))
+
+    assert len(names) == 4 * config.text_config.num_hidden_layers
+    assert all(name.startswith("model.language_model.layers.") for name in names)
+
+
+@pytest.mark.parametrize(("fixture", "method", "expected"), [
+    ("qwen2.5-omni-7b-gptq-int4", "qlora", "gptq-int4"),
+    ("qwen2.5-omni-7b", "qlora", "bnb-4bit"),
+    ("qwen2.5-omni-7b", "lora", "none"),
+])
+def test_auto_quantization_follows_the_checkpoint_then_the_method(fixture, method, expected):
+    config = json.loads((REAL_7B.parent / fixture / "config.json").read_text())
+
+    assert resolve_quantization("auto", method, config) == expected
