@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from ruamel.yaml import YAML
 
 from omni_runner.recipe import Location, RecipeError, load_recipe
 from omni_runner.recipe.schema import recipe_schema
@@ -92,3 +95,14 @@ def test_a_tilde_for_an_unknown_user_is_kept_literally_like_a_shell_does(write, 
     path = write("r.yaml", VALID.replace("builtin:chat", "~no-such-user-here/chat.jsonl"))
     data = load_recipe(path, environ={}).data
     assert data["datasets"]["chat"]["path"] == str(tmp_path / "~no-such-user-here" / "chat.jsonl")
+
+
+def test_resolved_data_written_out_loads_back_to_the_same_data(write, tmp_path):
+    """A run directory keeps the resolved recipe; loading it again (from anywhere) must change nothing."""
+    write("recipes/base.yaml", "training: {seed: 3}\nencoders:\n  vision: {path: ../models/siglip}\n")
+    source = write("recipes/r.yaml", "extends: base.yaml\n" + VALID + "stages: [{name: only}]\n")
+    resolved = load_recipe(source, overrides=["training.lr=3e-4"], environ={}).data
+    out = io.StringIO()
+    YAML(typ="safe").dump(resolved, out)
+    copy = write("runs/x/recipe.yaml", out.getvalue())
+    assert load_recipe(copy, environ={}).data == resolved
