@@ -14,13 +14,13 @@ from typing import Any
 from omni_runner.paths import is_builtin
 from omni_runner.recipe.errors import ERROR, Diagnostic, did_you_mean, error, field_name
 from omni_runner.recipe.schema import iter_fields
-from omni_runner.recipe.yaml_source import Document, Path_
+from omni_runner.recipe.yaml_source import Document, RecipePath
 
 
-def cross_field_diagnostics(document: Document, invalid: set[Path_]) -> list[Diagnostic]:
+def cross_field_diagnostics(document: Document, invalid: set[RecipePath]) -> list[Diagnostic]:
     """Problems between fields; `invalid` holds the paths the schema already rejected."""
 
-    def broken(*paths: Path_) -> bool:
+    def broken(*paths: RecipePath) -> bool:
         return any(path[:end] in invalid for path in paths for end in range(1, len(path) + 1))
 
     return [

@@ -17,7 +17,7 @@ from omni_runner.recipe.errors import ERROR, WARNING, Diagnostic, Location, Reci
 from omni_runner.recipe.overrides import apply_overrides, restrict_capabilities
 from omni_runner.recipe.schema import fill_defaults, iter_fields, schema_diagnostics
 from omni_runner.recipe.sources import load_sources
-from omni_runner.recipe.yaml_source import Document, Path_
+from omni_runner.recipe.yaml_source import Document, RecipePath
 
 
 class Recipe:
@@ -30,7 +30,7 @@ class Recipe:
         self.warnings = warnings
         self._document = document
 
-    def location(self, path: Path_) -> Location | None:
+    def location(self, path: RecipePath) -> Location | None:
         """Where `path` was written: the key for mapping entries, the item for list entries; None for defaults
         and command-line values."""
         path = tuple(path)
@@ -88,7 +88,7 @@ def _make_paths_absolute(document: Document) -> None:
         _set(document.data, path, str(resolvers[kind](value, base_dir)))
 
 
-def _set(data: Any, path: Path_, value: Any) -> None:
+def _set(data: Any, path: RecipePath, value: Any) -> None:
     for part in path[:-1]:
         data = data[part]
     data[path[-1]] = value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omni_runner.recipe.yaml_source import Document, Path_
+from omni_runner.recipe.yaml_source import Document, RecipePath
 
 
 def merge_documents(base: Document, over: Document) -> Document:
@@ -23,7 +23,7 @@ def merge_documents(base: Document, over: Document) -> Document:
     return merged
 
 
-def forget_origin(document: Document, prefix: Path_) -> None:
+def forget_origin(document: Document, prefix: RecipePath) -> None:
     """Drop the locations at and under `prefix`: its value now comes from the command line."""
     for table in (document.keys, document.values):
         for path in [p for p in table if p[: len(prefix)] == prefix]:
@@ -39,7 +39,7 @@ def _merge_values(base: Any, over: Any) -> Any:
     return over
 
 
-def _set_by(over: Any, base: Any, path: Path_) -> bool:
+def _set_by(over: Any, base: Any, path: RecipePath) -> bool:
     """Whether `over` sets the value at `path` (or replaces something above it) in the merge."""
     for part in path:
         if not (isinstance(over, dict) and isinstance(base, dict)):

@@ -12,7 +12,7 @@ from typing import Any
 from omni_runner.recipe.errors import Diagnostic, did_you_mean, error, field_name
 from omni_runner.recipe.merge import forget_origin
 from omni_runner.recipe.schema import child_schema, field_names, name_choices, recipe_schema
-from omni_runner.recipe.yaml_source import Document, Path_, parse_value_text
+from omni_runner.recipe.yaml_source import Document, RecipePath, parse_value_text
 
 
 def apply_overrides(document: Document, overrides: Iterable[str]) -> list[Diagnostic]:
@@ -49,7 +49,7 @@ def _apply_one(document: Document, text: str) -> Diagnostic | None:
     return None
 
 
-def _unreachable(data: Any, path: Path_) -> str | None:
+def _unreachable(data: Any, path: RecipePath) -> str | None:
     """Why `path` cannot be set in `data` (a list index past the end, a non-mapping in the way), or None.
 
     Checked before anything changes, so a failed override leaves the recipe as it was."""
@@ -68,7 +68,7 @@ def _unreachable(data: Any, path: Path_) -> str | None:
     return None
 
 
-def _schema_path(key: str, text: str) -> tuple[Path_, Diagnostic | None]:
+def _schema_path(key: str, text: str) -> tuple[RecipePath, Diagnostic | None]:
     """`a.b.0.c` as a recipe path, checked field by field against the schema."""
     schema = recipe_schema()
     path: list[str | int] = []

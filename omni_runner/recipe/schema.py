@@ -17,7 +17,7 @@ from typing import Any
 
 from omni_runner.recipe.errors import Diagnostic, Location, did_you_mean, error, field_name
 from omni_runner.recipe.validator import Violation, check_supported, iter_violations
-from omni_runner.recipe.yaml_source import Document, Path_
+from omni_runner.recipe.yaml_source import Document, RecipePath
 
 SCHEMA_FILE = "recipe.schema.json"
 _CHECKOUT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
@@ -109,7 +109,7 @@ def _fill(schema: dict, value: Any) -> None:
             _fill(schema["items"], item)
 
 
-def iter_fields(data: Any, schema: dict | None = None, path: Path_ = ()) -> Iterator[tuple[Path_, dict, Any]]:
+def iter_fields(data: Any, schema: dict | None = None, path: RecipePath = ()) -> Iterator[tuple[RecipePath, dict, Any]]:
     """Every value in `data` that the schema describes, with its path and (resolved) schema."""
     schema = resolve(recipe_schema() if schema is None else schema)
     yield path, schema, data
@@ -120,11 +120,11 @@ def iter_fields(data: Any, schema: dict | None = None, path: Path_ = ()) -> Iter
             yield from iter_fields(item, sub, path + (key,))
 
 
-def schema_diagnostics(document: Document, root: Location) -> tuple[list[Diagnostic], set[Path_]]:
+def schema_diagnostics(document: Document, root: Location) -> tuple[list[Diagnostic], set[RecipePath]]:
     """Every schema violation in `document.data`, located in the file that set the offending value,
     and the recipe paths that are invalid (so later checks can leave them alone)."""
     diagnostics: list[Diagnostic] = []
-    invalid: set[Path_] = set()
+    invalid: set[RecipePath] = set()
     for violation in iter_violations(document.data, _supported_schema(), resolve):
         diagnostics.append(_explain(violation, document, root))
         names_a_key = violation.in_key or violation.keyword in ("additionalProperties", "required")

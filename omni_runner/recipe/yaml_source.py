@@ -23,7 +23,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from omni_runner.recipe.errors import Diagnostic, Location, error, field_name
 from omni_runner.recipe.interpolate import InterpolationError, expand_variables, has_references
 
-Path_ = tuple  # a recipe path: ("training", "lora", "r") or ("stages", 0, "name")
+RecipePath = tuple  # a recipe path: ("training", "lora", "r") or ("stages", 0, "name")
 
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_DATA_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
@@ -36,13 +36,13 @@ class Document:
     """Plain data plus where each part came from: `keys` locates mapping keys, `values` the values
     (and list items), both by recipe path."""
 
-    def __init__(self, data: Any, keys: dict[Path_, Location] | None = None,
-                 values: dict[Path_, Location] | None = None):
+    def __init__(self, data: Any, keys: dict[RecipePath, Location] | None = None,
+                 values: dict[RecipePath, Location] | None = None):
         self.data = data
         self.keys = {} if keys is None else keys
         self.values = {} if values is None else values
 
-    def locate(self, path: Path_, key: bool = False) -> Location | None:
+    def locate(self, path: RecipePath, key: bool = False) -> Location | None:
         """Where `path` was written: its key (`key=True`) or value node; else the nearest written parent key."""
         exact = (self.keys, self.values) if key else (self.values, self.keys)
         for table in exact:
@@ -145,8 +145,8 @@ class _Converter:
         self.file = file
         self.environ = environ
         self.diagnostics: list[Diagnostic] = []
-        self.keys: dict[Path_, Location] = {}
-        self.values: dict[Path_, Location] = {}
+        self.keys: dict[RecipePath, Location] = {}
+        self.values: dict[RecipePath, Location] = {}
         self._nodes_seen = 0
         self._active: set[int] = set()
 
@@ -162,7 +162,7 @@ class _Converter:
             data = None
         return Document(data, self.keys, self.values)
 
-    def value(self, node: Node, path: Path_) -> Any:
+    def value(self, node: Node, path: RecipePath) -> Any:
         self._nodes_seen += 1
         if self._nodes_seen > _MAX_NODES:
             raise _TooLarge
@@ -182,7 +182,7 @@ class _Converter:
         finally:
             self._active.discard(id(node))
 
-    def _mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
+    def _mapping(self, node: MappingNode, path: RecipePath) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, Node] = {}
         for key_node, value_node in node.value:
@@ -211,7 +211,7 @@ class _Converter:
             result[key] = self.value(value_node, child)
         return result
 
-    def _sequence(self, node: SequenceNode, path: Path_) -> list[Any]:
+    def _sequence(self, node: SequenceNode, path: RecipePath) -> list[Any]:
         result = []
         for index, item in enumerate(node.value):
             child = path + (index,)
@@ -219,7 +219,7 @@ class _Converter:
             result.append(self.value(item, child))
         return result
 
-    def _scalar(self, node: ScalarNode, path: Path_) -> Any:
+    def _scalar(self, node: ScalarNode, path: RecipePath) -> Any:
         text = str(node.value)
         tag = str(node.tag)
         if tag == f"{_CORE}str" and self.environ is not None and has_references(text):
@@ -236,7 +236,7 @@ class _Converter:
             self._error(str(exc), node, path)
             return None
 
-    def _error(self, message: str, node: Node, path: Path_, hint: str | None = None, offset: int | None = None) -> None:
+    def _error(self, message: str, node: Node, path: RecipePath, hint: str | None = None, offset: int | None = None) -> None:
         location = _location(self.file, node)
         single_line = node.start_mark.line == node.end_mark.line
         if offset is not None and single_line and isinstance(node, ScalarNode):
