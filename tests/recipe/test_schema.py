@@ -105,3 +105,14 @@ def test_the_wheel_ships_the_schema_and_the_installed_loader_finds_it(tmp_path):
     assert out[0].startswith(str(tmp_path / "site"))
     assert out[1] == str(tmp_path / "site" / "omni_runner" / "_schemas" / "recipe.schema.json")
     assert out[2] == "0.0002"
+
+
+def test_shipped_recipes_point_editors_at_the_schema():
+    """Each recipe's first line is the yaml-language-server modeline, and its path reaches the schema."""
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        first = recipe.read_text().splitlines()[0]
+        prefix = "# yaml-language-server: $schema="
+        assert first.startswith(prefix), recipe.name
+        assert (recipe.parent / first[len(prefix):]).resolve() == REPO / "schemas" / "recipe.schema.json"
