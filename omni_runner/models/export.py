@@ -225,7 +225,11 @@ def generate_text(
     max_new_tokens: int = 128,
     tools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Greedy decoding of the assistant's reply to `messages`."""
+    """Greedy decoding of the assistant's reply to `messages`.
+
+    Works on a model in training too (the trainer's end-of-run evaluation): it generates in eval mode
+    with the KV cache on, and puts the model back in the mode it found it in.
+    """
     import torch
 
     inputs = processor.apply_chat_template(
@@ -238,7 +242,12 @@ def generate_text(
     )
     device = next(model.parameters()).device
     inputs = {name: value.to(device) for name, value in inputs.items()}
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
+    finally:
+        model.train(was_training)
     reply_ids = output[0, inputs["input_ids"].shape[1]:]
     return processor.tokenizer.decode(reply_ids, skip_special_tokens=True)

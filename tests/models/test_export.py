@@ -144,3 +144,18 @@ def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(t
 def test_inference_from_a_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_for_inference(tmp_path / "final")
+
+
+def test_generate_text_on_a_training_model_is_deterministic_and_keeps_it_training(tiny_model_dir):
+    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+            "training": {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.5, "target_modules": ["q_proj"]}}}
+    loaded = load_for_training(data, tiny_model_dir)
+    with torch.no_grad():  # non-zero adapters, so that dropout would change the output
+        for name, parameter in loaded.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+
+    replies = [generate_text(loaded.model, loaded.processor, MESSAGES, max_new_tokens=6) for _ in range(2)]
+
+    assert replies[0] == replies[1]
+    assert loaded.model.training
