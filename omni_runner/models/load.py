@@ -15,6 +15,8 @@ Public API:
     LoRA adapters are placed for the union of all stages' groups so later stages can switch with
     `set_trainable_groups`.
   - `gradient_checkpointing`: the plan's decision; None reads the recipe (`auto` → on for CUDA only).
+  - The model comes back in train mode with `config.use_cache = False`; generate with
+    `export.generate_text` (or pass `use_cache=True`).
 - `LoadedModel`: `model` (the trainable module: a peft model for lora/qlora, the thinker for full),
   `thinker` (the underlying thinker), `processor`, `tokenizer`, `groups` (group name → modules),
   `talker` (only when a stage trains it), `model_dir`, `device`, `dtype`, `method`, `quantization`,
