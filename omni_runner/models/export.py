@@ -17,7 +17,6 @@ is refused with a clear message.
 
 Public API:
 - `save_final(loaded, final_dir, *, merge=False, save_processor=True) -> Path`
-- `merge_into_omni_folder(base_dir, out_dir, *, adapter_dir=None, thinker_state=None, talker_state=None) -> Path`
 - `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
   or any Qwen2.5-Omni folder; the model is in eval mode.
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None) -> str`: greedy reply to
@@ -120,27 +119,6 @@ def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, sav
     return Path(final_dir)
 
 
-def merge_into_omni_folder(
-    base_dir: Path,
-    out_dir: Path,
-    *,
-    adapter_dir: Path | None = None,
-    thinker_state: dict[str, Any] | None = None,
-    talker_state: dict[str, Any] | None = None,
-) -> Path:
-    """A complete Qwen2.5-Omni folder at `out_dir`: the base's talker/token2wav with a tuned thinker.
-
-    Exactly one of `adapter_dir` (LoRA, merged into the thinker here) or `thinker_state` (a fully
-    fine-tuned thinker's state dict) says what the tuned thinker is; `talker_state` replaces the
-    base's talker only when a stage trained it.
-    """
-    with atomic_folder(Path(out_dir)) as staging:
-        _write_omni_folder(
-            Path(base_dir), staging, adapter_dir=adapter_dir, thinker_state=thinker_state, talker_state=talker_state
-        )
-    return out_dir
-
-
 def _write_omni_folder(
     base_dir: Path,
     folder: Path,
@@ -149,6 +127,9 @@ def _write_omni_folder(
     thinker_state: dict[str, Any] | None = None,
     talker_state: dict[str, Any] | None = None,
 ) -> None:
+    """A complete Qwen2.5-Omni folder: the base's talker/token2wav (or `talker_state`, when a stage
+    trained the talker) beside a tuned thinker, given as a LoRA `adapter_dir` to merge or a full
+    `thinker_state`."""
     offline_hub()
     from transformers import Qwen2_5OmniForConditionalGeneration
 
