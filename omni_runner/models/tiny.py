@@ -3,15 +3,16 @@
 `base_model.path: builtin:tiny-qwen2.5-omni` names it. It is a complete Qwen2.5-Omni folder
 (thinker with vision and audio towers, talker, token2wav, speaker table, processor), so the loading
 code for the real 7B model loads it unchanged. It is small enough to learn the bundled text tasks on
-two CPU cores in minutes, and it is deterministic: the same builder and the same bundled data give
-bit-identical weights and tokenizer, so runs on different machines compare.
+two CPU cores in minutes, and it is deterministic: the same builder, bundled data and library versions
+give bit-identical weights and tokenizer, so runs on different machines compare.
 
 Public API:
 - `TINY_MODEL_NAME` (`"tiny-qwen2.5-omni"`), `BUILDER_VERSION`.
 - `build_tiny_model(out_dir) -> Path`: build into `out_dir` (written beside it, then renamed into
   place). Refuses to overwrite a non-empty folder that is not a tiny-model build.
 - `ensure_tiny_model() -> Path`: the cached build under `$OMNI_RUNNER_CACHE/models/tiny-qwen2.5-omni/`,
-  built on first use and rebuilt when the builder or the bundled data changed (see `STAMP_FILE`).
+  built on first use and rebuilt when the builder, the bundled data or the torch/transformers/tokenizers
+  versions changed (the fingerprint in `STAMP_FILE`).
   Safe to call from several processes at once (a file lock serialises the build).
 - `read_stamp(folder) -> dict | None`: what a tiny-model folder was built from.
 
@@ -26,6 +27,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +182,10 @@ def _processor(tokenizer: Any) -> Any:
 
 
 def _corpus_fingerprint(corpus: list[str]) -> str:
-    digest = hashlib.sha256(f"builder {BUILDER_VERSION} seed {SEED}".encode())
+    """Everything the files depend on: builder, seed, corpus, and the libraries that initialise and
+    serialise the weights and train the tokenizer (another version may produce other bytes)."""
+    libraries = " ".join(f"{name} {metadata.version(name)}" for name in ("torch", "transformers", "tokenizers"))
+    digest = hashlib.sha256(f"builder {BUILDER_VERSION} seed {SEED} {libraries}".encode())
     for text in corpus:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
