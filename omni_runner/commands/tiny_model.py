@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     stamp = read_stamp(folder) or {}
     print(f"Built {stamp.get('name')} (builder v{stamp.get('builder_version')}, seed {stamp.get('seed')}) in {folder}")
-    print(f"  tokenizer: {stamp.get('tokenizer_length')} tokens (byte-level BPE), thinker vocabulary {stamp.get('vocab_size')}")
+    print(f"  tokenizer: {stamp.get('tokenizer_length')} tokens (byte-level BPE)")
+    print(f"  thinker vocabulary: {stamp.get('vocab_size')} rows")
     parameters = stamp.get("parameters", {})
     width = max(map(len, parameters), default=0)
     for part, count in parameters.items():

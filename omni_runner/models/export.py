@@ -103,7 +103,9 @@ def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, sav
                 loaded.processor.save_pretrained(staging)
             if merge:
                 (staging / MERGED_DIR).mkdir()
-                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state)
+                _write_omni_folder(
+                    loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state
+                )
             elif loaded.talker is not None:
                 loaded.talker.save_pretrained(staging / TALKER_DIR)
             _write_manifest(staging, kind="adapter", method=loaded.method, **_base_record(loaded.model_dir))
@@ -230,5 +232,5 @@ def generate_text(
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
     finally:
         model.train(was_training)
-    reply_ids = output[0, inputs["input_ids"].shape[1]:]
+    reply_ids = output[0, inputs["input_ids"].shape[1] :]
     return processor.tokenizer.decode(reply_ids, skip_special_tokens=True)

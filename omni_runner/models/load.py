@@ -348,11 +348,13 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
             names.append(name)
     missing = targets - found_suffixes
     if "thinker" in groups and missing:
-        available = sorted({
-            name.rsplit(".", 1)[-1]
-            for name, module in thinker.named_modules()
-            if isinstance(module, torch.nn.Linear) and name.startswith(prefixes["thinker"])
-        })
+        available = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, module in thinker.named_modules()
+                if isinstance(module, torch.nn.Linear) and name.startswith(prefixes["thinker"])
+            }
+        )
         raise ModelLoadError(
             f"training.lora.target_modules: {', '.join(sorted(missing))} match no layer of the language model; "
             f"its Linear layers are {', '.join(available)}."
@@ -360,7 +362,9 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
     return names
 
 
-def _apply_lora(thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool) -> Any:
+def _apply_lora(
+    thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool
+) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
@@ -439,7 +443,8 @@ def load_for_training(
     quantization = resolve_quantization(base.get("quantization", "auto"), method, config)
     if quantization != "none" and method == "full":
         raise ModelLoadError(
-            f"training.method full cannot update {quantization} weights; use method qlora, or base_model.quantization none."
+            f"training.method full cannot update {quantization} weights; "
+            "use method qlora, or base_model.quantization none."
         )
     if gradient_checkpointing is None:
         gradient_checkpointing = _checkpointing_wanted(training.get("gradient_checkpointing", "auto"), device)

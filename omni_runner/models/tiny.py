@@ -199,7 +199,9 @@ def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
     from omni_runner.models.tokenizer import NON_SPECIAL_ADDED_TOKENS, SPECIAL_TOKENS, train_tokenizer
 
     tokenizer = train_tokenizer(corpus, TOKENIZER_VOCAB_SIZE)
-    token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (*SPECIAL_TOKENS, *NON_SPECIAL_ADDED_TOKENS)}
+    token_ids = {
+        token: tokenizer.convert_tokens_to_ids(token) for token in (*SPECIAL_TOKENS, *NON_SPECIAL_ADDED_TOKENS)
+    }
     token_ids["user"] = tokenizer.convert_tokens_to_ids("user")
     reserved = _reserved_ids(len(tokenizer))
     vocab_size = _round_up(len(tokenizer) + len(reserved), 64)
@@ -266,9 +268,7 @@ def build_tiny_model(out_dir: Path) -> Path:
 
     out_dir = Path(out_dir).expanduser().resolve()
     if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
-        raise FileExistsError(
-            f"{out_dir} already exists and is not a tiny-model build; choose an empty or new folder."
-        )
+        raise FileExistsError(f"{out_dir} already exists and is not a tiny-model build; choose an empty or new folder.")
     corpus = training_corpus(BUNDLED_DATA_DIR)
     # The real checkpoint's talker config also names thinker ids past the talker vocabulary;
     # transformers warns about that on every build, so builds run quietly.

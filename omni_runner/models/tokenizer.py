@@ -57,9 +57,7 @@ MEDIA_TOKENS: dict[str, str] = {
 }
 
 # Qwen2's pre-tokenisation: contractions, letter runs, single digits, punctuation runs, newlines.
-QWEN2_SPLIT_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+QWEN2_SPLIT_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 _SENTENCES = (
     "You are a helpful assistant.",
@@ -95,21 +93,50 @@ _SENTENCES = (
 )
 
 _TOOL_SCHEMAS = (
-    {"name": "get_weather", "description": "Get the current weather for a city.",
-     "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"},
-                                                      "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-                    "required": ["city"]}},
-    {"name": "convert_currency", "description": "Convert an amount between currencies.",
-     "parameters": {"type": "object", "properties": {"amount": {"type": "number"}, "from": {"type": "string"},
-                                                      "to": {"type": "string"}},
-                    "required": ["amount", "from", "to"]}},
-    {"name": "search_web", "description": "Search the web and return the top results.",
-     "parameters": {"type": "object", "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
-                    "required": ["query"]}},
-    {"name": "create_event", "description": "Create a calendar event.",
-     "parameters": {"type": "object", "properties": {"title": {"type": "string"}, "date": {"type": "string"},
-                                                      "time": {"type": "string"}, "all_day": {"type": "boolean"}},
-                    "required": ["title", "date"]}},
+    {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+    {
+        "name": "convert_currency",
+        "description": "Convert an amount between currencies.",
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}, "from": {"type": "string"}, "to": {"type": "string"}},
+            "required": ["amount", "from", "to"],
+        },
+    },
+    {
+        "name": "search_web",
+        "description": "Search the web and return the top results.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
+            "required": ["query"],
+        },
+    },
+    {
+        "name": "create_event",
+        "description": "Create a calendar event.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "date": {"type": "string"},
+                "time": {"type": "string"},
+                "all_day": {"type": "boolean"},
+            },
+            "required": ["title", "date"],
+        },
+    },
 )
 
 _TOOL_CALLS = (
@@ -117,8 +144,10 @@ _TOOL_CALLS = (
     {"name": "get_weather", "arguments": {"city": "Tokyo"}},
     {"name": "convert_currency", "arguments": {"amount": 100, "from": "USD", "to": "EUR"}},
     {"name": "search_web", "arguments": {"query": "renewable energy news", "limit": 5}},
-    {"name": "create_event", "arguments": {"title": "Meeting with Alice", "date": "2025-03-10", "time": "10:30",
-                                           "all_day": False}},
+    {
+        "name": "create_event",
+        "arguments": {"title": "Meeting with Alice", "date": "2025-03-10", "time": "10:30", "all_day": False},
+    },
 )
 
 
@@ -139,7 +168,7 @@ def _builtin_corpus() -> Iterator[str]:
         following = _SENTENCES[(index + 7) % len(_SENTENCES)]
         yield f"system\n{_SENTENCES[0]}\nuser\n{sentence}\nassistant\n{following}\n"
         yield f"\nLet me reason.\n{sentence}\n\n\n{following}"
-        yield f"{{\"role\": \"user\", \"content\": \"{sentence}\"}}"
+        yield f'{{"role": "user", "content": "{sentence}"}}'
     yield " ".join(str(number) for number in range(0, 1000, 7))
     yield "0123456789 +-*/=()[]{}<>:;,.!?'\"`~@#$%^&_|\\ \t\n"
 
@@ -180,10 +209,12 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> Qwen2Tokenizer:
 
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     added = SPECIAL_TOKENS + NON_SPECIAL_ADDED_TOKENS
     trainer = trainers.BpeTrainer(
@@ -210,7 +241,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> Qwen2Tokenizer:
         model_max_length=32768,
         errors="replace",
     )
-    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS],
-                         special_tokens=True)
+    tokenizer.add_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS], special_tokens=True
+    )
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in NON_SPECIAL_ADDED_TOKENS])
     return tokenizer

@@ -17,8 +17,14 @@ def tiny_model_dir(_omni_runner_cache: Path) -> Path:
 
 def _recipe(method: str = "lora", stages: list[dict[str, Any]] | None = None, **base: Any) -> dict[str, Any]:
     return {
-        "base_model": {"path": "builtin:tiny-qwen2.5-omni", "quantization": "auto", "dtype": "auto",
-                       "attn_implementation": "auto", "trust_remote_code": False, **base},
+        "base_model": {
+            "path": "builtin:tiny-qwen2.5-omni",
+            "quantization": "auto",
+            "dtype": "auto",
+            "attn_implementation": "auto",
+            "trust_remote_code": False,
+            **base,
+        },
         "training": {
             "method": method,
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},

@@ -16,8 +16,9 @@ MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 def _logits(model, processor):
-    batch = processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
-                                          return_dict=True, return_tensors="pt")
+    batch = processor.apply_chat_template(
+        MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
     with torch.no_grad():
         return model(**batch).logits
 
@@ -27,7 +28,10 @@ def tuned(tiny_model_dir, tmp_path_factory):
     """A LoRA run's final folder with a merged copy; the adapters are non-zero, as after training."""
     data = {
         "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
-        "training": {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}},
+        "training": {
+            "method": "lora",
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+        },
     }
     loaded = load_for_training(data, tiny_model_dir)
     generator = torch.Generator().manual_seed(0)
@@ -46,8 +50,12 @@ def test_final_folder_holds_the_adapter_processor_and_manifest(tuned, tiny_model
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
         assert (final / name).is_file()
     manifest = json.loads((final / "omni_runner_final.json").read_text())
-    assert manifest == {"kind": "adapter", "base_model": str(tiny_model_dir), "method": "lora",
-                        "base_fingerprint": read_stamp(tiny_model_dir)["fingerprint"]}
+    assert manifest == {
+        "kind": "adapter",
+        "base_model": str(tiny_model_dir),
+        "method": "lora",
+        "base_fingerprint": read_stamp(tiny_model_dir)["fingerprint"],
+    }
 
 
 def test_an_adapter_on_the_tiny_model_loads_after_the_cache_was_cleared(tuned, tmp_path, monkeypatch):
@@ -115,20 +123,26 @@ def test_generate_text_returns_only_the_reply(tuned):
 
     reply = generate_text(reloaded.model, reloaded.processor, MESSAGES, max_new_tokens=6)
 
-    batch = reloaded.processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True, return_tensors="pt")
+    batch = reloaded.processor.apply_chat_template(
+        MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
     with torch.no_grad():
         full = reloaded.model.generate(**batch, max_new_tokens=6, do_sample=False)
-    assert reply == reloaded.tokenizer.decode(full[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert reply == reloaded.tokenizer.decode(full[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "<|im_start|>" not in reply and "What is the weather" not in reply
 
 
-@pytest.mark.parametrize(("stage", "weight"), [("thinker", "thinker.lm_head.weight"), ("talker", "talker.codec_head.weight")])
+@pytest.mark.parametrize(
+    ("stage", "weight"), [("thinker", "thinker.lm_head.weight"), ("talker", "talker.codec_head.weight")]
+)
 def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(tiny_model_dir, tmp_path, stage, weight):
     from transformers import Qwen2_5OmniForConditionalGeneration
 
-    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"}, "training": {"method": "full"},
-            "stages": [{"name": "s", "train": [stage]}]}
+    data = {
+        "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+        "training": {"method": "full"},
+        "stages": [{"name": "s", "train": [stage]}],
+    }
     loaded = load_for_training(data, tiny_model_dir)
     tuned = loaded.thinker.lm_head.weight if stage == "thinker" else loaded.talker.codec_head.weight
     with torch.no_grad():
@@ -147,8 +161,10 @@ def test_inference_from_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_generate_text_on_a_training_model_is_deterministic_and_keeps_it_training(tiny_model_dir):
-    data = {"base_model": {"path": "builtin:tiny-qwen2.5-omni"},
-            "training": {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.5, "target_modules": ["q_proj"]}}}
+    data = {
+        "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+        "training": {"method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.5, "target_modules": ["q_proj"]}},
+    }
     loaded = load_for_training(data, tiny_model_dir)
     with torch.no_grad():  # non-zero adapters, so that dropout would change the output
         for name, parameter in loaded.model.named_parameters():

@@ -104,7 +104,9 @@ def test_text_only_forward_gives_a_finite_loss_and_gradients(tiny_model_dir, rec
     loaded = load_for_training(recipe(), tiny_model_dir)
     batch = loaded.processor.apply_chat_template(
         [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
-        tokenize=True, return_dict=True, return_tensors="pt",
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
     )
 
     output = loaded.model(**batch, labels=batch["input_ids"])
@@ -120,8 +122,9 @@ def test_lora_adapts_only_the_targeted_language_model_layers(tiny_model_dir, rec
     trainable = [name for name, p in loaded.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name and ".language_model." in name for name in trainable)
     assert {name.rsplit(".", 1)[-1] for name in loaded.lora_targets} == {"q_proj", "k_proj", "v_proj", "o_proj"}
-    assert not any(".visual." in name or ".audio_tower." in name for name, _ in loaded.model.named_parameters()
-                   if "lora_" in name)
+    assert not any(
+        ".visual." in name or ".audio_tower." in name for name, _ in loaded.model.named_parameters() if "lora_" in name
+    )
     counts = loaded.parameter_counts()
     assert counts["trainable"] == _lora_parameters(loaded.thinker.config, ["q_proj", "k_proj", "v_proj", "o_proj"], 8)
 
@@ -152,7 +155,9 @@ def test_set_trainable_groups_switches_between_stages(tiny_model_dir, recipe):
 
 
 def test_a_stage_that_trains_only_external_projectors_freezes_the_whole_base_model(tiny_model_dir, recipe):
-    loaded = load_for_training(recipe(method="full", stages=[{"name": "s", "train": ["image_projector"]}]), tiny_model_dir)
+    loaded = load_for_training(
+        recipe(method="full", stages=[{"name": "s", "train": ["image_projector"]}]), tiny_model_dir
+    )
 
     assert loaded.parameter_counts()["trainable"] == 0
 
@@ -229,7 +234,9 @@ def test_bitsandbytes_missing_on_a_simulated_gpu_machine_says_what_to_install(ti
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a)
+    )
 
     with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
         load_for_training(recipe(method="qlora", dtype="float32"), tiny_model_dir, device="cuda")
@@ -239,7 +246,9 @@ def test_gptq_without_the_backend_says_which_extra_to_install(tiny_model_dir, mo
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gptqmodel" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gptqmodel" else real_find_spec(name, *a)
+    )
 
     with pytest.raises(ModelLoadError, match=r"pip install omni-runner\[gptq\]"):
         load_for_training(recipe(method="qlora", quantization="gptq-int4"), tiny_model_dir)
@@ -267,11 +276,14 @@ def test_lora_targets_for_the_real_7b_thinker_are_its_language_model_attention_p
     assert all(name.startswith("model.language_model.layers.") for name in names)
 
 
-@pytest.mark.parametrize(("fixture", "method", "expected"), [
-    ("qwen2.5-omni-7b-gptq-int4", "qlora", "gptq-int4"),
-    ("qwen2.5-omni-7b", "qlora", "bnb-4bit"),
-    ("qwen2.5-omni-7b", "lora", "none"),
-])
+@pytest.mark.parametrize(
+    ("fixture", "method", "expected"),
+    [
+        ("qwen2.5-omni-7b-gptq-int4", "qlora", "gptq-int4"),
+        ("qwen2.5-omni-7b", "qlora", "bnb-4bit"),
+        ("qwen2.5-omni-7b", "lora", "none"),
+    ],
+)
 def test_auto_quantization_follows_the_checkpoint_then_the_method(fixture, method, expected):
     config = json.loads((REAL_7B.parent / fixture / "config.json").read_text())
 

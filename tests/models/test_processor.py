@@ -23,10 +23,13 @@ def test_auto_processor_gives_the_qwen_omni_processor_classes(processor):
     assert type(processor.feature_extractor).__name__ == "WhisperFeatureExtractor"
 
 
-@pytest.mark.parametrize("text", [
-    'Call {"name": "get_weather", "arguments": {"city": "Zürich"}} — 42 °C, 日本語 😀',
-    "<|im_start|>user\n<tool_call>\n{}\n</tool_call><think>\nplan\n</think><|im_end|>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Call {"name": "get_weather", "arguments": {"city": "Zürich"}} — 42 °C, 日本語 😀',
+        "<|im_start|>user\n<tool_call>\n{}\n</tool_call><think>\nplan\n</think><|im_end|>",
+    ],
+)
 def test_tokenizer_round_trips_text(processor, text):
     tokenizer = processor.tokenizer
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
@@ -41,8 +44,11 @@ def test_special_and_tool_tokens_are_single_tokens(processor):
 def test_chat_template_renders_tools_calls_and_responses_as_chatml(processor):
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+        },
         {"role": "tool", "content": '{"temp_c": 21}'},
         {"role": "assistant", "content": "It is 21 °C."},
     ]
@@ -64,7 +70,10 @@ def test_chat_template_renders_tools_calls_and_responses_as_chatml(processor):
 def test_chat_template_renders_reasoning_in_think_tags_and_media_placeholders(processor):
     messages = [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "audio"}, {"type": "video"}, {"type": "text", "text": "?"}],
+        },
         {"role": "assistant", "content": "A cat.", "reasoning_content": "Look at it."},
     ]
 
@@ -88,13 +97,15 @@ def test_assistant_mask_covers_exactly_the_replies_and_their_end_tokens(processo
     ]
 
     rendered = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-    masked = [token for token, keep in zip(rendered["input_ids"], rendered["assistant_masks"]) if keep]
+    masked = [token for token, keep in zip(rendered["input_ids"], rendered["assistant_masks"], strict=True) if keep]
 
     assert tokenizer.decode(masked) == "Hello!<|im_end|>Goodbye.<|im_end|>"
 
 
 def test_generation_prompt_opens_an_assistant_turn(processor):
-    text = processor.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
 
 

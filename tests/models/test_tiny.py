@@ -67,9 +67,13 @@ def test_thinker_config_names_the_media_tokens_of_the_tokenizer(tiny_model_dir):
     config = json.loads((tiny_model_dir / "config.json").read_text())["thinker_config"]
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     expected = {
-        "image_token_index": "<|IMAGE|>", "video_token_index": "<|VIDEO|>", "audio_token_index": "<|AUDIO|>",
-        "vision_start_token_id": "<|vision_bos|>", "vision_end_token_id": "<|vision_eos|>",
-        "audio_start_token_id": "<|audio_bos|>", "audio_end_token_id": "<|audio_eos|>",
+        "image_token_index": "<|IMAGE|>",
+        "video_token_index": "<|VIDEO|>",
+        "audio_token_index": "<|AUDIO|>",
+        "vision_start_token_id": "<|vision_bos|>",
+        "vision_end_token_id": "<|vision_eos|>",
+        "audio_start_token_id": "<|audio_bos|>",
+        "audio_end_token_id": "<|audio_eos|>",
     }
     assert {key: tokenizer.convert_ids_to_tokens(config[key]) for key in expected} == expected
     assert config["text_config"]["vocab_size"] >= len(tokenizer)
