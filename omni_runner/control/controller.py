@@ -1,0 +1,201 @@
+"""The controller the training loop consults at every optimizer-step boundary.
+
+It gathers what wants to change the run — signals, control-socket commands, the cooldown schedule,
+GPU temperatures — and acts on it only between steps, where a pause or a checkpoint is exact:
+
+    controller.start()
+    for each optimizer step:
+        ...
+        if not controller.at_step_boundary(step, save_checkpoint=save):
+            break          # stopped; the stop checkpoint is already written
+    controller.close("finished", "done")
+
+Signals (as the seed documents): SIGUSR1 toggles pause, SIGUSR2 asks for a checkpoint, SIGTERM and
+SIGINT checkpoint and stop; a second SIGTERM/SIGINT stops at once. Handlers only set flags.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omni_runner.control.server import ControlServer, Request
+from omni_runner.control.state import (
+    CHECKPOINTING, COOLING, PAUSED, RUNNING, STARTING, STOPPING,
+    ControllerSettings, GpuTemperature, StateMachine, Target,
+)
+from omni_runner.control.telemetry import TelemetrySampler
+from omni_runner.run.events import EventLog
+from omni_runner.run.status import RunStatus
+
+SaveCheckpoint = Callable[[str], Path]
+_WAIT_TICK_S = 0.1
+
+
+class Controller:
+    """Pause, resume, checkpoint, stop and cool down a training loop at its step boundaries."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        events: EventLog,
+        status: RunStatus,
+        start_step: int = 0,
+        telemetry: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.events = events
+        self.status = status
+        self.machine = StateMachine(ControllerSettings.from_recipe(config), start_step)
+        self.state = STARTING
+        self.step = start_step
+        self._clock = clock
+        self._signal_toggles = 0
+        self._signal_checkpoints = 0
+        self._signal_stops = 0
+        self._lock = threading.Lock()
+        self.server = ControlServer(self.run_dir, status=self._status_reply)
+        interval = float((config.get("telemetry") or {}).get("interval_s", 2))
+        self.telemetry = TelemetrySampler(interval, self._emit_telemetry) if telemetry else None
+        self._previous_handlers: dict[int, Any] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Install signal handlers (main thread), open the control socket, start telemetry."""
+        for signum, handler in (
+            (signal.SIGUSR1, self._on_toggle_signal),
+            (signal.SIGUSR2, self._on_checkpoint_signal),
+            (signal.SIGTERM, self._on_stop_signal),
+            (signal.SIGINT, self._on_stop_signal),
+        ):
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+        self.server.start()
+        if self.telemetry:
+            self.telemetry.start()
+
+    def close(self, final_state: str, reason: str, detail: str | None = None) -> None:
+        """Record the final state, stop serving and sampling, restore signal handlers."""
+        self._transition(Target(final_state, reason, detail))
+        self.server.close({"ok": False, "error": f"run already {final_state}"})
+        if self.telemetry:
+            self.telemetry.stop()
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    # ------------------------------------------------------------ the boundary
+
+    def at_step_boundary(self, step: int, save_checkpoint: SaveCheckpoint) -> bool:
+        """Act on everything pending; block while paused or cooling. False means: stop training now."""
+        self.step = step
+        if self.machine.checkpoint_due(step):
+            self._checkpoint(save_checkpoint, "scheduled")
+        while True:
+            replies = self._take_requests(save_checkpoint)
+            target = self.machine.target(step, self._clock(), self._temperatures())
+            self._transition(target)
+            if target.state == STOPPING:
+                self._checkpoint(save_checkpoint, "stop", keep_state=True)
+            for request, make_reply in replies:  # replies go out once the action has taken effect
+                request.answer(make_reply())
+            if target.state == STOPPING:
+                return False
+            if target.state not in (PAUSED, COOLING):
+                return True
+            time.sleep(_WAIT_TICK_S)
+
+    def _take_requests(self, save_checkpoint: SaveCheckpoint) -> list[tuple[Request, Callable[[], dict]]]:
+        """Apply signal flags and queued socket commands; replies are sent after the transition."""
+        with self._lock:
+            toggles, self._signal_toggles = self._signal_toggles, 0
+            checkpoints, self._signal_checkpoints = self._signal_checkpoints, 0
+            stops = self._signal_stops
+        for _ in range(toggles):
+            self.machine.toggle()
+        if checkpoints:
+            self._checkpoint(save_checkpoint, "signal")
+        if stops:
+            self.machine.stop()
+        replies = []
+        while True:
+            try:
+                request = self.server.requests.get_nowait()
+            except queue.Empty:
+                return replies
+            if request.cmd == "checkpoint":
+                path = self._checkpoint(save_checkpoint, "request")
+                replies.append((request, lambda path=path: self._ok(path=str(path))))
+                continue
+            {"pause": self.machine.pause, "resume": self.machine.resume,
+             "toggle": self.machine.toggle, "stop": self.machine.stop}[request.cmd]()
+            replies.append((request, self._ok))
+
+    def _checkpoint(self, save_checkpoint: SaveCheckpoint, reason: str, keep_state: bool = False) -> Path:
+        before = self.state
+        if not keep_state:
+            self._transition(Target(CHECKPOINTING, reason))
+        started = time.monotonic()
+        path = Path(save_checkpoint(reason))
+        self.status.update(last_checkpoint={"path": str(path), "step": self.step, "t": time.time()})
+        self.events.emit("checkpoint", self.step, path=str(path), reason=reason,
+                         seconds=round(time.monotonic() - started, 3), bytes=_folder_bytes(path))
+        if not keep_state:
+            self._transition(Target(before, reason))
+        return path
+
+    def _transition(self, target: Target) -> None:
+        if target.state == self.state:
+            return
+        previous, self.state = self.state, target.state
+        self.events.emit("state", self.step, **{"from": previous, "to": target.state},
+                         reason=target.reason, detail=target.detail)
+        self.status.update(state=target.state, reason=target.reason, step=self.step)
+
+    # ------------------------------------------------------------ inputs from other threads
+
+    def _on_toggle_signal(self, signum: int, frame: object) -> None:
+        with self._lock:
+            self._signal_toggles += 1
+
+    def _on_checkpoint_signal(self, signum: int, frame: object) -> None:
+        with self._lock:
+            self._signal_checkpoints += 1
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        with self._lock:
+            self._signal_stops += 1
+            again = self._signal_stops > 1
+        if again:
+            raise KeyboardInterrupt("second stop signal: stopping at once, without a checkpoint")
+
+    def _temperatures(self) -> list[GpuTemperature]:
+        if not self.telemetry:
+            return []
+        return [
+            GpuTemperature(int(gpu.get("index", i)), float(gpu["temperature_c"]))
+            for i, gpu in enumerate(self.telemetry.latest)
+            if isinstance(gpu.get("temperature_c"), (int, float))
+        ]
+
+    def _emit_telemetry(self, reading: dict[str, Any]) -> None:
+        self.events.emit("telemetry", self.step, **reading)
+
+    def _status_reply(self) -> dict[str, Any]:
+        return {**self.status.snapshot(), "state": self.state}
+
+    def _ok(self, **extra: Any) -> dict[str, Any]:
+        return {"ok": True, "state": self.state, "step": self.step, **extra}
+
+
+def _folder_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0

@@ -1,0 +1,66 @@
+"""Fixtures that start the controller harness as a real child process and watch its run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from omni_runner.run.events import read_events
+from omni_runner.run.status import read_status
+
+HARNESS = Path(__file__).with_name("controlled_loop.py")
+
+QUIET = {"cooldown": {"every_steps": 0, "seconds": 0}, "checkpoint": {"every_steps": 0, "keep_last": 3},
+         "thermal": {"enabled": True, "limit_c": 83, "resume_c": 75, "max_wait_s": 1800, "on_timeout": "continue"},
+         "telemetry": {"interval_s": 0.1}, "restarts": 0}
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def status_of(run_dir: Path) -> dict:
+    return read_status(run_dir) or {}
+
+
+def events_of(run_dir: Path, kind: str) -> list[dict]:
+    return [e for e in read_events(run_dir / "events.jsonl") if e["type"] == kind]
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start `controlled_loop.py` in a fresh 0700 run folder; kills leftovers at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(steps: int = 10_000, step_seconds: float = 0.05, env: dict | None = None, **overrides) -> subprocess.Popen:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir(mode=0o700)
+        config = {**QUIET, **overrides}
+        process = subprocess.Popen(
+            [sys.executable, str(HARNESS), str(run_dir), str(steps), str(step_seconds), json.dumps(config)],
+            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        process.run_dir = run_dir  # type: ignore[attr-defined]
+        started.append(process)
+        wait_for(lambda: (run_dir / "control.sock").exists() and status_of(run_dir).get("step", 0) >= 1,
+                 what="the harness to start stepping")
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
