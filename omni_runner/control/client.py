@@ -26,7 +26,11 @@ def send_command(run_dir: Path, cmd: str, timeout: float = 120.0) -> dict[str, A
     if cmd not in COMMANDS:
         raise ControlError(f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}")
     run_dir = Path(run_dir)
-    if not (run_dir / SOCKET_NAME).exists():
+    try:
+        present = (run_dir / SOCKET_NAME).exists()
+    except PermissionError:
+        raise ControlError("not your run: its folder belongs to another user") from None
+    if not present:
         raise ControlError(_why_nobody_listens(run_dir))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,11 +44,22 @@ def events_of(run_dir: Path, kind: str) -> list[dict]:
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start `controlled_loop.py` in a fresh 0700 run folder; kills leftovers at the end."""
-    started: list[subprocess.Popen] = []
+    """Start `controlled_loop.py` in a fresh 0700 run folder; kills leftovers at the end.
 
-    def start(steps: int = 10_000, step_seconds: float = 0.05, env: dict | None = None, **overrides) -> subprocess.Popen:
-        run_dir = tmp_path / "run"
+    `reachable=True` puts the run folder where other users can traverse to it (pytest's own
+    temporary folders are private), for the tests about other users.
+    """
+    started: list[subprocess.Popen] = []
+    shared_roots: list[Path] = []
+
+    def start(steps: int = 10_000, step_seconds: float = 0.05, env: dict | None = None,
+              reachable: bool = False, **overrides) -> subprocess.Popen:
+        root = tmp_path
+        if reachable:
+            root = Path(tempfile.mkdtemp(prefix="omni-control-"))
+            os.chmod(root, 0o711)
+            shared_roots.append(root)
+        run_dir = root / "run"
         run_dir.mkdir(mode=0o700)
         config = {**QUIET, **overrides}
         process = subprocess.Popen(
@@ -64,3 +77,5 @@ def harness(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         if process.poll() is None:
             process.kill()
         process.wait()
+    for root in shared_roots:
+        shutil.rmtree(root, ignore_errors=True)
