@@ -56,6 +56,7 @@ class Controller:
         self.machine = StateMachine(ControllerSettings.from_recipe(config), start_step)
         self.state = STARTING
         self.step = start_step
+        self._last_checkpoint_step = start_step  # a resumed run does not re-save the step it resumed at
         self._clock = clock
         self._signal_toggles = 0
         self._signal_checkpoints = 0
@@ -96,7 +97,7 @@ class Controller:
     def at_step_boundary(self, step: int, save_checkpoint: SaveCheckpoint) -> bool:
         """Act on everything pending; block while paused or cooling. False means: stop training now."""
         self.step = step
-        if self.machine.checkpoint_due(step):
+        if self.machine.checkpoint_due(step) and step != self._last_checkpoint_step:
             self._checkpoint(save_checkpoint, "scheduled")
         while True:
             replies = self._take_requests(save_checkpoint)
@@ -144,6 +145,7 @@ class Controller:
             self._transition(Target(CHECKPOINTING, reason))
         started = time.monotonic()
         path = Path(save_checkpoint(reason))
+        self._last_checkpoint_step = self.step
         self.status.update(last_checkpoint={"path": str(path), "step": self.step, "t": time.time()})
         self.events.emit("checkpoint", self.step, path=str(path), reason=reason,
                          seconds=round(time.monotonic() - started, 3), bytes=_folder_bytes(path))

@@ -1,0 +1,351 @@
+"""The training loop: setup → train (stage by stage) → final output → cleanup, top to bottom.
+
+Run in the trainer child (`python -m omni_runner.train RUN_DIR [--resume]`) from the run folder the
+parent prepared (`recipe.yaml` resolved, `plan.json`). Everything it decides comes from those two
+files, so a restarted trainer behaves exactly like the first one. The loop consults the controller
+at every optimizer-step boundary (pause, cooldown, checkpoint, stop); it hides nothing behind
+callbacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omni_runner.control.controller import Controller
+from omni_runner.data.conversation import DataError
+from omni_runner.data.packing import collate_packed, collate_padded
+from omni_runner.data.sources import build_sources
+from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
+from omni_runner.models.export import save_final
+from omni_runner.models.load import ModelLoadError, load_for_training, set_trainable_groups
+from omni_runner.run.events import EventLog
+from omni_runner.run.rundir import RunDir
+from omni_runner.run.status import RunStatus
+from omni_runner.train import checkpoint as ckpt
+from omni_runner.train.losses import capability_sums, shifted_targets, token_losses
+from omni_runner.train.optimizer import make_optimizer
+from omni_runner.train.precision import resolve_device, resolve_precision
+from omni_runner.train.schedule import lr_multiplier
+
+EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+
+
+class NonFiniteLossAbort(RuntimeError):
+    """Too many optimizer steps had a NaN/Inf loss or gradient norm."""
+
+
+@dataclass
+class Progress:
+    """Counters that checkpoints carry and resume restores."""
+
+    step: int = 0  # optimizer steps completed, over all stages
+    stage: int = 0
+    stage_step: int = 0
+    tokens: int = 0
+    samples: int = 0
+    skipped_steps: int = 0
+    data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict() of the current stage
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(path.read_text())
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Trainer:
+    """One run's trainer: holds the model, data, optimizer and the controller between steps."""
+
+    def __init__(self, run: RunDir, resume: bool) -> None:
+        self.run = run
+        self.recipe = _read_yaml(run.recipe)
+        self.plan = json.loads(run.plan.read_text())
+        self.stages: list[dict[str, Any]] = self.plan["stages"]
+        self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
+        self.resume = resume
+        self.events = EventLog(run.events)
+        self.status = RunStatus(run.path, name=self.recipe["name"], state="starting", reason="loading",
+                                pid=os.getpid(), total_steps=self.total_steps)
+        self.progress = Progress()
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        training = self.recipe["training"]
+        torch.manual_seed(int(training["seed"]))
+        self.device = resolve_device(self.recipe["hardware"]["device"])
+        self.precision = resolve_precision(training["precision"], self.device)
+        if self.precision.note:
+            self.events.emit("warning", 0, message=self.precision.note, source="precision")
+        first = self.stages[0]
+        self.loaded = load_for_training(
+            self.recipe, self.run.path, self.device,
+            train_groups=first.get("train") or None,
+            gradient_checkpointing=bool(first.get("gradient_checkpointing")),
+        )
+        self.model = self.loaded.model
+        self.pad_id = self.loaded.tokenizer.pad_token_id
+        self.sources = build_sources(self.recipe, self.run.path)
+        resumed_from = self._find_checkpoint() if self.resume else None
+        state = ckpt.load_checkpoint(resumed_from, map_location=self.device) if resumed_from else None
+        if state is not None:
+            self.progress = Progress(**state.trainer_state["progress"])
+        self._setup_stage(self.progress.stage, state)
+        if state is not None:
+            ckpt.restore_rng_state(state.rng)  # last: building the stage must not shift the generators
+        self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
+                                     start_step=self.progress.step)
+        self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
+                         attempt=(self.status.snapshot().get("restarts") or 0) + 1,
+                         resumed_from=str(resumed_from) if resumed_from else None, pid=os.getpid())
+        _log(f"model {self.loaded.model_dir} on {self.device} ({self.precision.name}), "
+             f"{self.loaded.parameter_counts()['trainable']:,} trainable parameters, "
+             f"{self.total_steps} steps" + (f", resuming from {resumed_from}" if resumed_from else ""))
+
+    def _find_checkpoint(self) -> Path | None:
+        def warn(message: str) -> None:
+            self.events.emit("warning", 0, message=message, source="checkpoint")
+            _log(message)
+
+        found = ckpt.find_resumable(self.run.path, warn)
+        if found is None:
+            warn("no valid checkpoint to resume from: starting from step 0")
+        return found
+
+    def _setup_stage(self, index: int, state: ckpt.CheckpointContents | None = None) -> None:
+        """Build what changes between stages: trainable groups, data mixture, optimizer, schedule.
+
+        The scheduler can only be built after the optimizer, and both only after the groups are
+        set, because they hold the trainable parameters.
+        """
+        stage = self.stages[index]
+        if stage.get("train"):
+            set_trainable_groups(self.loaded, stage["train"])
+        stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
+                              self.loaded.tokenizer, int(stage["seq_len"]))
+        self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
+                                    bool(self.recipe["training"]["packing"]))
+        self.optimizer = make_optimizer(self.model, lr=float(stage["lr"]),
+                                        weight_decay=float(self.recipe["training"]["weight_decay"]),
+                                        device_type=self.device.type)
+        warmup, schedule, steps = int(self.recipe["training"]["warmup_steps"]), self.recipe["training"]["lr_scheduler"], int(stage["max_steps"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
+        self.scaler = self.precision.grad_scaler()
+        if state is not None:
+            missing = self.model.load_state_dict(state.weights, strict=False).unexpected_keys
+            if missing:
+                raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scheduler.load_state_dict(state.scheduler)
+            if state.scaler:
+                self.scaler.load_state_dict(state.scaler)
+            self.batches.load_state_dict(self.progress.data)
+
+    # ------------------------------------------------------------------ train
+
+    def train(self) -> str:
+        """Run every remaining stage; return "finished" or "stopped"."""
+        self.controller.start()
+        started = time.monotonic()
+        first_step = self.progress.step
+        if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
+            return "stopped"
+        while self.progress.stage < len(self.stages):
+            stage = self.stages[self.progress.stage]
+            while self.progress.stage_step < int(stage["max_steps"]):
+                step_started = time.monotonic()
+                metrics = self.train_step(stage)
+                self.progress.step += 1
+                self.progress.stage_step += 1
+                self.progress.data = self.batches.state_dict()
+                self.report_step(metrics, time.monotonic() - step_started, started, first_step)
+                if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
+                    return "stopped"
+            self.progress.stage += 1
+            self.progress.stage_step = 0
+            if self.progress.stage < len(self.stages):
+                self._setup_stage(self.progress.stage)
+                self.progress.data = self.batches.state_dict()
+        return "finished"
+
+    def train_step(self, stage: dict[str, Any]) -> dict[str, Any]:
+        """One optimizer step over `grad_accum` micro-batches, token-weighted across all of them."""
+        micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
+        capabilities = sorted({c for batch in micro_batches for c in batch["capabilities"]})
+        target_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches)
+        sums = torch.zeros(len(capabilities), dtype=torch.float64)
+        counts = torch.zeros(len(capabilities), dtype=torch.float64)
+        input_tokens = 0
+        for batch in micro_batches:
+            input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
+            inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")}
+            with self.precision.autocast():
+                logits = self.model(**inputs).logits
+            targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
+            losses = token_losses(logits, targets)
+            loss = losses.sum() / max(1, target_tokens)
+            self.scaler.scale(loss).backward()
+            remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
+            batch_sums, batch_counts = capability_sums(losses, targets, remap[token_caps.clamp(min=0)], len(capabilities))
+            sums += batch_sums
+            counts += batch_counts
+        self.scaler.unscale_(self.optimizer)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"])))
+        loss_value = float(sums.sum() / counts.sum().clamp(min=1))
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            self._skip_step(loss_value, grad_norm)
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.progress.tokens += input_tokens
+        self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
+        return {
+            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens,
+            "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
+            "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
+        }
+
+    def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
+        if self.batches.packing:
+            batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype)
+        else:
+            batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True)
+        batch["rows"] = rows
+        return batch
+
+    def _skip_step(self, loss: float, grad_norm: float) -> None:
+        self.progress.skipped_steps += 1
+        limit = int(self.recipe["training"]["max_skipped_steps"])
+        message = (f"step {self.progress.step + 1} skipped: loss {loss}, grad norm {grad_norm} "
+                   f"({self.progress.skipped_steps} of at most {limit})")
+        self.events.emit("warning", self.progress.step, message=message, source="nan_guard")
+        _log(message)
+        if self.progress.skipped_steps > limit:
+            raise NonFiniteLossAbort(f"{self.progress.skipped_steps} steps had a non-finite loss or gradient")
+
+    def report_step(self, metrics: dict[str, Any], step_s: float, started: float, first_step: int) -> None:
+        elapsed = time.monotonic() - started
+        done = self.progress.step - first_step
+        eta = elapsed / done * (self.total_steps - self.progress.step) if done else None
+        fields = {
+            "loss": metrics["loss"], "lr": metrics["lr"], "grad_norm": metrics["grad_norm"],
+            "tokens_per_s": metrics["tokens"] / step_s if step_s else None,
+            "samples_per_s": metrics["samples"] / step_s if step_s else None,
+            "capability_losses": metrics["capability_losses"],
+            "epoch": self._epoch(), "elapsed_s": round(elapsed, 3), "eta_s": eta, "total_steps": self.total_steps,
+        }
+        log_every = int(self.recipe["training"]["log_every"])
+        if self.progress.step % log_every == 0 or self.progress.step == self.total_steps:
+            self.events.emit("step", self.progress.step, **fields)
+            _log(f"step {self.progress.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}")
+        self.status.update(step=self.progress.step, loss=metrics["loss"], eta_s=eta, epoch=fields["epoch"])
+
+    def _epoch(self) -> float:
+        records = sum(len(source) for source in self.sources.values()) or 1
+        return round(self.progress.samples / records, 3)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, reason: str) -> Path:
+        """Write everything exact resume needs (the controller decides when, and records it)."""
+        weights = {n: p for n, p in self.model.named_parameters() if p.requires_grad or "lora_" in n}
+        contents = ckpt.CheckpointContents(
+            weights=weights,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            rng=ckpt.capture_rng_state(),
+            trainer_state={
+                "progress": self.progress.__dict__, "reason": reason,
+                "recipe_sha256": _digest(self.run.recipe), "plan_sha256": _digest(self.run.plan),
+            },
+        )
+        saved = ckpt.save_checkpoint(self.run.checkpoints, self.progress.step, contents)
+        keep = int(self.recipe["controller"]["checkpoint"]["keep_last"])
+        for removed in ckpt.prune_checkpoints(self.run.checkpoints, keep, saved.path):
+            _log(f"removed old checkpoint {removed.name} (keep_last {keep})")
+        self.events.emit("data", self.progress.step, **self.batches.stream.report())
+        _log(f"checkpoint {saved.path} ({reason})")
+        return saved.path
+
+    # ------------------------------------------------------------------ final output
+
+    def finish(self) -> None:
+        output = self.recipe["output"]
+        save_final(self.loaded, self.run.final, merge=bool(output["merge"]), save_processor=bool(output["save_processor"]))
+        self.events.emit("data", self.progress.step, **self.batches.stream.report())
+        _log(f"final model in {self.run.final}")
+        if self.recipe["eval"]["at_end"]:
+            self.evaluate()
+
+    def evaluate(self) -> None:
+        from omni_runner.eval import evaluate
+
+        results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=self.run.eval)
+        for capability, metrics in results.items():
+            self.events.emit("eval", self.progress.step, capability=capability, metrics=metrics)
+            _log(f"eval {capability}: {metrics}")
+
+
+def run_trainer(run_dir: Path, resume: bool) -> int:
+    """The child's whole life; returns its exit code (docs/internals.md)."""
+    run = RunDir(Path(run_dir))
+    trainer = Trainer(run, resume)
+    controller: Controller | None = None
+    try:
+        trainer.setup()
+        controller = trainer.controller
+        outcome = trainer.train()
+        if outcome == "finished":
+            trainer.finish()
+        controller.close(outcome, "done" if outcome == "finished" else "user")
+        trainer.events.emit("run_end", trainer.progress.step, state=outcome, reason="done" if outcome == "finished" else "stopped on request")
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", EXIT_INTERRUPTED)
+    except NonFiniteLossAbort as exc:
+        return _fail(trainer, controller, "nan", str(exc), EXIT_NAN)
+    except torch.OutOfMemoryError as exc:
+        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", EXIT_OOM)
+    except (DataError, ModelLoadError, ckpt.CheckpointError) as exc:
+        return _fail(trainer, controller, "error", str(exc), EXIT_ERROR)
+    except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
+        traceback.print_exc()
+        return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    finally:
+        trainer.events.close()
+
+
+def _fail(trainer: Trainer, controller: Controller | None, reason: str, detail: str, code: int) -> int:
+    print(f"error: {detail}", file=sys.stderr, flush=True)
+    trainer.events.emit("error", trainer.progress.step, message=detail, source=reason)
+    if controller is not None:
+        controller.close("failed", reason, detail)
+    else:
+        trainer.status.update(state="failed", reason=reason)
+    trainer.events.emit("run_end", trainer.progress.step, state="failed", reason=reason, detail=detail)
+    return code
