@@ -303,9 +303,15 @@ class Trainer:
             self.evaluate()
 
     def evaluate(self) -> None:
-        from omni_runner.eval import evaluate
+        """Score the final model; a failing evaluation is reported but never costs the trained run."""
+        try:
+            from omni_runner.eval import evaluate
 
-        results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=self.run.eval)
+            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=self.run.eval)
+        except Exception as exc:
+            traceback.print_exc()
+            self.events.emit("error", self.progress.step, message=f"evaluation failed: {exc}", source="eval")
+            return
         for capability, metrics in results.items():
             self.events.emit("eval", self.progress.step, capability=capability, metrics=metrics)
             _log(f"eval {capability}: {metrics}")

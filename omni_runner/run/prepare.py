@@ -1,0 +1,102 @@
+"""Turn a recipe into a run directory the trainer can start from: `recipe.yaml` and `plan.json`.
+
+The run directory must be self-contained: a trainer started (or restarted) from it later, from any
+working directory, reads only what is inside. So the recipe is written as resolved (extends merged,
+`${VAR}`s and `--set`s applied, defaults filled in) and its relative paths are made absolute;
+`builtin:` names stay as they are (they resolve through the cache and the package).
+
+No torch here: `omni-run RECIPE` prepares the run in the parent and only the child imports torch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from omni_runner.paths import is_builtin
+from omni_runner.run.rundir import RunDir, create_run_dir
+
+# Recipe sections whose entries each carry a `path` relative to the recipe file.
+_SECTIONS_WITH_PATHS = ("encoders", "decoders", "datasets")
+
+
+def absolute_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of resolved recipe data with every relative `path` made absolute against `base_dir`."""
+
+    def fix(entry: Any) -> Any:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and not is_builtin(entry["path"]):
+            return {**entry, "path": str((base_dir / Path(entry["path"]).expanduser()).resolve())}
+        return entry
+
+    fixed = dict(data)
+    if isinstance(fixed.get("base_model"), dict):
+        fixed["base_model"] = fix(fixed["base_model"])
+    for section in _SECTIONS_WITH_PATHS:
+        if isinstance(fixed.get(section), dict):
+            fixed[section] = {name: fix(entry) for name, entry in fixed[section].items()}
+    fixed.pop("extends", None)  # already merged in; the parents' relative paths would not resolve here
+    return fixed
+
+
+def render_recipe_yaml(data: dict[str, Any], source: Path) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    buffer = io.StringIO()
+    yaml.dump(data, buffer)
+    header = (
+        f"# Resolved from {source} on {time.strftime('%Y-%m-%d %H:%M:%S')}:\n"
+        "# extends merged, variables and --set overrides applied, defaults filled in, paths absolute.\n"
+    )
+    return header + buffer.getvalue()
+
+
+def _run_folder(name: str, runs_dir: str, run_dir: Path | None) -> RunDir:
+    if run_dir is None:
+        return create_run_dir(name, Path(runs_dir))
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(
+            f"--run-dir {run_dir} already exists and is not empty; "
+            "choose a new folder, or continue that run with `omni-run resume`"
+        )
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    return RunDir(run_dir)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def prepare_run(
+    recipe_path: Path,
+    overrides: Sequence[str] = (),
+    capabilities: Sequence[str] | None = None,
+    run_dir: Path | None = None,
+) -> RunDir:
+    """Load, validate and plan the recipe, then create the run directory with recipe.yaml and plan.json.
+
+    Raises `RecipeError` (recipe problems, missing paths, blocked capabilities) before anything is
+    created, and `FileExistsError` when `run_dir` is given and already holds something.
+    """
+    from omni_runner.plan import compile_plan
+    from omni_runner.recipe import load_recipe
+
+    recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
+    recipe.check_paths_exist()
+    plan = compile_plan(recipe)
+    data = absolute_paths(recipe.data, Path(recipe.source).resolve().parent)
+    run = _run_folder(data["name"], data["output"]["runs_dir"], run_dir)
+    _write_private(run.recipe, render_recipe_yaml(data, Path(recipe.source)))
+    _write_private(run.plan, json.dumps(plan.to_json(), indent=2) + "\n")
+    return run
