@@ -1,0 +1,57 @@
+"""An end-to-end tiny run through the trainer child: the run-folder contract others rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import STEPS, status
+from omni_runner.run.events import read_events
+from omni_runner.train.checkpoint import verify_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_step_is_an_event_with_the_documented_metrics(finished_run):
+    steps = [e for e in read_events(finished_run.events) if e["type"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, STEPS + 1))
+    for event in steps:
+        assert {"t", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "capability_losses",
+                "epoch", "eta_s", "total_steps"} <= event.keys()
+        assert math.isfinite(event["loss"]) and event["capability_losses"]
+
+
+def test_status_json_ends_finished_with_the_trainer_pid_and_last_checkpoint(finished_run):
+    final = status(finished_run)
+    assert (final["state"], final["step"], final["total_steps"]) == ("finished", STEPS, STEPS)
+    assert final["pid"] and final["last_checkpoint"]["step"] == STEPS
+
+
+def test_scheduled_checkpoints_verify(finished_run):
+    names = sorted(p.name for p in finished_run.checkpoints.iterdir())
+    assert names == ["step-2", "step-4", "step-6"]
+    assert all(verify_checkpoint(finished_run.checkpoints / name) is None for name in names)
+
+
+def test_state_changes_are_events_with_from_to_and_reason(finished_run):
+    states = [(e["from"], e["to"]) for e in read_events(finished_run.events) if e["type"] == "state"]
+    assert states[0] == ("starting", "running") and states[-1][1] == "finished"
+
+
+def test_the_final_adapter_is_saved_with_its_manifest(finished_run):
+    manifest = json.loads((finished_run.final / "omni_runner_final.json").read_text())
+    assert manifest["kind"] == "adapter"
+    assert (finished_run.final / "adapter_config.json").exists()
+
+
+def test_the_run_ends_with_a_run_end_event(finished_run):
+    last = [e for e in read_events(finished_run.events) if e["type"] == "run_end"][-1]
+    assert (last["state"], last["reason"]) == ("finished", "done")
+
+
+def test_eval_results_are_reported_at_the_end(finished_run):
+    evals = [e for e in read_events(finished_run.events) if e["type"] == "eval"]
+    assert evals and "tool_call_exact_match" in evals[0]["metrics"]
+    assert (finished_run.eval / "results.json").exists()
