@@ -37,7 +37,10 @@ def send_command(run_dir: Path, cmd: str, timeout: float = 120.0) -> dict[str, A
     try:
         with short_socket_path(run_dir) as address:
             sock.connect(address)
-        sock.sendall(encode({"cmd": cmd}))
+        try:
+            sock.sendall(encode({"cmd": cmd}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the trainer refused us before reading (another user's run): its reason is still readable
         line = read_line(sock, bytearray())
     except PermissionError:
         raise ControlError("not your run: its control socket belongs to another user") from None

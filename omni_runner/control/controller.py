@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,11 +56,12 @@ class Controller:
         self.state = STARTING
         self.step = start_step
         self._last_checkpoint_step = start_step  # a resumed run does not re-save the step it resumed at
+        self._last_checkpoint_path: Path | None = None
         self._clock = clock
-        self._signal_toggles = 0
-        self._signal_checkpoints = 0
-        self._signal_stops = 0
-        self._lock = threading.Lock()
+        # Signal handlers run on the main thread between bytecodes, possibly while the loop itself is
+        # reading these, so they only ever increment; the loop remembers how many it has handled.
+        self._signals = {"toggle": 0, "checkpoint": 0, "stop": 0}
+        self._handled = {"toggle": 0, "checkpoint": 0}
         self.server = ControlServer(self.run_dir, status=self._status_reply)
         interval = float((config.get("telemetry") or {}).get("interval_s", 2))
         self.telemetry = TelemetrySampler(interval, self._emit_telemetry) if telemetry else None
@@ -103,7 +103,7 @@ class Controller:
             replies = self._take_requests(save_checkpoint)
             target = self.machine.target(step, self._clock(), self._temperatures())
             self._transition(target)
-            if target.state == STOPPING:
+            if target.state == STOPPING and step != self._last_checkpoint_step:
                 self._checkpoint(save_checkpoint, "stop", keep_state=True)
             for request, make_reply in replies:  # replies go out once the action has taken effect
                 request.answer(make_reply())
@@ -115,15 +115,12 @@ class Controller:
 
     def _take_requests(self, save_checkpoint: SaveCheckpoint) -> list[tuple[Request, Callable[[], dict]]]:
         """Apply signal flags and queued socket commands; replies are sent after the transition."""
-        with self._lock:
-            toggles, self._signal_toggles = self._signal_toggles, 0
-            checkpoints, self._signal_checkpoints = self._signal_checkpoints, 0
-            stops = self._signal_stops
+        toggles = self._take_signals("toggle")
         for _ in range(toggles):
             self.machine.toggle()
-        if checkpoints:
+        if self._take_signals("checkpoint"):
             self._checkpoint(save_checkpoint, "signal")
-        if stops:
+        if self._signals["stop"]:
             self.machine.stop()
         replies = []
         while True:
@@ -140,12 +137,15 @@ class Controller:
             replies.append((request, self._ok))
 
     def _checkpoint(self, save_checkpoint: SaveCheckpoint, reason: str, keep_state: bool = False) -> Path:
+        """Save through the trainer, once per step: a second request at the same step gets the same folder."""
+        if self.step == self._last_checkpoint_step and self._last_checkpoint_path is not None:
+            return self._last_checkpoint_path
         before = self.state
         if not keep_state:
             self._transition(Target(CHECKPOINTING, reason))
         started = time.monotonic()
         path = Path(save_checkpoint(reason))
-        self._last_checkpoint_step = self.step
+        self._last_checkpoint_step, self._last_checkpoint_path = self.step, path
         self.status.update(last_checkpoint={"path": str(path), "step": self.step, "t": time.time()})
         self.events.emit("checkpoint", self.step, path=str(path), reason=reason,
                          seconds=round(time.monotonic() - started, 3), bytes=_folder_bytes(path))
@@ -163,19 +163,21 @@ class Controller:
 
     # ------------------------------------------------------------ inputs from other threads
 
+    def _take_signals(self, kind: str) -> int:
+        """How many `kind` signals arrived since the last look (main thread only)."""
+        seen = self._signals[kind]
+        pending, self._handled[kind] = seen - self._handled[kind], seen
+        return pending
+
     def _on_toggle_signal(self, signum: int, frame: object) -> None:
-        with self._lock:
-            self._signal_toggles += 1
+        self._signals["toggle"] += 1
 
     def _on_checkpoint_signal(self, signum: int, frame: object) -> None:
-        with self._lock:
-            self._signal_checkpoints += 1
+        self._signals["checkpoint"] += 1
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
-        with self._lock:
-            self._signal_stops += 1
-            again = self._signal_stops > 1
-        if again:
+        self._signals["stop"] += 1
+        if self._signals["stop"] > 1:
             raise KeyboardInterrupt("second stop signal: stopping at once, without a checkpoint")
 
     def _temperatures(self) -> list[GpuTemperature]:

@@ -22,6 +22,7 @@ from typing import Any
 from omni_runner.control.protocol import COMMANDS, SOCKET_NAME, encode, read_line, short_socket_path
 
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
+_CLOSED_CHECK_S = 0.5
 
 
 @dataclass
@@ -129,6 +130,11 @@ class ControlServer:
             return {"ok": False, "error": "run already finished"}
         request = Request(cmd)
         self.requests.put(request)
-        if not request.done.wait(self._reply_timeout_s):
-            return {"ok": False, "error": f"the trainer did not reach a step boundary within {self._reply_timeout_s:g} s"}
+        waited = 0.0
+        while not request.done.wait(_CLOSED_CHECK_S):
+            waited += _CLOSED_CHECK_S
+            if self._closed.is_set():  # the run ended between our check above and the queue being drained
+                return {"ok": False, "error": "run already finished"}
+            if waited >= self._reply_timeout_s:
+                return {"ok": False, "error": f"the trainer did not reach a step boundary within {self._reply_timeout_s:g} s"}
         return request.reply or {"ok": False, "error": "no reply"}
