@@ -1,0 +1,98 @@
+"""Evaluation of a trained model on the recipe's `eval.datasets`, with each capability's metric.
+
+    results = evaluate(loaded, recipe_data, recipe_dir, eval_dir=RUN/eval)
+    # {"xlam-heldout": {"capability": "tool-calling", "tool_call_exact_match": 0.85, "n": 20}}
+
+Each data set is scored with the default metric of the capability that uses its format (the registry in
+`omni_runner/capabilities.py`): greedy generation from the prompt (everything before the last assistant
+reply, rendered with that capability's template), compared with the reply the record holds.
+
+- `tool_call_exact_match`: the `<tool_call>` blocks parse as JSON and name the same functions with the
+  same arguments (any order).
+- `answer_exact_match`: the generated reply equals the expected one, whitespace-normalised.
+
+Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
+computed, with the reason, rather than guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omni_runner.capabilities import CAPABILITIES
+from omni_runner.data.render import render_prompt, template_for
+from omni_runner.data.sources import open_source
+from omni_runner.data.toolcalls import tool_calls_match
+
+SUPPORTED_METRICS = ("tool_call_exact_match", "answer_exact_match")
+RESULTS_FILE = "results.json"
+END_OF_TURN = "<|im_end|>"
+
+
+def capability_for_format(fmt: str, recipe_capabilities: dict[str, Any]) -> str | None:
+    """The capability whose metric scores a data set of this format: the recipe's own first."""
+    accepting = [c.name for c in CAPABILITIES.values() if fmt in c.formats]
+    preferred = [name for name in accepting if name in recipe_capabilities]
+    return (preferred or accepting or [None])[0]
+
+
+def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given."""
+    settings = recipe_data["eval"]
+    results = {}
+    for name in settings.get("datasets") or []:
+        spec = recipe_data["datasets"][name]
+        capability = capability_for_format(spec["format"], recipe_data.get("capabilities") or {})
+        results[name] = score_dataset(loaded, name, spec, capability, Path(recipe_dir),
+                                      int(settings["max_samples"]), int(settings["max_new_tokens"]))
+    if eval_dir is not None:
+        Path(eval_dir).mkdir(parents=True, exist_ok=True)
+        (Path(eval_dir) / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def score_dataset(loaded: Any, name: str, spec: dict[str, Any], capability: str | None, recipe_dir: Path,
+                  max_samples: int, max_new_tokens: int) -> dict[str, Any]:
+    metric = CAPABILITIES[capability].eval_metric if capability in CAPABILITIES else None
+    if metric not in SUPPORTED_METRICS:
+        return {"capability": capability, "metric": metric, "n": 0,
+                "note": f"{metric} needs a reference model and is not computed by omni-runner yet"}
+    source = open_source(name, spec, recipe_dir)
+    source.scan(max_samples)
+    template = template_for(capability)
+    hits = total = 0
+    for position in range(min(len(source), max_samples)):
+        prompt, expected = render_prompt(source.conversation(position), loaded.tokenizer, template)
+        reply = expected.messages[-1]
+        generated = generate_from_prompt(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
+        if metric == "tool_call_exact_match":
+            hits += tool_calls_match(generated, reply.tool_calls or [])
+        else:
+            hits += _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
+        total += 1
+    return {"capability": capability, metric: hits / total if total else None, "n": total}
+
+
+def generate_from_prompt(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    """Greedy continuation of an already rendered prompt, without its special tokens."""
+    import torch
+
+    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**{k: v.to(device) for k, v in inputs.items()}, max_new_tokens=max_new_tokens,
+                                    do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id)
+    finally:
+        model.train(was_training)
+    # Special tokens stay: `<tool_call>` is one; the reply ends at the end-of-turn token.
+    text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+    return text.split(END_OF_TURN)[0]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
