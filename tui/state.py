@@ -41,6 +41,16 @@ class SeriesHistory:
         self.values = [(a + b) / 2 for a, b in zip(self.values[::2], self.values[1::2])]
         self._stride *= 2
 
+    def prepend(self, older: SeriesHistory) -> None:
+        """Put history read later but lying earlier (the background scan of an old file) in front."""
+        if not older.steps:
+            return
+        self.steps = older.steps + self.steps
+        self.values = older.values + self.values
+        self._stride = max(self._stride, older._stride)
+        while len(self.steps) >= self.max_points:
+            self._halve()
+
     def __len__(self) -> int:
         return len(self.steps)
 
@@ -98,6 +108,7 @@ class RunView:
     capability_history: dict[str, SeriesHistory] = field(default_factory=dict)
     capabilities: dict[str, CapabilityView] = field(default_factory=dict)
     log: list[tuple[float, str, str]] = field(default_factory=list)  # (t, level, text)
+    log_count: int = 0  # lines ever logged, so a log widget knows which ones it has not shown
     corrupt_lines: int = 0
     events_seen: int = 0
 
@@ -229,7 +240,16 @@ class RunView:
 
     def _log(self, event: dict[str, Any], level: str, text: str) -> None:
         self.log.append((event.get("t") or 0.0, level, text))
+        self.log_count += 1
         del self.log[:-MAX_LOG_LINES]
+
+    def merge_older(self, older: RunView) -> None:
+        """Fold in the loss history of the file's older part, scanned after the first paint."""
+        self.loss_history.prepend(older.loss_history)
+        for cap, history in older.capability_history.items():
+            self.capability_history.setdefault(cap, SeriesHistory()).prepend(history)
+        if older.started_t is not None:
+            self.started_t = older.started_t if self.started_t is None else min(self.started_t, older.started_t)
 
     # ------------------------------------------------------------ derived
 

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass
@@ -70,3 +70,59 @@ def parse_event_line(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
+
+
+def recent_start_offset(path: Path, window_bytes: int) -> int:
+    """Where to start reading so that only about the last `window_bytes` are parsed.
+
+    The offset sits just after a newline, so the first line read is whole. A dashboard opening a
+    million-line file paints from this window at once and fills older history in the background.
+    """
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+    if size <= window_bytes:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(size - window_bytes)
+        handle.readline()  # skip the (probably partial) line the window starts in
+        return handle.tell()
+
+
+STEP_MARKER = b'"type":"step"'
+
+
+def scan_step_events(path: Path, end_offset: int, chunk_bytes: int = 1 << 22) -> Iterator[dict[str, Any]]:
+    """Step events before `end_offset`, parsing only lines that contain the step marker.
+
+    The other lines (telemetry, state, ...) of an old stretch of the file matter only for what the
+    window after it already says, so they are not decoded at all: that keeps the scan cheap.
+    """
+    with open(path, "rb") as handle:
+        remaining, carry = end_offset, b""
+        while remaining > 0:
+            data = handle.read(min(chunk_bytes, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            lines = (carry + data).split(b"\n")
+            carry = lines.pop()
+            for raw in lines:
+                if STEP_MARKER in raw:
+                    event = parse_event_line(raw)
+                    if event is not None:
+                        yield event
+        if carry and STEP_MARKER in carry:
+            event = parse_event_line(carry)
+            if event is not None:
+                yield event
+
+
+def first_event(path: Path) -> dict[str, Any] | None:
+    """The first event of the file (the run's start), without reading the rest."""
+    try:
+        with open(path, "rb") as handle:
+            return parse_event_line(handle.readline())
+    except FileNotFoundError:
+        return None

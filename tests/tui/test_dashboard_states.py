@@ -1,0 +1,116 @@
+"""The dashboard renders each kind of run from its recorded events, with no trainer around."""
+
+from __future__ import annotations
+
+from textual.widgets import ProgressBar
+
+from omni_tui.widgets.capabilities import CapabilityMix
+from omni_tui.widgets.controller import ControllerPanel
+from omni_tui.widgets.gpu import GpuPanel
+from omni_tui.widgets.header import RunHeader
+from omni_tui.widgets.log_tail import LogTail
+from omni_tui.widgets.loss_chart import LossChart
+from tests.tui.conftest import dashboard_app
+
+
+def log_text(app) -> str:
+    return "\n".join(strip.text for strip in app.screen.query_one(LogTail).lines)
+
+
+async def test_running_run_shows_progress_throughput_and_capability_mix(recorded_run):
+    app = dashboard_app(recorded_run("running"))
+    async with app.run_test(size=(160, 48)):
+        screen = app.screen
+        header = screen.query_one(RunHeader).text
+        assert "tiny-omni" in header and "running" in header and "step 18/40" in header
+        assert "ETA 44s" in header
+        bar = screen.query_one(ProgressBar)
+        assert (bar.progress, bar.total) == (18, 40)
+        assert "1,834" in screen.query_one("#throughput").text
+        table = screen.query_one(CapabilityMix)
+        assert [row[0] for row in table._rows] == ["cot", "streaming", "tool-calling"]
+        assert table._rows[2][1:3] == ("0.3", "54")
+        assert len(screen.query_one(LossChart)._drawn[2]) == 1
+
+
+async def test_paused_run_says_who_paused_it(recorded_run):
+    app = dashboard_app(recorded_run("paused"))
+    async with app.run_test():
+        assert "paused: user" in app.screen.query_one(RunHeader).text
+        assert app.screen.query_one(RunHeader).has_class("-paused")
+
+
+async def test_cooling_run_shows_the_thermal_reason_and_a_hot_gpu_in_red(recorded_run):
+    app = dashboard_app(recorded_run("cooling"))
+    async with app.run_test():
+        assert "cooling: thermal (GPU 0 at 86 °C, limit 83 °C)" in app.screen.query_one(RunHeader).text
+        gpus = app.screen.query_one(GpuPanel).text
+        assert "[bold red]86 °C[/] (limit 83, resume 75)" in gpus
+        assert "hw_thermal_slowdown" in gpus
+
+
+async def test_finished_run_shows_its_whole_history_and_how_it_ended(recorded_run):
+    app = dashboard_app(recorded_run("finished"))
+    async with app.run_test():
+        header = app.screen.query_one(RunHeader).text
+        assert "finished" in header and "step 40/40" in header and "ETA —" in header
+        assert "ended: the trainer finished all 40 steps" in header
+        assert app.screen.query_one(LossChart)._drawn[1] == 40
+        assert "last checkpoint[/b] step 40 (final)" in app.screen.query_one(ControllerPanel).text
+        assert "trainer exit [ok]" in log_text(app)
+
+
+async def test_failed_run_explains_the_exit_and_what_to_do(recorded_run):
+    app = dashboard_app(recorded_run("failed"))
+    async with app.run_test():
+        header = app.screen.query_one(RunHeader)
+        assert "failed: nan" in header.text and header.has_class("-failed")
+        log = log_text(app)
+        assert "trainer exit [nan]: the loss became NaN at step 12" in log
+        assert "lower training.lr" in log
+
+
+async def test_no_gpu_is_said_plainly(recorded_run):
+    app = dashboard_app(recorded_run("no_gpu"))
+    async with app.run_test():
+        panel = app.screen.query_one(GpuPanel)
+        assert "No GPU" in panel.text and "NVML unavailable" in panel.text
+        assert panel.has_class("-no-gpu")
+
+
+async def test_every_gpu_gets_its_own_line_coloured_against_the_limits(recorded_run):
+    app = dashboard_app(recorded_run("multi_gpu"))
+    async with app.run_test(size=(160, 48)):
+        text = app.screen.query_one(GpuPanel).text
+        assert [f"GPU {i}" in text for i in range(4)] == [True] * 4
+        assert "[green]71 °C[/]" in text and "[yellow]79 °C[/]" in text and "[bold red]84 °C[/]" in text
+
+
+async def test_corrupt_and_partial_lines_are_skipped_counted_and_reported_once(recorded_run):
+    run = recorded_run("corrupt")
+    app = dashboard_app(run, follow=True)
+    async with app.run_test() as pilot:
+        screen = app.screen
+        assert screen.view.corrupt_lines == 3
+        assert screen.view.step == 14  # the partial step 15 is not read yet
+        with open(run.events, "a") as handle:
+            handle.write(',"total_steps":40}\n{"broken\n')
+        for _ in range(20):
+            await pilot.pause(0.1)
+            if screen.view.step == 15:
+                break
+        assert screen.view.step == 15 and screen.view.corrupt_lines == 4
+        warnings = [n for n in app._notifications if "unreadable" in n.message]
+        assert len(warnings) == 1
+
+
+async def test_a_replaced_events_file_starts_the_view_over(recorded_run):
+    run = recorded_run("running")
+    app = dashboard_app(run, follow=True)
+    async with app.run_test() as pilot:
+        run.events.write_text('{"t":1790000200,"type":"run_start","step":0,"name":"tiny-omni","total_steps":40}\n')
+        for _ in range(20):
+            await pilot.pause(0.1)
+            if app.screen.view.step == 0:
+                break
+        assert app.screen.view.step == 0 and len(app.screen.view.loss_history) == 0

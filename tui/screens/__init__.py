@@ -1,0 +1,1 @@
+"""The TUI's screens: the run picker, the dashboard, the help and stop-confirmation dialogs."""
