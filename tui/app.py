@@ -26,14 +26,14 @@ class OmniTUI(App):
     def __init__(self, run: RunDir | None = None, runs_dir: Path = DEFAULT_RUNS_DIR,
                  clock: Callable[[], float] = time.time, follow: bool = True) -> None:
         super().__init__()
-        self.run = run
+        self.attached_run = run
         self.runs_dir = Path(runs_dir)
         self.clock = clock
         self.follow = follow
 
     def on_mount(self) -> None:
-        if self.run is not None:
-            self.push_screen(Dashboard(self.run, self.clock, self.follow))
+        if self.attached_run is not None:
+            self.push_screen(Dashboard(self.attached_run, self.clock, self.follow))
         else:
             self.push_screen(RunPicker(self.runs_dir, self.clock, self.attach))
 
