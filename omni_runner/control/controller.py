@@ -58,6 +58,7 @@ class Controller:
         self._last_checkpoint_step = start_step  # a resumed run does not re-save the step it resumed at
         self._last_checkpoint_path: Path | None = None
         self._clock = clock
+        self._entered_at = clock()  # when the current state began
         # Signal handlers run on the main thread between bytecodes, possibly while the loop itself is
         # reading these, so they only ever increment; the loop remembers how many it has handled.
         self._signals = {"toggle": 0, "checkpoint": 0, "stop": 0}
@@ -157,8 +158,15 @@ class Controller:
         if target.state == self.state:
             return
         previous, self.state = self.state, target.state
+        detail, waited = target.detail, {}
+        if CHECKPOINTING not in (previous, target.state):  # a checkpoint taken while paused is part of the pause
+            now = self._clock()
+            if previous in (PAUSED, COOLING):  # say how long the wait was
+                waited = {"seconds": round(now - self._entered_at, 1)}
+                detail = detail or f"after {now - self._entered_at:.0f} s {previous}"
+            self._entered_at = now
         self.events.emit("state", self.step, **{"from": previous, "to": target.state},
-                         reason=target.reason, detail=target.detail)
+                         reason=target.reason, detail=detail, **waited)
         self.status.update(state=target.state, reason=target.reason, step=self.step)
 
     # ------------------------------------------------------------ inputs from other threads

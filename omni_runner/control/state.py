@@ -113,6 +113,9 @@ class StateMachine:
             return Target(COOLING, "thermal", self._thermal_detail)
         if self._scheduled_until is not None:
             return Target(COOLING, "scheduled", f"every {self.settings.cooldown_every_steps} steps for {self.settings.cooldown_seconds:g} s")
+        if thermal_timed_out:
+            return Target(RUNNING, "thermal_timeout",
+                          f"still above {self.settings.resume_c:g} °C after {self.settings.max_wait_s:g} s; training on (on_timeout: continue)")
         return Target(RUNNING, "resumed" if step else "started")
 
     def seconds_left_in_cooldown(self, now: float) -> float | None:

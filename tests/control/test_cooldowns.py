@@ -37,6 +37,14 @@ def test_a_scheduled_cooldown_happens_at_the_configured_step(harness):
     wait_for(lambda: status_of(process.run_dir)["step"] > 5, what="training after the cooldown")
 
 
+def test_the_end_of_a_cooldown_says_how_long_it_lasted(harness):
+    process = harness(cooldown={"every_steps": 5, "seconds": 1})
+    wait_for(lambda: status_of(process.run_dir)["step"] > 5, what="training after the cooldown")
+    ended = next(e for e in events_of(process.run_dir, "state") if e["from"] == "cooling")
+    assert (ended["to"], ended["detail"]) == ("running", "after 1 s cooling")
+    assert 1.0 <= ended["seconds"] < 5.0
+
+
 def test_a_pause_taken_during_a_cooldown_outlasts_it(harness):
     process = harness(cooldown={"every_steps": 5, "seconds": 1})
     wait_for(lambda: status_of(process.run_dir)["state"] == "cooling", what="cooling")

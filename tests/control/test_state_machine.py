@@ -82,7 +82,9 @@ def test_between_resume_threshold_and_limit_does_not_start_cooling():
 def test_thermal_max_wait_with_continue_trains_on_until_the_card_cools():
     machine = StateMachine(ControllerSettings(cooldown_every_steps=0, max_wait_s=100, on_timeout="continue"))
     machine.target(1, 0.0, hot(90))
-    assert machine.target(1, 100.0, hot(90)).state == "running"
+    timed_out = machine.target(1, 100.0, hot(90))
+    assert (timed_out.state, timed_out.reason) == ("running", "thermal_timeout")
+    assert "after 100 s" in timed_out.detail
     assert machine.target(2, 101.0, hot(90)).state == "running"
     machine.target(3, 102.0, hot(70))
     assert machine.target(4, 103.0, hot(90)).state == "cooling"
