@@ -72,7 +72,7 @@ class Dashboard(Screen):
         self._fold(self.source.tail.read_new(), self.source.read_status_if_changed())
         self._repaint()
         if self.source.window_start:
-            self._fill_older_history()
+            self.call_after_refresh(self._fill_older_history)  # after the first paint, not competing with it
         if self.follow:
             self._follow_events()
         self.set_interval(1.0, self._tick_clock)
