@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from omni_runner.control.client import ControlError, send_command
     from omni_runner.run.rundir import RunNotFoundError, resolve_run
+    from omni_runner.run.status import read_status
+    from omni_runner.run.supervisor import is_alive
 
     try:
         run_dir = resolve_run(args.run, args.runs_dir) if args.run else newest_live_run(args.runs_dir)
@@ -42,6 +44,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.control_command == "resume" and not trainer_alive(run_dir):
+        status = read_status(run_dir.path) or {}
+        supervisor = status.get("supervisor_pid")
+        if status.get("state") == "finished":
+            print(f"error: {run_dir.path.name} already finished; there is nothing to resume", file=sys.stderr)
+            return 1
+        if status.get("state") not in ("stopped", "finished") and is_alive(supervisor):
+            # between a crash and its automatic restart: one supervisor per run
+            print(f"error: {run_dir.path.name} is being restarted by its supervisor (pid {supervisor}); "
+                  "try again in a moment", file=sys.stderr)
+            return 1
         return restart(run_dir, args)
     try:
         reply = send_command(run_dir.path, args.control_command, timeout=args.timeout)

@@ -15,6 +15,9 @@ from omni_runner.run.status import read_status
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "recipes" / "tiny_omni.yaml")
 FAST = ["--set", "training.micro_batch=1", "--set", "eval.at_end=false", "--set", "controller.telemetry.interval_s=0.5"]
+# Short samples packed into short rows: steps well under a second, so "paused within 2 s" measures the
+# controller's reaction at the next step boundary, not the length of one step on a busy machine.
+SHORT_STEPS = ["--capabilities", "cot", "--set", "training.seq_len=128"]
 
 
 def omni_run(*args: str, **kwargs) -> subprocess.Popen:

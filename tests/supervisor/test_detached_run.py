@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import FAST, TINY, events, omni_run, only_run, status, wait_for
+from conftest import FAST, SHORT_STEPS, TINY, events, omni_run, only_run, status, wait_for
 from omni_runner.train.checkpoint import verify_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("detached")
-    process = omni_run(TINY, "--runs-dir", str(runs), *FAST, "--set", "training.max_steps=2000", "--detach")
+    process = omni_run(TINY, "--runs-dir", str(runs), *FAST, *SHORT_STEPS, "--set", "training.max_steps=2000", "--detach")
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     run = only_run(runs)

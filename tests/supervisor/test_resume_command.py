@@ -1,0 +1,34 @@
+"""`omni-run resume RUN` when no trainer is alive: what it refuses, and why."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def _run_folder(tmp_path, **status) -> str:
+    run = tmp_path / "runs" / "tiny-omni-20260101-000000"
+    (run / "checkpoints" / "step-4").mkdir(parents=True)
+    (run / "plan.json").write_text("{}")
+    (run / "status.json").write_text(json.dumps({"name": "tiny-omni", "step": 4, **status}))
+    return str(run)
+
+
+def _resume(run: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "omni_runner.cli", "resume", run],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_resume(tmp_path):
+    result = _resume(_run_folder(tmp_path, state="finished", pid=None))
+    assert result.returncode == 1
+    assert "already finished; there is nothing to resume" in result.stderr
+
+
+def test_resuming_while_the_supervisor_is_about_to_restart_the_trainer_starts_no_second_one(tmp_path):
+    # The trainer is gone (a crash) but its supervisor, here this test's own process, is alive.
+    result = _resume(_run_folder(tmp_path, state="failed", pid=None, supervisor_pid=os.getpid()))
+    assert result.returncode == 1
+    assert f"being restarted by its supervisor (pid {os.getpid()})" in result.stderr
