@@ -28,6 +28,7 @@ EXIT_FINISHED = 0
 EXIT_ERROR = 1
 EXIT_NAN = 3
 EXIT_OOM = 4
+EXIT_INTERRUPTED = 130  # a second stop signal: stopped at once, no checkpoint
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
 # Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
@@ -43,7 +44,7 @@ class ExitReport:
 
     exit_code: int | None
     signal: str | None
-    cause: str  # ok | stopped | oom | nan | killed | error
+    cause: str  # ok | stopped | interrupted | oom | nan | killed | error
     explanation: str
     suggestion: str | None
 
@@ -74,6 +75,12 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
             returncode, None, "nan",
             "Training stopped after too many steps with a NaN or infinite loss.",
             "Lower training.lr or raise training.warmup_steps, and check the data with `omni-run data check`.",
+        )
+    if returncode == EXIT_INTERRUPTED:
+        return ExitReport(
+            returncode, None, "interrupted",
+            "The trainer was stopped at once by a second stop signal, without a checkpoint.",
+            "Continue from the last checkpoint with `omni-run resume RUN`; the steps after it are lost.",
         )
     if returncode == EXIT_FINISHED:
         if final_state == "stopped":

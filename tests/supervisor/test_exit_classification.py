@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from omni_runner.run.supervisor import classify_exit
+from omni_runner.run.supervisor import RESTARTABLE_CAUSES, classify_exit
 
 PLAN = {"stages": [{"micro_batch": 4, "seq_len": 2048, "gradient_checkpointing": False}]}
 
@@ -17,6 +17,12 @@ def test_clean_exit_after_finishing_is_ok():
 def test_clean_exit_after_a_stop_says_how_to_continue():
     report = classify_exit(0, "stopped", "", PLAN)
     assert report.cause == "stopped"
+    assert "omni-run resume" in report.suggestion
+
+
+def test_exit_code_130_is_a_stop_at_once_that_is_never_restarted():
+    report = classify_exit(130, "failed", "", PLAN)
+    assert report.cause == "interrupted" and report.cause not in RESTARTABLE_CAUSES
     assert "omni-run resume" in report.suggestion
 
 
