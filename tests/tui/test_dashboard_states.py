@@ -114,3 +114,24 @@ async def test_a_replaced_events_file_starts_the_view_over(recorded_run):
             if app.screen.view.step == 0:
                 break
         assert app.screen.view.step == 0 and len(app.screen.view.loss_history) == 0
+
+
+async def test_smoothing_key_switches_the_chart_between_smoothed_and_raw(recorded_run):
+    app = dashboard_app(recorded_run("running"))
+    async with app.run_test() as pilot:
+        chart = app.screen.query_one(LossChart)
+        assert chart.smoothing
+        await pilot.press("l")
+        assert not chart.smoothing and chart._drawn[0] is False
+
+
+async def test_question_mark_lists_every_key_with_its_meaning(recorded_run):
+    app = dashboard_app(recorded_run("running"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = str(app.screen.query_one("#help-keys").render())
+        for meaning in ("Pause the run", "Save a checkpoint", "asks first", "smoothed or raw", "training goes on"):
+            assert meaning in text
+        await pilot.press("escape")
+        assert "help-box" not in [w.id for w in app.screen.query("*")]

@@ -57,3 +57,19 @@ def test_a_small_file_needs_no_background_scan(tmp_path):
     write_events(tmp_path / "events.jsonl", 10)
     assert RunSource(RunDir(tmp_path)).older_history() is None
     assert isinstance(RunSource(RunDir(tmp_path)).fresh_view(), RunView)
+
+
+async def test_dashboard_paints_the_recent_window_then_merges_the_older_history(tmp_path):
+    from omni_tui.app import OmniTUI
+
+    (tmp_path / "plan.json").write_text("{}")
+    write_events(tmp_path / "events.jsonl", 20_000)  # about 2.6 MB: more than the first window
+    app = OmniTUI(run=RunDir(tmp_path), clock=lambda: 30_000.0, follow=False)
+    async with app.run_test() as pilot:
+        screen = app.screen
+        assert not screen.history_complete and screen.view.loss_history.steps[0] > 1_000
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if screen.history_complete:
+                break
+        assert screen.history_complete and screen.view.loss_history.steps[0] < 50

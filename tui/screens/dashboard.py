@@ -29,6 +29,7 @@ from omni_tui.widgets.throughput import Throughput
 
 POLL_SECONDS = 0.75
 CONTROL_TIMEOUT_S = 60.0
+HISTORY_DELAY_S = 1.0
 
 
 class Dashboard(Screen):
@@ -51,6 +52,7 @@ class Dashboard(Screen):
         self.source = RunSource(run)
         self.view: RunView = self.source.fresh_view()
         self._corrupt_reported = False
+        self.history_complete = self.source.window_start == 0  # False until the older history is merged
         self._stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -72,7 +74,8 @@ class Dashboard(Screen):
         self._fold(self.source.tail.read_new(), self.source.read_status_if_changed())
         self._repaint()
         if self.source.window_start:
-            self.call_after_refresh(self._fill_older_history)  # after the first paint, not competing with it
+            # Later, so the scan (CPU-bound, holding the GIL half the time) does not slow the first paints.
+            self.set_timer(HISTORY_DELAY_S, self._fill_older_history)
         if self.follow:
             self._follow_events()
         self.set_interval(1.0, self._tick_clock)
@@ -90,6 +93,7 @@ class Dashboard(Screen):
 
     def _merge_older(self, older: RunView) -> None:
         self.view.merge_older(older)
+        self.history_complete = True
         self.version += 1
 
     @work(thread=True, exclusive=True, group="tail")

@@ -16,13 +16,13 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, bindings: list[Binding]) -> None:
         super().__init__()
-        self._bindings = bindings
+        self.key_help = bindings
 
     def compose(self) -> ComposeResult:
-        rows = "\n".join(f"[b]{b.key_display or b.key:>6}[/b]  {b.tooltip or b.description}" for b in self._bindings)
+        rows = "\n".join(f"[b]{b.key_display or b.key:>6}[/b]  {b.tooltip or b.description}" for b in self.key_help)
         with Vertical(id="help-box"):
             yield Label("[b]Keys[/b]")
-            yield Static(rows)
+            yield Static(rows, id="help-keys")
             yield Label("[dim]Leaving the dashboard never stops training. Esc closes this.[/dim]")
 
 
