@@ -27,7 +27,7 @@ from omni_tui.widgets.log_tail import LogTail
 from omni_tui.widgets.loss_chart import LossChart
 from omni_tui.widgets.throughput import Throughput
 
-POLL_SECONDS = 0.75
+POLL_SECONDS = 1.0
 CONTROL_TIMEOUT_S = 60.0
 HISTORY_DELAY_S = 1.0
 
@@ -94,6 +94,7 @@ class Dashboard(Screen):
     def _merge_older(self, older: RunView) -> None:
         self.view.merge_older(older)
         self.history_complete = True
+        self.query_one(LossChart).render_view(self.view, force=True)
         self.version += 1
 
     @work(thread=True, exclusive=True, group="tail")
@@ -133,6 +134,7 @@ class Dashboard(Screen):
         now = self.clock()
         self.query_one(RunHeader).render_view(self.view, now)
         self.query_one(ControllerPanel).render_view(self.view, now)
+        self.query_one(LossChart).render_view(self.view)
 
     # ------------------------------------------------------------ keys
 
@@ -149,7 +151,7 @@ class Dashboard(Screen):
     def action_toggle_smoothing(self) -> None:
         chart = self.query_one(LossChart)
         chart.smoothing = not chart.smoothing
-        chart.render_view(self.view)
+        chart.render_view(self.view, force=True)
         self.notify("loss chart: " + ("smoothed" if chart.smoothing else "raw"), timeout=2)
 
     def action_help(self) -> None:

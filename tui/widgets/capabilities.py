@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from omni_tui.state import RunView
@@ -24,7 +25,16 @@ class CapabilityMix(DataTable):
             )
             for name, cap in sorted(view.capabilities.items())
         ]
-        if rows != self._rows:
-            self._rows = rows
+        if rows == self._rows:
+            return
+        if [row[0] for row in rows] == [row[0] for row in self._rows]:
+            # Same capabilities, new numbers (every step): rewrite only the cells that changed,
+            # which costs far less than rebuilding the table.
+            for y, (row, before) in enumerate(zip(rows, self._rows)):
+                for x, (cell, old_cell) in enumerate(zip(row, before)):
+                    if cell != old_cell:
+                        self.update_cell_at(Coordinate(y, x), cell, update_width=True)
+        else:
             self.clear()
             self.add_rows(rows)
+        self._rows = rows
