@@ -8,38 +8,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from omni_runner.run.events import read_events
-from omni_runner.run.status import read_status
+from run_watch import status_of, wait_for
 
 HARNESS = Path(__file__).with_name("controlled_loop.py")
 
 QUIET = {"cooldown": {"every_steps": 0, "seconds": 0}, "checkpoint": {"every_steps": 0, "keep_last": 3},
          "thermal": {"enabled": True, "limit_c": 83, "resume_c": 75, "max_wait_s": 1800, "on_timeout": "continue"},
          "telemetry": {"interval_s": 0.1}, "restarts": 0}
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def status_of(run_dir: Path) -> dict:
-    return read_status(run_dir) or {}
-
-
-def events_of(run_dir: Path, kind: str) -> list[dict]:
-    return [e for e in read_events(run_dir / "events.jsonl") if e["type"] == kind]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import events_of, status_of, wait_for
+from run_watch import events_of, status_of, wait_for
 from omni_runner.control.client import send_command
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from conftest import events_of, status_of, wait_for
+from run_watch import events_of, status_of, wait_for
 
 
 def test_sigusr1_pauses_within_two_seconds_and_steps_stop_advancing(harness):

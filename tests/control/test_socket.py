@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from conftest import events_of, status_of, wait_for
+from run_watch import events_of, status_of
 from omni_runner.control.client import ControlError, send_command
 from omni_runner.control.protocol import MAX_MESSAGE_BYTES
 

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from conftest import FAST, SHORT_STEPS, TINY, events, omni_run, only_run, status, wait_for
+from omni_run_driver import FAST, SHORT_STEPS, TINY, omni_run, only_run
+from run_watch import events_of, status_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +20,8 @@ def crashed_and_restarted(tmp_path_factory):
     process = omni_run(TINY, "--runs-dir", str(runs), *FAST, *SHORT_STEPS, "--set", "training.max_steps=5",
                        "--set", "controller.restarts=1", "--set", "controller.checkpoint.every_steps=2")
     run = wait_for(lambda: only_run(runs), what="the run folder")
-    wait_for(lambda: (status(run).get("step") or 0) >= 2 and status(run).get("last_checkpoint"), what="a checkpoint")
-    os.kill(status(run)["pid"], signal.SIGKILL)
+    wait_for(lambda: (status_of(run).get("step") or 0) >= 2 and status_of(run).get("last_checkpoint"), what="a checkpoint")
+    os.kill(status_of(run)["pid"], signal.SIGKILL)
     output, _ = process.communicate(timeout=600)
     return process.returncode, output, run
 
@@ -28,14 +29,14 @@ def crashed_and_restarted(tmp_path_factory):
 def test_a_killed_trainer_is_restarted_from_its_last_checkpoint_and_finishes(crashed_and_restarted):
     code, output, run = crashed_and_restarted
     assert code == 0, output
-    assert (status(run)["state"], status(run)["step"], status(run)["restarts"]) == ("finished", 5, 1)
-    restart = events(run, "restart")[0]
+    assert (status_of(run)["state"], status_of(run)["step"], status_of(run)["restarts"]) == ("finished", 5, 1)
+    restart = events_of(run, "restart")[0]
     assert restart["attempt"] == 2 and restart["checkpoint"].endswith(("step-2", "step-4"))
 
 
 def test_the_crash_is_recorded_with_its_cause_and_explanation(crashed_and_restarted):
     _, _, run = crashed_and_restarted
-    crash = events(run, "exit")[0]
+    crash = events_of(run, "exit")[0]
     assert (crash["cause"], crash["signal"], crash["will_restart"]) == ("killed", "SIGKILL", True)
     assert "kill -9" in crash["explanation"]
 
@@ -50,12 +51,12 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(crashed_and_restarted):
 def test_ctrl_c_stops_gracefully_with_a_checkpoint(tmp_path):
     process = omni_run(TINY, "--runs-dir", str(tmp_path), *FAST, *SHORT_STEPS, "--set", "training.max_steps=500")
     run = wait_for(lambda: only_run(tmp_path), what="the run folder")
-    wait_for(lambda: (status(run).get("step") or 0) >= 1, what="the first step")
+    wait_for(lambda: (status_of(run).get("step") or 0) >= 1, what="the first step")
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
-    assert status(run)["state"] == "stopped"
-    assert events(run, "checkpoint")[-1]["reason"] == "stop"
+    assert status_of(run)["state"] == "stopped"
+    assert events_of(run, "checkpoint")[-1]["reason"] == "stop"
     assert "continue with: omni-run resume" in output
 
 
