@@ -3,6 +3,12 @@
     results = evaluate(loaded, recipe_data, recipe_dir, eval_dir=RUN/eval)
     # {"xlam-heldout": {"capability": "tool-calling", "tool_call_exact_match": 0.85, "n": 20}}
 
+`loaded` is a `LoadedModel` (training or inference), `recipe_data` the resolved recipe (its `eval`
+section: `datasets`, `max_samples`, `max_new_tokens`; `at_end`/`every_steps` are the caller's to act
+on), `recipe_dir` the folder relative data paths start from. Results are keyed by data set name, so
+two sets of one capability stay apart; `eval_dir/results.json` holds the same object. Emitting the
+`eval` events is the training loop's job (one per data set: `capability`, `metrics`).
+
 Each data set is scored with the default metric of the capability that uses its format (the registry in
 `omni_runner/capabilities.py`): greedy generation from the prompt (everything before the last assistant
 reply, rendered with that capability's template), compared with the reply the record holds.
@@ -23,6 +29,7 @@ from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
 from omni_runner.data.render import render_prompt, template_for
+from omni_runner.data.conversation import Message
 from omni_runner.data.sources import open_source
 from omni_runner.data.toolcalls import tool_calls_match
 
@@ -67,12 +74,16 @@ def score_dataset(loaded: Any, name: str, spec: dict[str, Any], capability: str 
         prompt, expected = render_prompt(source.conversation(position), loaded.tokenizer, template)
         reply = expected.messages[-1]
         generated = generate_from_prompt(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
-        if metric == "tool_call_exact_match":
-            hits += tool_calls_match(generated, reply.tool_calls or [])
-        else:
-            hits += _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
+        hits += reply_matches(metric, generated, reply)
         total += 1
     return {"capability": capability, metric: hits / total if total else None, "n": total}
+
+
+def reply_matches(metric: str, generated: str, reply: Message) -> bool:
+    """Whether one generated reply scores under `metric` against the record's expected reply (pure)."""
+    if metric == "tool_call_exact_match":
+        return tool_calls_match(generated, reply.tool_calls or [])
+    return _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
 
 
 def generate_from_prompt(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
