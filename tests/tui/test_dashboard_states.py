@@ -135,3 +135,20 @@ async def test_question_mark_lists_every_key_with_its_meaning(recorded_run):
             assert meaning in text
         await pilot.press("escape")
         assert "help-box" not in [w.id for w in app.screen.query("*")]
+
+
+async def test_a_new_step_rewrites_the_numbers_in_the_capability_table(recorded_run):
+    run = recorded_run("running")
+    app = dashboard_app(run, follow=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.screen.query_one(CapabilityMix)
+        with open(run.events, "a") as out:
+            out.write('{"t":1790000038,"type":"step","step":19,"loss":0.9,'
+                      '"capability_losses":{"tool-calling":0.5,"cot":0.75,"streaming":0.875}}\n'
+                      '{"t":1790000039,"type":"data","step":19,"seen":{"tool-calling":57,"cot":57,"streaming":75}}\n')
+        for _ in range(50):  # new numbers are repainted within REPAINT_SECONDS
+            await pilot.pause(0.1)
+            if str(table.get_row_at(2)[2]) == "57":
+                break
+        assert table.row_count == 3
+        assert [str(cell) for cell in table.get_row_at(2)] == ["tool-calling", "0.3", "57", "0.5000"]
