@@ -28,6 +28,9 @@ from omni_tui.widgets.loss_chart import LossChart
 from omni_tui.widgets.throughput import Throughput
 
 POLL_SECONDS = 1.0
+# Numbers that move every step are repainted at this pace at most; state changes are shown at once.
+# Repainting is what an attached dashboard costs the training machine, so it is kept rare.
+REPAINT_SECONDS = 2.0
 CONTROL_TIMEOUT_S = 60.0
 HISTORY_DELAY_S = 1.0
 
@@ -53,6 +56,8 @@ class Dashboard(Screen):
         self.view: RunView = self.source.fresh_view()
         self._corrupt_reported = False
         self.history_complete = self.source.window_start == 0  # False until the older history is merged
+        self._unpainted = False
+        self._painted_state = ""
         self._stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -79,6 +84,7 @@ class Dashboard(Screen):
         if self.follow:
             self._follow_events()
         self.set_interval(1.0, self._tick_clock)
+        self.set_interval(REPAINT_SECONDS, self._repaint_if_changed)
 
     def on_unmount(self) -> None:
         self._stop_following.set()
@@ -112,13 +118,20 @@ class Dashboard(Screen):
         if self.view.corrupt_lines and not self._corrupt_reported:
             self._corrupt_reported = True
             self.notify(f"{self.view.corrupt_lines} unreadable line(s) in events.jsonl were skipped", severity="warning")
-        self.version += 1
+        self._unpainted = True
+        if self.view.state_text() != self._painted_state or batch.restarted:
+            self.version += 1
+
+    def _repaint_if_changed(self) -> None:
+        if self._unpainted:
+            self.version += 1
 
     def watch_version(self) -> None:
         self._repaint()
 
     def _repaint(self) -> None:
         view, now = self.view, self.clock()
+        self._unpainted, self._painted_state = False, view.state_text()
         self.query_one(RunHeader).render_view(view, now)
         progress = self.query_one(ProgressBar)
         progress.update(total=view.total_steps, progress=view.step)
