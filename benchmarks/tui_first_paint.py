@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine_summary, update_section  # noqa: E402
+from report import machine_summary, update_section
 
 GOAL_S = 1.5
 T0 = 1_790_000_000.0
@@ -53,9 +54,9 @@ def write_run(folder: Path, lines: int) -> Path:
 def child(run_dir: str, launched_at: float) -> None:
     """Open the dashboard headless; print seconds to first paint, to full history, and RSS."""
     import psutil
+    from omni_tui.app import OmniTUI
 
     from omni_runner.run.rundir import RunDir
-    from omni_tui.app import OmniTUI
 
     async def measure() -> dict:
         app = OmniTUI(run=RunDir(Path(run_dir)), follow=False)
@@ -90,6 +91,7 @@ def main() -> int:
     if args.child:
         child(args.child[0], float(args.child[1]))
         return 0
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="tui-first-paint-"))
     try:
         small, big = write_run(workdir / "small", 1_000), write_run(workdir / "big", args.lines)
@@ -113,7 +115,8 @@ def main() -> int:
     update_section("tui-first-paint", f"""## TUI: first paint on a huge events file
 
 `python benchmarks/tui_first_paint.py` ({machine_summary()}; medians of {args.repeat} fresh processes each,
-interleaved; each figure includes interpreter start-up and imports). The dashboard paints from the last
+interleaved; each figure includes interpreter start-up and imports; 1-minute load average of the machine
+at the start: {load_before:.1f}). The dashboard paints from the last
 ~2 MB of `events.jsonl`, then scans the older step lines in a thread into the bounded history.
 
 {table}

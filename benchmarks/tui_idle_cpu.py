@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine_summary, update_section  # noqa: E402
+from report import machine_summary, update_section
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,9 +43,13 @@ def start_tiny_run(runs_dir: Path) -> Path:
 
 
 def tui_pid() -> int:
-    pane_pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", SESSION, "#{pane_pid}"],
-                                  check=True, capture_output=True, text=True).stdout)
-    return pane_pid
+    """The omni-tui process in the pane; a TUI that died during start-up is shown, not measured."""
+    dead, pid = subprocess.run(["tmux", "display-message", "-p", "-t", SESSION, "#{pane_dead} #{pane_pid}"],
+                               check=True, capture_output=True, text=True).stdout.split()
+    if dead == "1":
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True).stdout
+        raise SystemExit(f"omni-tui exited during start-up; its pane showed:\n{screen.strip()}")
+    return int(pid)
 
 
 def main() -> int:
@@ -56,13 +60,15 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tui-idle-"))
     run = args.run or start_tiny_run(workdir)
     try:
-        subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48",
-                        f"exec {BIN / 'omni-tui'} attach {run}"], check=True)
+        subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48"], check=True)
+        subprocess.run(["tmux", "set-option", "-t", SESSION, "remain-on-exit", "on"], check=True)
+        subprocess.run(["tmux", "respawn-pane", "-k", "-t", SESSION, f"exec {BIN / 'omni-tui'} attach {run}"], check=True)
         time.sleep(5)  # start-up and first paint are not idle time
         process = psutil.Process(tui_pid())
         before, started = process.cpu_times(), time.monotonic()
         time.sleep(args.seconds)
         after, wall = process.cpu_times(), time.monotonic() - started
+        load = os.getloadavg()[0]
         pct = 100 * ((after.user - before.user) + (after.system - before.system)) / wall
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
@@ -80,7 +86,7 @@ def main() -> int:
 
 `python benchmarks/tui_idle_cpu.py` ({machine_summary()}): the real `omni-tui attach` in a 160x48 tmux
 pane, following a live tiny CPU run (a step and a telemetry sample every few seconds), measured with
-psutil over {wall:.0f} s after start-up.
+psutil over {wall:.0f} s after start-up; 1-minute load average of the machine then: {load:.1f}.
 
 | omni-tui CPU | goal |
 |---|---|

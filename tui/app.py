@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from textual.app import App
-
-from omni_runner.run.rundir import DEFAULT_RUNS_DIR, RunDir, RunNotFoundError, resolve_run
 from omni_tui.screens.dashboard import Dashboard
 from omni_tui.screens.picker import RunPicker
+from textual.app import App
+
+from omni_runner.run.rundir import (
+    DEFAULT_RUNS_DIR,
+    RunDir,
+    RunNotFoundError,
+    resolve_run,
+)
 
 
 class OmniTUI(App):

@@ -11,11 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omni_tui.state import RunView
 
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import read_status
-from omni_runner.run.tail import EventTail, TailBatch, first_event, recent_start_offset, scan_step_events
-from omni_tui.state import RunView
+from omni_runner.run.tail import (
+    EventTail,
+    TailBatch,
+    first_event,
+    recent_start_offset,
+    scan_step_events,
+)
 
 FIRST_WINDOW_BYTES = 2 << 20  # enough for thousands of recent events; parsed before the first paint
 

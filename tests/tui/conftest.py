@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omni_tui.app import OmniTUI
 
 from omni_runner.run.rundir import RunDir
-from omni_tui.app import OmniTUI
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FROZEN_NOW = 1_790_000_120.0  # two minutes after the recorded runs started

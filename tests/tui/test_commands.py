@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import DataTable
-
 from omni_tui.app import OmniTUI
 from omni_tui.screens.dashboard import Dashboard
+from textual.widgets import DataTable
+
 from tests.tui.conftest import FIXTURES, FROZEN_NOW
 
 OMNI_TUI = Path(sys.executable).with_name("omni-tui")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from textual.widgets import ProgressBar
-
 from omni_tui.widgets.capabilities import CapabilityMix
 from omni_tui.widgets.controller import ControllerPanel
 from omni_tui.widgets.gpu import GpuPanel
 from omni_tui.widgets.header import RunHeader
 from omni_tui.widgets.log_tail import LogTail
 from omni_tui.widgets.loss_chart import LossChart
+from textual.widgets import ProgressBar
+
 from tests.tui.conftest import dashboard_app
 
 

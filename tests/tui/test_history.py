@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from omni_runner.run.rundir import RunDir
-from omni_runner.run.tail import EventTail, recent_start_offset, scan_step_events
 from omni_tui.source import RunSource
 from omni_tui.state import MAX_POINTS, RunView
+
+from omni_runner.run.rundir import RunDir
+from omni_runner.run.tail import EventTail, recent_start_offset, scan_step_events
 
 
 def write_events(path, steps: int) -> None:

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from omni_tui.app import OmniTUI
 
 from omni_runner.control.client import send_command
 from omni_runner.run.rundir import RunDir, list_runs
-from omni_runner.run.status import read_status
-from omni_tui.app import OmniTUI
+from tests.run_watch import status_of, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OMNI_RUN = Path(sys.executable).with_name("omni-run")
@@ -29,19 +29,8 @@ STARTUP_DEADLINE_S = 300
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def wait_for(condition, deadline_s: float = 120.0, every_s: float = 0.25):
-    """Poll until `condition()` is truthy; the deadline only guards against a hang."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met within {deadline_s} s")
-
-
 def state_of(run: RunDir) -> str | None:
-    return (read_status(run.path) or {}).get("state")
+    return status_of(run).get("state")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +42,12 @@ def live_run(tmp_path_factory) -> RunDir:
         check=True, cwd=REPO, capture_output=True,
     )
     run = list_runs(runs_dir)[-1]
-    wait_for(lambda: (read_status(run.path) or {}).get("step"), STARTUP_DEADLINE_S)
+    wait_for(lambda: status_of(run).get("step"), STARTUP_DEADLINE_S, "the first training step")
     yield run
-    supervisor = (read_status(run.path) or {}).get("supervisor_pid")
+    supervisor = status_of(run).get("supervisor_pid")
     if state_of(run) not in ("finished", "stopped", "failed") and supervisor:
         os.kill(supervisor, signal.SIGTERM)
-        wait_for(lambda: state_of(run) in ("finished", "stopped", "failed"), 120)
+        wait_for(lambda: state_of(run) in ("finished", "stopped", "failed"), 120, "the run to end")
 
 
 async def wait_in_app(pilot, condition, deadline_s: float = 120.0):
@@ -83,15 +72,15 @@ def test_real_omni_tui_in_tmux_pauses_the_run_and_detaches_without_stopping_it(l
     session = f"omni-tui-test-{os.getpid()}"
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", f"{OMNI_TUI} attach {live_run.path}")
     try:
-        wait_for(lambda: "running" in tmux("capture-pane", "-p", "-t", session), 60)
+        wait_for(lambda: "running" in tmux("capture-pane", "-p", "-t", session), 60, "the dashboard to show the run")
         tmux("send-keys", "-t", session, "p")
-        wait_for(lambda: "paused: user" in tmux("capture-pane", "-p", "-t", session), 120)
+        wait_for(lambda: "paused: user" in tmux("capture-pane", "-p", "-t", session), 120, "paused on screen")
         assert state_of(live_run) == "paused"
         tmux("send-keys", "-t", session, "q")
-        wait_for(lambda: session not in subprocess.run(["tmux", "ls"], capture_output=True, text=True).stdout, 30)
+        wait_for(lambda: session not in subprocess.run(["tmux", "ls"], capture_output=True, text=True).stdout, 30, "omni-tui to exit")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    status = read_status(live_run.path) or {}
+    status = status_of(live_run)
     os.kill(status["supervisor_pid"], 0)  # the supervisor outlived the TUI
     os.kill(status["pid"], 0)  # and so did the trainer
     assert status["state"] == "paused"
@@ -115,7 +104,7 @@ async def test_keys_pause_resume_checkpoint_and_stop_a_real_run(live_run: RunDir
         await wait_in_app(pilot, lambda: acknowledged(app, "checkpoint: ok"))
         after = {p.name for p in live_run.checkpoints.glob("step-*")}
         assert after - before
-        assert (read_status(live_run.path) or {})["last_checkpoint"]["path"].endswith(sorted(after - before)[-1])
+        assert status_of(live_run)["last_checkpoint"]["path"].endswith(sorted(after - before)[-1])
 
         await pilot.press("s")
         await pilot.press("n")  # cancelled: the run goes on
@@ -128,7 +117,7 @@ async def test_keys_pause_resume_checkpoint_and_stop_a_real_run(live_run: RunDir
 
 
 async def test_a_key_on_an_ended_run_says_so(live_run: RunDir):
-    wait_for(lambda: state_of(live_run) == "stopped")
+    wait_for(lambda: state_of(live_run) == "stopped", 120, "the run to stop")
     app = OmniTUI(run=live_run, follow=False)
     async with app.run_test() as pilot:
         await pilot.press("p")

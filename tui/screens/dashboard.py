@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
+from omni_tui.screens.dialogs import ConfirmStop, HelpScreen
+from omni_tui.source import RunSource
+from omni_tui.state import RunView
+from omni_tui.widgets.capabilities import CapabilityMix
+from omni_tui.widgets.controller import ControllerPanel
+from omni_tui.widgets.gpu import GpuPanel
+from omni_tui.widgets.header import RunHeader
+from omni_tui.widgets.log_tail import LogTail
+from omni_tui.widgets.loss_chart import LossChart
+from omni_tui.widgets.throughput import Throughput
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,16 +26,6 @@ from textual.widgets import Footer, ProgressBar
 from omni_runner.control.client import ControlError, send_command
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.tail import TailBatch
-from omni_tui.screens.dialogs import ConfirmStop, HelpScreen
-from omni_tui.source import RunSource
-from omni_tui.state import RunView
-from omni_tui.widgets.capabilities import CapabilityMix
-from omni_tui.widgets.controller import ControllerPanel
-from omni_tui.widgets.gpu import GpuPanel
-from omni_tui.widgets.header import RunHeader
-from omni_tui.widgets.log_tail import LogTail
-from omni_tui.widgets.loss_chart import LossChart
-from omni_tui.widgets.throughput import Throughput
 
 POLL_SECONDS = 1.0
 # Numbers that move every step are repainted at this pace at most; state changes are shown at once.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from omni_tui.widgets.format import age, loss
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -12,7 +13,6 @@ from textual.widgets import DataTable, Footer, Label
 
 from omni_runner.run.rundir import list_runs
 from omni_runner.run.status import read_status
-from omni_tui.widgets.format import age, loss
 
 
 def run_rows(runs_dir: Path, now: float) -> list[tuple[str, str, str, str, str]]:

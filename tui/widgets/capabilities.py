@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
-
 from omni_tui.state import RunView
 from omni_tui.widgets.format import loss
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
 
 
 class CapabilityMix(DataTable):

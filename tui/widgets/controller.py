@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from omni_tui.state import RunView
 from omni_tui.widgets.format import age
 from omni_tui.widgets.panel import TextPanel
+from rich.markup import escape
 
 
 class ControllerPanel(TextPanel):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
-
 from omni_tui.state import RunView
 from omni_tui.widgets.panel import TextPanel
+from rich.markup import escape
 
 
 def temperature_style(temp: float | None, limit: float | None, resume: float | None) -> str:

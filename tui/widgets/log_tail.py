@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
+from omni_tui.state import RunView
 from rich.markup import escape
 from textual.widgets import RichLog
-
-from omni_tui.state import RunView
 
 LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "state": "cyan", "info": "white"}
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-from textual_plotext import PlotextPlot
-
 from omni_tui.state import RunView, smooth
-
+from textual_plotext import PlotextPlot
 
 # Plotting is the dashboard's costliest paint; a fast run would otherwise redraw it several times a
 # second. The dashboard's clock tick calls again, so a skipped change is drawn at most this much later.
