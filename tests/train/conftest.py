@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny_omni.yaml"
 STEPS = 6
 SMALL = [
-    f"training.max_steps={STEPS}", "training.micro_batch=1", "training.warmup_steps=2",
+    "training.method=lora", f"training.max_steps={STEPS}", "training.micro_batch=1", "training.warmup_steps=2",
     "controller.checkpoint.every_steps=2", "controller.checkpoint.keep_last=5",
     "controller.telemetry.interval_s=0.5", "eval.at_end=false",
 ]
