@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
-from omni_runner.data.render import render_prompt, template_for
 from omni_runner.data.conversation import Message
+from omni_runner.data.render import render_prompt, template_for
 from omni_runner.data.sources import open_source
 from omni_runner.data.toolcalls import tool_calls_match
 

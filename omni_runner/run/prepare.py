@@ -2,8 +2,8 @@
 
 The run directory must be self-contained: a trainer started (or restarted) from it later, from any
 working directory, reads only what is inside. So the recipe is written as resolved (extends merged,
-`${VAR}`s and `--set`s applied, defaults filled in) and its relative paths are made absolute;
-`builtin:` names stay as they are (they resolve through the cache and the package).
+`${VAR}`s and `--set`s applied, defaults filled in, model and data paths absolute as the recipe
+loader leaves them); `builtin:` names stay as they are (they resolve through the cache and the package).
 
 No torch here: `omni-run RECIPE` prepares the run in the parent and only the child imports torch.
 """
@@ -20,29 +20,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from omni_runner.paths import is_builtin
 from omni_runner.run.rundir import RunDir, create_run_dir
 
-# Recipe sections whose entries each carry a `path` relative to the recipe file.
-_SECTIONS_WITH_PATHS = ("encoders", "decoders", "datasets")
 
-
-def absolute_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """A copy of resolved recipe data with every relative `path` made absolute against `base_dir`."""
-
-    def fix(entry: Any) -> Any:
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and not is_builtin(entry["path"]):
-            return {**entry, "path": str((base_dir / Path(entry["path"]).expanduser()).resolve())}
-        return entry
-
-    fixed = dict(data)
-    if isinstance(fixed.get("base_model"), dict):
-        fixed["base_model"] = fix(fixed["base_model"])
-    for section in _SECTIONS_WITH_PATHS:
-        if isinstance(fixed.get(section), dict):
-            fixed[section] = {name: fix(entry) for name, entry in fixed[section].items()}
-    fixed.pop("extends", None)  # already merged in; the parents' relative paths would not resolve here
-    return fixed
+def self_contained(data: dict[str, Any]) -> dict[str, Any]:
+    """Resolved recipe data that means the same from any folder: the loader already made every model
+    and data path absolute (against the file that wrote it); `extends` is dropped because its parents
+    are merged in and their relative names would not resolve from the run folder."""
+    return {key: value for key, value in data.items() if key != "extends"}
 
 
 def render_recipe_yaml(data: dict[str, Any], source: Path) -> str:
@@ -95,7 +80,7 @@ def prepare_run(
     recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
     recipe.check_paths_exist()
     plan = compile_plan(recipe)
-    data = absolute_paths(recipe.data, Path(recipe.source).resolve().parent)
+    data = self_contained(recipe.data)
     run = _run_folder(data["name"], data["output"]["runs_dir"], run_dir)
     _write_private(run.recipe, render_recipe_yaml(data, Path(recipe.source)))
     _write_private(run.plan, json.dumps(plan.to_json(), indent=2) + "\n")

@@ -17,7 +17,7 @@ from omni_runner.run.status import write_json_atomic
 
 
 def omni_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "omni_runner.cli", *args], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "omni_runner.cli", *args], input=stdin, capture_output=True, check=False,
                           text=True, timeout=300)
 
 
