@@ -12,6 +12,7 @@ drift of a shared machine; the medians of per-step times are compared. Goal: at 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps a block (default %(default)s)")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # the medians are only as quiet as the machine was
 
     from omni_runner.control.telemetry import TelemetrySampler
     from omni_runner.run.prepare import prepare_run
@@ -95,7 +97,8 @@ def main() -> int:
 
 `python benchmarks/controller_overhead.py --blocks {args.blocks} --steps {args.steps}` on {machine_summary()}:
 tiny recipe, micro-batch 1, blocks of {args.steps} optimizer steps alternating off/on, telemetry sampling
-every 0.5 s in the "on" blocks.
+every 0.5 s in the "on" blocks. 1-minute load average of the machine: {load_before:.1f} at the start,
+{os.getloadavg()[0]:.1f} at the end.
 
 | | median step |
 |---|---|
