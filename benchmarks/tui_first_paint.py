@@ -59,15 +59,17 @@ def child(run_dir: str, launched_at: float) -> None:
     from omni_runner.run.rundir import RunDir
 
     async def measure() -> dict:
+        imported = time.time()
         app = OmniTUI(run=RunDir(Path(run_dir)), follow=False)
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.pause()
             painted = time.time() - launched_at
+            after_imports = time.time() - imported
             while not app.screen.history_complete:
                 await pilot.pause(0.05)
             history = time.time() - launched_at
             points = len(app.screen.view.loss_history)
-        return {"paint_s": painted, "history_s": history, "rss_mb": psutil.Process().memory_info().rss / 2**20,
+        return {"paint_s": painted, "after_imports_s": after_imports, "history_s": history, "rss_mb": psutil.Process().memory_info().rss / 2**20,
                 "points": points}
 
     print(json.dumps(asyncio.run(measure())))
@@ -106,9 +108,12 @@ def main() -> int:
     s, b = med["small"], med["big"]
     verdict = "meets" if b["paint_s"] < GOAL_S else "MISSES"
     table = (
-        "| events file | first paint | whole loss history | RSS after history | history points |\n|---|---|---|---|---|\n"
-        f"| 1,000 lines | {s['paint_s']:.2f} s | {s['history_s']:.2f} s | {s['rss_mb']:.0f} MB | {s['points']:.0f} |\n"
-        f"| {args.lines:,} lines ({size_mb:.0f} MB) | {b['paint_s']:.2f} s | {b['history_s']:.2f} s | "
+        "| events file | first paint | of which after imports | whole loss history | RSS after history | history points |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| 1,000 lines | {s['paint_s']:.2f} s | {s['after_imports_s']:.2f} s | {s['history_s']:.2f} s | "
+        f"{s['rss_mb']:.0f} MB | {s['points']:.0f} |\n"
+        f"| {args.lines:,} lines ({size_mb:.0f} MB) | {b['paint_s']:.2f} s | {b['after_imports_s']:.2f} s | "
+        f"{b['history_s']:.2f} s | "
         f"{b['rss_mb']:.0f} MB | {b['points']:.0f} |\n"
     )
     print(table)
@@ -120,8 +125,9 @@ at the start: {load_before:.1f}). The dashboard paints from the last
 ~2 MB of `events.jsonl`, then scans the older step lines in a thread into the bounded history.
 
 {table}
-First paint on the big file is {b['paint_s'] / s['paint_s']:.2f}x the small one's: it {verdict} the goal
-of {GOAL_S} s.""")
+First paint on the big file is {b['paint_s'] / s['paint_s']:.2f}x the small one's
+({b['paint_s'] - s['paint_s']:+.2f} s for the file itself): it {verdict} the goal of {GOAL_S} s. "After imports" is
+the time from creating the app to its first paint, without the interpreter and library start-up.""")
     return 0
 
 
