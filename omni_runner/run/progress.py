@@ -55,7 +55,7 @@ def format_event(event: dict[str, Any]) -> str | None:
     if kind in ("warning", "error"):
         return f"{kind}: {event.get('message')}"
     if kind == "eval":
-        metrics = ", ".join(f"{k} {_number(v, '.3f')}" for k, v in (event.get("metrics") or {}).items())
+        metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (event.get("metrics") or {}).items())
         return f"eval {event.get('capability') or ''}: {metrics}".replace("  ", " ")
     if kind == "run_start":
         resumed = f", resumed from {event['resumed_from']}" if event.get("resumed_from") else ""
