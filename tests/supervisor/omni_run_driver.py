@@ -13,7 +13,7 @@ TINY = str(REPO / "recipes" / "tiny_omni.yaml")
 FAST = ["--set", "training.micro_batch=1", "--set", "eval.at_end=false", "--set", "controller.telemetry.interval_s=0.5"]
 # Short samples packed into short rows: steps well under a second, so "paused within 2 s" measures the
 # controller's reaction at the next step boundary, not the length of one step on a busy machine.
-SHORT_STEPS = ["--capabilities", "cot", "--set", "training.seq_len=128"]
+SHORT_STEPS = ["--capabilities", "cot", "--set", "training.seq_len=96", "--set", "training.method=lora"]
 
 
 def omni_run(*args: str, **kwargs) -> subprocess.Popen:

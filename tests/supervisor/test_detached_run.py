@@ -27,7 +27,7 @@ def live_run(tmp_path_factory):
     run = only_run(runs)
     # Past the first steps, which are slow while the CPU kernels warm up: the pause test measures
     # the step boundary, not the warm-up.
-    wait_for(lambda: (status_of(run).get("step") or 0) >= 3, what="the third step")
+    wait_for(lambda: (status_of(run).get("step") or 0) >= 6, what="the sixth step")
     yield run, runs, output
     pid = status_of(run).get("pid")
     if pid and status_of(run).get("state") not in ("stopped", "finished", "failed"):
