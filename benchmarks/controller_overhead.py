@@ -20,22 +20,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import Replay  # noqa: E402
 from report import machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.01
-
-
-class Replay:
-    """The same micro-batches again and again, in order: identical work for every block."""
-
-    def __init__(self, rows: list, packing: bool) -> None:
-        self.rows, self.packing, self.position = rows, packing, 0
-
-    def __next__(self) -> list:
-        batch = self.rows[self.position % len(self.rows)]
-        self.position += 1
-        return batch
 
 
 def main() -> int:

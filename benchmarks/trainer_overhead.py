@@ -20,27 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import Replay  # noqa: E402
 from report import machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.03
 WARMUP = 2
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "labels")
-
-
-class Replay:
-    """The same micro-batches again, in order; stands in for `MicroBatches` (no position to save)."""
-
-    def __init__(self, rows: list, packing: bool) -> None:
-        self.rows, self.packing, self.position = rows, packing, 0
-
-    def __next__(self) -> list:
-        batch = self.rows[self.position % len(self.rows)]
-        self.position += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {}
 
 
 def ours(run_path: Path, rows: list, steps: int) -> list[float]:
