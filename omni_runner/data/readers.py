@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,21 @@ from omni_runner.data.conversation import DataError, RecordError
 STREAMING_THRESHOLD_BYTES = 512 * 1024 * 1024
 
 
-class RecordTable:
+class RecordTable(ABC):
     """Random access to raw records: `len(table)`, `table.record(i)` and `table.location(i)`."""
 
     path: Path
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
+    @abstractmethod
     def record(self, index: int) -> Any:
         """The record as a Python value; raises RecordError when it is not valid JSON."""
-        raise NotImplementedError
 
+    @abstractmethod
     def location(self, index: int) -> str:
-        raise NotImplementedError
+        """Where the record is, for people: `file:line` or `file row N`."""
 
 
 def _parse_line(text: str) -> Any:
