@@ -55,7 +55,7 @@ class Progress:
     tokens: int = 0
     samples: int = 0
     skipped_steps: int = 0
-    data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict() of the current stage
+    data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict(), taken when checkpointing
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -177,7 +177,6 @@ class Trainer:
                 metrics = self.train_step(stage)
                 self.progress.step += 1
                 self.progress.stage_step += 1
-                self.progress.data = self.batches.state_dict()
                 self.report_step(metrics, time.monotonic() - step_started, started, first_step)
                 if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
                     return "stopped"
@@ -185,7 +184,6 @@ class Trainer:
             self.progress.stage_step = 0
             if self.progress.stage < len(self.stages):
                 self._setup_stage(self.progress.stage)
-                self.progress.data = self.batches.state_dict()
         return "finished"
 
     def train_step(self, stage: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +270,7 @@ class Trainer:
 
     def save_checkpoint(self, reason: str) -> Path:
         """Write everything exact resume needs (the controller decides when, and records it)."""
+        self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
         weights = {n: p for n, p in self.model.named_parameters() if p.requires_grad or "lora_" in n}
         contents = ckpt.CheckpointContents(
             weights=weights,
