@@ -24,15 +24,20 @@ STATUS_FIELDS = (
 )
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as JSON so that readers never see a partial file."""
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    """Replace `path` with `data` as JSON so that readers never see a partial file.
+
+    `durable=False` skips the fsync: the rename alone keeps readers safe, and a snapshot rewritten at
+    every step (status.json) need not survive a power cut — the events and checkpoints do.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -67,7 +72,7 @@ class RunStatus:
             self._data.update(fields)
             self._data["updated_at"] = time.time()
             snapshot = dict(self._data)
-            write_json_atomic(self.path, snapshot)
+            write_json_atomic(self.path, snapshot, durable=False)
         return snapshot
 
     def snapshot(self) -> dict[str, Any]:
