@@ -42,7 +42,24 @@ def _check(path: str, overrides: list[str], capabilities: list[str] | None) -> t
         recipe = load_recipe(path, overrides=overrides, capabilities=capabilities)
     except RecipeError as exc:
         return path, False, exc.diagnostics
-    return path, True, recipe.warnings
+    blocked = gate_diagnostics(recipe)
+    return path, not blocked, [*blocked, *recipe.warnings]
+
+
+def gate_diagnostics(recipe) -> list[Diagnostic]:
+    """Capabilities the recipe's models cannot serve, each at the line that asks for it.
+
+    Models are read from their config files or the known-architecture table (no weights, no torch). A
+    model that cannot be resolved at all is left to `omni-run plan`, which says why; here, without
+    weights on the machine (CI), that must not turn a missing-path warning into an error.
+    """
+    from omni_runner.plan.gate import blocked_diagnostics, modality_sources
+    from omni_runner.plan.models import resolve_models
+
+    models, problems = resolve_models(recipe)
+    if "base_model" not in models or any(d.severity == ERROR for d in problems):
+        return []
+    return blocked_diagnostics(recipe, modality_sources(models))
 
 
 def _counts(results: list[tuple[str, bool, list[Diagnostic]]]) -> tuple[int, int]:

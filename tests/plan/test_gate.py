@@ -114,3 +114,12 @@ def test_speech_decoder_without_a_talker_is_a_warning(write_recipe):
     path = write_recipe(TEXT_BASE.replace("datasets:\n", "decoders:\n  speech: {kind: talker}\ndatasets:\n", 1))
     warnings = compile_plan(load_recipe(path)).warnings
     assert any(w.startswith("decoders.speech:") and "nothing provides audio_out" in w for w in warnings)
+
+
+def test_validate_reports_a_blocked_capability_at_its_line(write_recipe, capsys):
+    from omni_runner.cli import main
+
+    path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
+    assert main(["validate", str(path)]) == 1
+    output = capsys.readouterr().out
+    assert f"{path}:{line_of(path, 'image-generation:')}:" in output and "image_out" in output
