@@ -72,7 +72,7 @@ def main() -> int:
 ## Packing: real tokens per second, packed against padded
 
 `python benchmarks/packing_throughput.py --blocks {args.blocks} --steps {args.steps}` on {machine_summary()}:
-tiny recipe (LoRA), micro-batch {micro_batch}, seq_len {seq_len}, the bundled capability mix in the same mixer
+tiny recipe (its `training.method`), micro-batch {micro_batch}, seq_len {seq_len}, the bundled capability mix in the same mixer
 order for both; blocks of {args.steps} real optimizer steps alternating; only sample tokens count.
 
 | | non-pad tokens/s |

@@ -1,6 +1,6 @@
 """What our training loop costs per step against a plain Hugging Face `transformers.Trainer`.
 
-One process, the tiny recipe's model (same LoRA, same optimizer settings) and the same micro-batches
+One process, the tiny recipe's model (same training method, same optimizer settings) and the same micro-batches
 (rendered and packed once, collated per step by the same function, replayed in the same order on both sides, so both do identical
 model work). Blocks alternate: the whole `Trainer.train()` of omni-runner (data, token-weighted loss
 with capability split, clipping, NaN guard, events, status.json, controller boundary) against
@@ -121,7 +121,7 @@ def main() -> int:
 ## Training loop against a plain Hugging Face Trainer
 
 `python benchmarks/trainer_overhead.py --blocks {args.blocks} --steps {args.steps} --micro-batch {args.micro_batch}`
-on {machine_summary()}: tiny recipe (LoRA r 8, {"packed" if packing else "padded"} rows of ≤ 512 tokens, micro-batch
+on {machine_summary()}: tiny recipe (its `training.method`, {"packed" if packing else "padded"} rows of ≤ 512 tokens, micro-batch
 {args.micro_batch}), the same micro-batches replayed in the same order on both sides, blocks alternating,
 the first {WARMUP} steps of every block dropped.
 
