@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from omni_runner.commands.run_options import add_runs_dir_option, locate_run
 
 HELP = "Generate from a finished run's final model (one prompt, or an interactive chat)."
 
@@ -14,16 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default=None, help="one message to answer; without it, chat on stdin")
     parser.add_argument("--system", default=None, help="an optional system message")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit (default 128)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs live (default: runs)")
+    add_runs_dir_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_runner.run.rundir import RunNotFoundError, resolve_run
+    from omni_runner.run.rundir import resolve_run
 
-    try:
-        run_dir = resolve_run(args.run, args.runs_dir)
-    except RunNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
+    if run_dir is None:
         return 1
     if not run_dir.final.is_dir():
         print(f"error: {run_dir.path.name} has no final/ model yet (it is written when training finishes); "

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from omni_runner.commands.run_options import add_runs_dir_option, locate_run
+
 PER_COMMAND = True
 HELPS = {
     "pause": "Pause a running run at the next step boundary (it keeps its GPU memory).",
@@ -24,7 +26,7 @@ HELPS = {
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("run", nargs="?", default=None, metavar="RUN",
                         help="run folder or name (default: the newest run with a live trainer)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs live (default: runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--json", action="store_true", help="print the trainer's reply as JSON")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the step boundary")
     if name == "resume":
@@ -34,14 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omni_runner.control.client import ControlError, send_command
-    from omni_runner.run.rundir import RunNotFoundError, resolve_run
+    from omni_runner.run.rundir import resolve_run
     from omni_runner.run.status import read_status
     from omni_runner.run.supervisor import is_alive
 
-    try:
-        run_dir = resolve_run(args.run, args.runs_dir) if args.run else newest_live_run(args.runs_dir)
-    except RunNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir) if args.run else newest_live_run(args.runs_dir))
+    if run_dir is None:
         return 1
     if args.control_command == "resume" and not trainer_alive(run_dir):
         status = read_status(run_dir.path) or {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
+
+from omni_runner.commands.run_options import add_runs_dir_option, locate_run
 
 HELP = "Print a run's events; -f follows them until the run ends."
 
@@ -18,19 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new events until the run ends")
     parser.add_argument("--json", action="store_true", help="print the events as JSON lines")
     parser.add_argument("--all", action="store_true", help="with --json, include the frequent telemetry events too")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs live (default: runs)")
+    add_runs_dir_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from omni_runner.run.progress import ProgressPrinter
-    from omni_runner.run.rundir import RunNotFoundError, resolve_run
+    from omni_runner.run.rundir import resolve_run
     from omni_runner.run.status import read_status
     from omni_runner.run.tail import EventTail
 
-    try:
-        run_dir = resolve_run(args.run, args.runs_dir)
-    except RunNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
+    if run_dir is None:
         return 1
     printer = ProgressPrinter("json" if args.json else "plain")
     tail = EventTail(run_dir.events)

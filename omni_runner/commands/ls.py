@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
-from omni_runner.run.rundir import DEFAULT_RUNS_DIR, RunDir, list_runs
+from omni_runner.commands.run_options import add_runs_dir_option
+from omni_runner.run.rundir import RunDir, list_runs
 from omni_runner.run.status import read_status
 from omni_runner.run.supervisor import is_alive
 
@@ -23,7 +23,7 @@ _ACTIVE_STATES = {"starting", "running", "paused", "cooling", "checkpointing", "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="folder holding the runs (default: runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per run, for scripts")
 
 
