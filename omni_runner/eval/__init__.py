@@ -6,8 +6,10 @@
 `loaded` is a `LoadedModel` (training or inference), `recipe_data` the resolved recipe (its `eval`
 section: `datasets`, `max_samples`, `max_new_tokens`; `at_end`/`every_steps` are the caller's to act
 on), `recipe_dir` the folder relative data paths start from. Results are keyed by data set name, so
-two sets of one capability stay apart; `eval_dir/results.json` holds the same object. Emitting the
-`eval` events is the training loop's job (one per data set: `capability`, `metrics`).
+two sets of one capability stay apart; `eval_dir/results.json` holds the same object, and
+`eval_dir/<name>.samples.jsonl` each scored sample (`index`, `generated`, `expected`, `match`) so a low
+score can be read rather than guessed at. Emitting the `eval` events is the training loop's job (one
+per data set: `capability`, `metrics`).
 
 Each data set is scored with the default metric of the capability that uses its format (the registry in
 `omni_runner/capabilities.py`): greedy generation from the prompt (everything before the last assistant
@@ -29,12 +31,13 @@ from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
 from omni_runner.data.conversation import Message
-from omni_runner.data.render import render_prompt, template_for
+from omni_runner.data.render import assistant_text, render_prompt, template_for
 from omni_runner.data.sources import open_source
 from omni_runner.data.toolcalls import tool_calls_match
 
 SUPPORTED_METRICS = ("tool_call_exact_match", "answer_exact_match")
 RESULTS_FILE = "results.json"
+SAMPLES_SUFFIX = ".samples.jsonl"
 END_OF_TURN = "<|im_end|>"
 
 
@@ -48,35 +51,44 @@ def capability_for_format(fmt: str, recipe_capabilities: dict[str, Any]) -> str 
 def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given."""
     settings = recipe_data["eval"]
-    results = {}
+    results, samples = {}, {}
     for name in settings.get("datasets") or []:
         spec = recipe_data["datasets"][name]
         capability = capability_for_format(spec["format"], recipe_data.get("capabilities") or {})
-        results[name] = score_dataset(loaded, name, spec, capability, Path(recipe_dir),
-                                      int(settings["max_samples"]), int(settings["max_new_tokens"]))
+        results[name], samples[name] = score_dataset(loaded, name, spec, capability, Path(recipe_dir),
+                                                     int(settings["max_samples"]), int(settings["max_new_tokens"]))
     if eval_dir is not None:
-        Path(eval_dir).mkdir(parents=True, exist_ok=True)
-        (Path(eval_dir) / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+        _write_results(Path(eval_dir), results, samples)
     return results
 
 
+def _write_results(eval_dir: Path, results: dict[str, dict[str, Any]], samples: dict[str, list[dict[str, Any]]]) -> None:
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    (eval_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    for name, scored in samples.items():
+        lines = "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in scored)
+        (eval_dir / f"{name}{SAMPLES_SUFFIX}").write_text(lines)
+
+
 def score_dataset(loaded: Any, name: str, spec: dict[str, Any], capability: str | None, recipe_dir: Path,
-                  max_samples: int, max_new_tokens: int) -> dict[str, Any]:
+                  max_samples: int, max_new_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The data set's score and every scored sample (generated and expected replies, hit or miss)."""
     metric = CAPABILITIES[capability].eval_metric if capability in CAPABILITIES else None
     if metric not in SUPPORTED_METRICS:
         return {"capability": capability, "metric": metric, "n": 0,
-                "note": f"{metric} needs a reference model and is not computed by omni-runner yet"}
+                "note": f"{metric} needs a reference model and is not computed by omni-runner yet"}, []
     source = open_source(name, spec, recipe_dir)
     source.scan(max_samples)
     template = template_for(capability)
-    hits = total = 0
+    samples = []
     for position in range(min(len(source), max_samples)):
         prompt, expected = render_prompt(source.conversation(position), loaded.tokenizer, template)
         reply = expected.messages[-1]
         generated = generate_from_prompt(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
-        hits += reply_matches(metric, generated, reply)
-        total += 1
-    return {"capability": capability, metric: hits / total if total else None, "n": total}
+        samples.append({"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
+                        "match": reply_matches(metric, generated, reply)})
+    hits = sum(sample["match"] for sample in samples)
+    return {"capability": capability, metric: hits / len(samples) if samples else None, "n": len(samples)}, samples
 
 
 def reply_matches(metric: str, generated: str, reply: Message) -> bool:

@@ -178,6 +178,8 @@ class Trainer:
                 self.progress.step += 1
                 self.progress.stage_step += 1
                 self.report_step(metrics, time.monotonic() - step_started, started, first_step)
+                if self._periodic_eval_due():
+                    self.evaluate(self.run.eval / f"step-{self.progress.step}")
                 if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
                     return "stopped"
             self.progress.stage += 1
@@ -299,14 +301,19 @@ class Trainer:
         self.events.emit("data", self.progress.step, **self.batches.stream.report())
         _log(f"final model in {self.run.final}")
         if self.recipe["eval"]["at_end"]:
-            self.evaluate()
+            self.evaluate(self.run.eval)
 
-    def evaluate(self) -> None:
-        """Score the final model; a failing evaluation is reported but never costs the trained run."""
+    def _periodic_eval_due(self) -> bool:
+        every = int(self.recipe["eval"]["every_steps"])
+        return every > 0 and self.progress.step % every == 0 and self.progress.step < self.total_steps
+
+    def evaluate(self, eval_dir: Path) -> None:
+        """Score the model as it is now (results under `eval_dir`); a failing evaluation is reported but
+        never costs the trained run."""
         try:
             from omni_runner.eval import evaluate
 
-            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=self.run.eval)
+            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=eval_dir)
         except Exception as exc:
             traceback.print_exc()
             self.events.emit("error", self.progress.step, message=f"evaluation failed: {exc}", source="eval")

@@ -19,6 +19,7 @@ from omni_runner.run.status import read_status
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny_omni.yaml"
 STEPS = 6
+EVAL_EVERY = 4  # one periodic evaluation (step 4) before the final one (step 6)
 SMALL = [
     "training.method=lora", f"training.max_steps={STEPS}", "training.micro_batch=1", "training.warmup_steps=2",
     "controller.checkpoint.every_steps=2", "controller.checkpoint.keep_last=5",
@@ -57,7 +58,7 @@ def status(run: RunDir) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> RunDir:
     """One uninterrupted tiny run to the end: the reference for contract and resume tests."""
-    run = prepare(tmp_path_factory.mktemp("uninterrupted"), "eval.at_end=true", "eval.max_samples=2",
-                  "eval.max_new_tokens=8")
+    run = prepare(tmp_path_factory.mktemp("uninterrupted"), "eval.at_end=true", f"eval.every_steps={EVAL_EVERY}",
+                  "eval.max_samples=2", "eval.max_new_tokens=8")
     assert trainer(run).wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     return run

@@ -1,4 +1,5 @@
-"""Evaluation: each eval data set scored with its capability's metric, the scores kept in `eval/results.json`."""
+"""Evaluation: each eval data set scored with its capability's metric, the scores kept in `eval/results.json`
+and every scored sample in `eval/<name>.samples.jsonl`."""
 
 from __future__ import annotations
 
@@ -59,3 +60,7 @@ def test_evaluate_scores_the_held_out_set_on_a_real_tiny_model_and_writes_result
     assert held_out["capability"] == "tool-calling" and held_out["n"] == 2
     assert held_out[EXACT] in (0.0, 0.5, 1.0)  # two samples: a fraction of hits
     assert json.loads((run.eval / "results.json").read_text()) == results
+    samples = [json.loads(line) for line in (run.eval / "xlam-heldout.samples.jsonl").read_text().splitlines()]
+    assert [s["index"] for s in samples] == [0, 1]
+    assert sum(s["match"] for s in samples) / 2 == held_out[EXACT]
+    assert all(s["expected"].startswith("<tool_call>") for s in samples)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import STEPS, status
+from conftest import EVAL_EVERY, STEPS, status
 from omni_runner.run.events import read_events
 from omni_runner.train.checkpoint import verify_checkpoint
 
@@ -53,5 +53,10 @@ def test_the_run_ends_with_a_run_end_event(finished_run):
 
 def test_eval_results_are_reported_at_the_end(finished_run):
     evals = [e for e in read_events(finished_run.events) if e["type"] == "eval"]
-    assert evals and "tool_call_exact_match" in evals[0]["metrics"]
+    assert evals[-1]["step"] == STEPS and "tool_call_exact_match" in evals[-1]["metrics"]
     assert (finished_run.eval / "results.json").exists()
+
+
+def test_eval_every_steps_also_scores_the_model_during_training(finished_run):
+    assert [e["step"] for e in read_events(finished_run.events) if e["type"] == "eval"] == [EVAL_EVERY, STEPS]
+    assert (finished_run.eval / f"step-{EVAL_EVERY}" / "results.json").exists()
