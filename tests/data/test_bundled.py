@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from omni_runner.data.bundled.generate import SEED, generate, xlam_records
+from omni_runner.data.bundled.generate import SEED, generate, is_reserved, xlam_records
 from omni_runner.paths import BUNDLED_DATA_DIR
 
 
@@ -34,8 +34,39 @@ def test_generator_reproduces_the_committed_files(tmp_path):
             assert _content(file) == _content(committed), f"{committed} differs: rerun python -m omni_runner.data.bundled.generate"
 
 
+def _calls(record: dict) -> list[tuple[str, dict]]:
+    return [(call["name"], call["arguments"]) for call in json.loads(record["answers"])]
+
+
+def _hermes_calls(record: dict) -> list[tuple[str, dict]]:
+    calls = []
+    for turn in record["conversations"]:
+        if turn["from"] == "gpt" and "<tool_call>" in turn["value"]:
+            call = json.loads(turn["value"].split("<tool_call>")[1].split("</tool_call>")[0])
+            calls.append((call["name"], call["arguments"]))
+    return calls
+
+
 def test_heldout_tool_queries_never_repeat_a_training_call_combination():
     train, heldout = xlam_records(random.Random(SEED))
     key = lambda record: json.dumps(json.loads(record["answers"]), sort_keys=True)  # noqa: E731
     assert not {key(r) for r in heldout} & {key(r) for r in train}
-    assert len(heldout) == 100
+    assert len(heldout) == 100 and len({r["query"] for r in heldout}) == 100
+
+
+def test_reserved_calls_appear_in_no_training_file_and_in_every_heldout_query():
+    hermes = json.loads((BUNDLED_DATA_DIR / "tool-calling" / "hermes_function_calling.json").read_text())
+    train = [json.loads(line) for line in (BUNDLED_DATA_DIR / "tool-calling" / "xlam_train.jsonl").open()]
+    heldout = [json.loads(line) for line in (BUNDLED_DATA_DIR / "tool-calling" / "xlam_heldout.jsonl").open()]
+    training_calls = [c for r in train for c in _calls(r)] + [c for r in hermes for c in _hermes_calls(r)]
+    assert training_calls and not any(is_reserved(call) for call in training_calls)
+    assert all(any(is_reserved(call) for call in _calls(r)) for r in heldout)
+
+
+def test_every_heldout_argument_value_is_trained_in_the_same_slot():
+    train, heldout = xlam_records(random.Random(SEED))
+    trained = {(name, slot, json.dumps(value)) for r in train for name, args in _calls(r) for slot, value in args.items()}
+    for record in heldout:
+        for name, args in _calls(record):
+            for slot, value in args.items():
+                assert (name, slot, json.dumps(value)) in trained, (record["query"], slot, value)

@@ -7,12 +7,20 @@ checked against it. Recipes name them `builtin:<folder>/<file>`.
 The tasks are small and checkable on purpose: a tiny model trained for minutes on CPU must be able
 to learn them, and tool calls must be scored by exact match. Tool calling uses a fixed catalogue
 of eight functions with typed arguments (each query offers the functions it needs plus one
-distractor); the held-out file holds queries whose (function,
-arguments) combinations never occur in training.
+distractor), each argument drawn from a small fixed vocabulary.
+
+The held-out file tests composition, not memory: one in `RESERVED_ONE_IN` calls with two or more
+arguments (weather in Oslo in fahrenheit, 50 EUR to JPY, ...) is reserved and never occurs in any
+training file (xLAM or Hermes), while every value in it does occur in training in the same slot.
+Every held-out query (each a distinct text) holds at least one reserved call, so its (function,
+arguments) combination is new. Unseen values (a date or number never written in training) are not held out: copying unseen
+digit strings is what a few-million-parameter model does not learn in minutes (measured in
+docs/data.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -21,8 +29,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SEED = 20260127
-TRAIN_TOOL_QUERIES = 1200
+TRAIN_TOOL_QUERIES = 2000
 HELDOUT_TOOL_QUERIES = 100
+RESERVED_ONE_IN = 8
 
 CITIES = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Rome", "Seoul", "Berlin", "Madrid",
           "Dublin", "Nairobi", "Quito", "Hanoi", "Lisbon", "Prague", "Vienna", "Sydney", "Toronto", "Denver"]
@@ -39,6 +48,10 @@ WORDS = ["apple", "river", "candle", "garden", "pencil", "rocket", "window", "si
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 ITEMS = ["pens", "apples", "stamps", "cards", "marbles", "books"]
 NAMES = ["Sam", "Mia", "Leo", "Ana", "Kai", "Zoe", "Ben", "Ivy"]
+DATES = ["2026-01-14", "2026-02-09", "2026-03-21", "2026-04-02", "2026-05-17", "2026-06-30",
+         "2026-07-08", "2026-08-25", "2026-09-11", "2026-10-06", "2026-11-19", "2026-12-24"]
+MINUTES = [5, 10, 15, 20, 25, 30, 40, 45, 60, 90]
+AMOUNTS = [5, 10, 20, 25, 50, 75, 100, 120, 200, 250, 500, 1000]
 
 
 def _param(type_name: str, description: str, default: Any = None) -> dict[str, Any]:
@@ -106,10 +119,6 @@ CATALOGUE: dict[str, dict[str, Any]] = {
 Call = tuple[str, dict[str, Any]]
 
 
-def _date(rng: random.Random) -> str:
-    return f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-
-
 def _weather(rng: random.Random) -> tuple[str, Call]:
     city = rng.choice(CITIES)
     if rng.random() < 0.4:
@@ -121,7 +130,7 @@ def _weather(rng: random.Random) -> tuple[str, Call]:
 
 
 def _currency(rng: random.Random) -> tuple[str, Call]:
-    amount = rng.choice([5, 10, 20, 25, 50, 75, 100, 120, 200, 250, 500, 1000])
+    amount = rng.choice(AMOUNTS)
     source, target = rng.sample(CURRENCIES, 2)
     query = rng.choice(["Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "{a} {f} in {t}?"])
     return query.format(a=amount, f=source, t=target), (
@@ -129,7 +138,7 @@ def _currency(rng: random.Random) -> tuple[str, Call]:
 
 
 def _timer(rng: random.Random) -> tuple[str, Call]:
-    minutes = rng.randint(1, 90)
+    minutes = rng.choice(MINUTES)
     query = rng.choice(["Set a timer for {m} minutes.", "Timer {m} min please.", "Start a {m} minute timer."])
     return query.format(m=minutes), ("set_timer", {"minutes": minutes})
 
@@ -159,13 +168,20 @@ def _email(rng: random.Random) -> tuple[str, Call]:
 
 
 def _event(rng: random.Random) -> tuple[str, Call]:
-    title, date = rng.choice(EVENTS), _date(rng)
+    title, date = rng.choice(EVENTS), rng.choice(DATES)
     query = rng.choice(["Add {t} on {d} to my calendar.", "Schedule {t} for {d}.", "Put {t} on {d}."])
     return query.format(t=title, d=date), ("add_event", {"title": title, "date": date})
 
 
 SINGLE_CALLS: list[Callable[[random.Random], tuple[str, Call]]] = [
     _weather, _currency, _timer, _stock, _translate, _restaurants, _email, _event]
+
+
+def is_reserved(call: Call) -> bool:
+    """Whether a call is kept out of training for the held-out set (a fixed hash, so stable)."""
+    name, arguments = call
+    digest = hashlib.sha256(json.dumps([name, arguments], sort_keys=True).encode()).digest()
+    return len(arguments) >= 2 and digest[0] % RESERVED_ONE_IN == 0
 
 
 def _tool_query(rng: random.Random) -> tuple[str, list[Call]]:
@@ -178,6 +194,14 @@ def _tool_query(rng: random.Random) -> tuple[str, list[Call]]:
     return first_query, [first_call]
 
 
+def _training_call(rng: random.Random) -> tuple[str, Call]:
+    """One single-call query whose call is not reserved."""
+    while True:
+        query, call = rng.choice(SINGLE_CALLS)(rng)
+        if not is_reserved(call):
+            return query, call
+
+
 def _tools_for(rng: random.Random, calls: list[Call]) -> list[str]:
     """The called functions plus one distractor, in a shuffled order (short prompts for a tiny model)."""
     names = sorted({name for name, _ in calls})
@@ -187,10 +211,6 @@ def _tools_for(rng: random.Random, calls: list[Call]) -> list[str]:
     return names
 
 
-def _combination_key(calls: list[Call]) -> str:
-    return json.dumps(calls, sort_keys=True)
-
-
 def xlam_records(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training and held-out records in xLAM's layout (`id`, `query`, `tools`, `answers` as JSON strings)."""
     def record(index: int, query: str, calls: list[Call]) -> dict[str, Any]:
@@ -198,16 +218,16 @@ def xlam_records(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[st
         answers = [{"name": n, "arguments": args} for n, args in calls]
         return {"id": index, "query": query, "answers": json.dumps(answers), "tools": json.dumps(tools)}
 
-    train, seen = [], set()
+    train = []
     while len(train) < TRAIN_TOOL_QUERIES:
         query, calls = _tool_query(rng)
-        train.append(record(len(train), query, calls))
-        seen.add(_combination_key(calls))
-    heldout = []
+        if not any(is_reserved(call) for call in calls):
+            train.append(record(len(train), query, calls))
+    heldout, seen = [], set()
     while len(heldout) < HELDOUT_TOOL_QUERIES:
         query, calls = _tool_query(rng)
-        if _combination_key(calls) not in seen:
-            seen.add(_combination_key(calls))
+        if any(is_reserved(call) for call in calls) and query not in seen:
+            seen.add(query)
             heldout.append(record(len(heldout), query, calls))
     return train, heldout
 
@@ -239,7 +259,7 @@ def hermes_records(rng: random.Random, count: int = 200) -> list[dict[str, Any]]
     """Hermes function-calling layout: ShareGPT `conversations` with `<tools>`, `<tool_call>`, `<tool_response>`."""
     records = []
     for index in range(count):
-        query, call = rng.choice(SINGLE_CALLS)(rng)
+        query, call = _training_call(rng)
         names = _tools_for(rng, [call])
         tools = [
             {"type": "function", "function": {"name": n, "description": CATALOGUE[n]["description"],
