@@ -33,7 +33,7 @@ from omni_runner.run.events import EventLog
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.train import checkpoint as ckpt
-from omni_runner.train.losses import capability_sums, shifted_targets, token_losses
+from omni_runner.train.losses import capability_sums, count_targets, shifted_targets, token_losses
 from omni_runner.train.optimizer import make_optimizer
 from omni_runner.train.precision import resolve_device, resolve_precision
 from omni_runner.train.schedule import lr_multiplier
@@ -192,7 +192,7 @@ class Trainer:
         """One optimizer step over `grad_accum` micro-batches, token-weighted across all of them."""
         micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
         capabilities = sorted({c for batch in micro_batches for c in batch["capabilities"]})
-        target_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches)
+        target_tokens = sum(count_targets(b["labels"]) for b in micro_batches)
         sums = torch.zeros(len(capabilities), dtype=torch.float64)
         counts = torch.zeros(len(capabilities), dtype=torch.float64)
         input_tokens = 0

@@ -15,13 +15,14 @@ IGNORE_INDEX = -100
 
 
 def shifted_targets(labels: torch.Tensor, capability_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets for next-token prediction: position t predicts token t+1 (with its capability)."""
-    return labels[:, 1:], capability_ids[:, 1:]
+    """Targets for next-token prediction: position t predicts token t+1, and the last position predicts
+    nothing. The targets move rather than the logits: slicing the logits would copy them, which at a
+    real vocabulary (152k) is gigabytes a micro-batch."""
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX), F.pad(capability_ids[:, 1:], (0, 1), value=-1)
 
 
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every position (0 where the target is ignored), computed in fp32."""
-    logits = logits[:, :-1, :]
     return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(),
         targets.reshape(-1),
