@@ -79,6 +79,7 @@ def main() -> int:
 
     from omni_runner.data.packing import collate_packed, first_fit
     from omni_runner.models.tiny import ensure_tiny_model
+    from omni_runner.train.losses import count_targets, shifted_targets, token_losses
     from omni_runner.train.schedule import lr_multiplier
 
     torch.manual_seed(0)
@@ -107,7 +108,8 @@ def main() -> int:
         cursor, seen = cursor + placed, seen + placed
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        position_ids=batch["position_ids"]).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten())
+        targets, _ = shifted_targets(batch["labels"], batch["token_capability"])
+        loss = token_losses(logits, targets).sum() / count_targets(batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
