@@ -13,8 +13,9 @@ Pipeline and public API (torch is imported only inside the functions that build 
     stream = SampleStream(sources, mixer_for(recipe.data, sources), tokenizer, seq_len)
     batches = MicroBatches(stream, micro_batch, seq_len, packing=True)
     rows = next(batches)                                        # list of rows, each a list of Samples
-    batch = collate_packed(rows, pad_id, mrope=True, dtype=model_dtype)
-    # model inputs: input_ids, position_ids (3,B,L), attention_mask (B,1,L,L) additive in `dtype`;
+    batch = collate_packed(rows, pad_id, mrope=True, dtype=model_dtype, sliding_window=loaded.sliding_window)
+    # model inputs: input_ids, position_ids (3,B,L), attention_mask (B,1,L,L) additive in `dtype`
+    # (a dict of two such masks by layer type when the model has sliding-window layers);
     # for the loss: labels (-100 = none), token_capability (index into batch["capabilities"], -1 pad);
     # collate_padded(samples, pad_id) gives the unpacked baseline (2D attention_mask).
     state = batches.state_dict()                                # JSON-able; goes into checkpoints

@@ -9,6 +9,7 @@ Attention must not cross sample boundaries. With transformers 5.x and sdpa, rest
 `position_ids` per sample does not isolate packed Qwen2.5-Omni samples, so packed rows carry a 4D
 block-diagonal causal mask (`block_diagonal_causal_mask`) as well as per-sample positions; for
 Qwen2.5-Omni's multimodal rope the positions are repeated over its 3 axes: (3, batch, seq).
+A model with sliding-window layers gets one such mask per layer type (`packed_attention_mask`).
 The first label of every sample is -100: the shifted loss would otherwise ask the previous sample's
 last token to predict it. torch is imported inside the functions that need it.
 """
@@ -61,8 +62,9 @@ def first_fit(lengths: list[int], seq_len: int, rows: int) -> tuple[list[list[in
     return packed, len(lengths)
 
 
-def block_diagonal_causal_mask(sequence_ids: Any, dtype: Any = None) -> Any:
-    """The 4D additive mask (batch, 1, seq, seq): token i sees token j iff j <= i in the same sample.
+def block_diagonal_causal_mask(sequence_ids: Any, dtype: Any = None, window: int | None = None) -> Any:
+    """The 4D additive mask (batch, 1, seq, seq): token i sees token j iff j <= i in the same sample
+    (and, with `window`, i - j < window: what a sliding-window layer sees, as transformers defines it).
 
     `sequence_ids` (batch, seq) numbers the samples of each row; padding is PAD_SEQUENCE_ID and sees
     only itself, so no softmax row is empty (an all-masked row would give NaN).
@@ -73,11 +75,26 @@ def block_diagonal_causal_mask(sequence_ids: Any, dtype: Any = None) -> Any:
     length = sequence_ids.shape[-1]
     same = sequence_ids[:, :, None] == sequence_ids[:, None, :]
     causal = torch.ones(length, length, dtype=torch.bool, device=sequence_ids.device).tril()
+    if window is not None:
+        causal = causal.triu(-(window - 1))
     allowed = same & causal & (sequence_ids[:, None, :] != PAD_SEQUENCE_ID)
     allowed |= torch.eye(length, dtype=torch.bool, device=sequence_ids.device)
     mask = torch.zeros(allowed.shape, dtype=dtype, device=sequence_ids.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None, :, :]
+
+
+def packed_attention_mask(sequence_ids: Any, dtype: Any = None, sliding_window: int | None = None) -> Any:
+    """The mask a packed batch hands the model.
+
+    A prepared 4D mask reaches every layer unchanged, so a model with sliding-window layers would
+    let them see the whole sample in training but only the window at inference. For such a model
+    the mask is a dict by layer type, the form transformers' decoders accept in place of a tensor.
+    """
+    full = block_diagonal_causal_mask(sequence_ids, dtype)
+    if sliding_window is None:
+        return full
+    return {"full_attention": full, "sliding_attention": block_diagonal_causal_mask(sequence_ids, dtype, sliding_window)}
 
 
 def _positions(position_ids: Any, mrope: bool) -> Any:
@@ -88,9 +105,12 @@ def _capability_index(rows: list[list[Sample]]) -> list[str]:
     return sorted({s.capability for row in rows for s in row})
 
 
-def collate_packed(rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None) -> dict[str, Any]:
+def collate_packed(
+    rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None, sliding_window: int | None = None,
+) -> dict[str, Any]:
     """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
-    `mrope`), attention_mask (4D block-diagonal causal), sequence_ids and token_capability
+    `mrope`), attention_mask (`packed_attention_mask`: 4D block-diagonal causal, by layer type when the
+    model has sliding-window layers of `sliding_window` tokens), sequence_ids and token_capability
     (index into `capabilities`, -1 on padding) for per-capability losses."""
     import torch
 
@@ -117,7 +137,7 @@ def collate_packed(rows: list[list[Sample]], pad_id: int, *, mrope: bool = True,
         "input_ids": input_ids,
         "labels": labels,
         "position_ids": _positions(position_ids, mrope),
-        "attention_mask": block_diagonal_causal_mask(sequence_ids, dtype),
+        "attention_mask": packed_attention_mask(sequence_ids, dtype, sliding_window),
         "sequence_ids": sequence_ids,
         "token_capability": token_capability,
         "capabilities": capabilities,

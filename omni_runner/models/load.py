@@ -85,12 +85,22 @@ class LoadedModel:
             "talker": [self.talker] if self.talker is not None else [],
         }
 
+    @property
+    def sliding_window(self) -> int | None:
+        return sliding_window(self.thinker)
+
     def parameter_counts(self) -> dict[str, int]:
         parameters = list(self.model.parameters())
         return {
             "trainable": sum(p.numel() for p in parameters if p.requires_grad),
             "total": sum(p.numel() for p in parameters),
         }
+
+
+def sliding_window(thinker: Any) -> int | None:
+    """The window of a thinker's sliding-window attention layers (packed masks need it); None when it has none."""
+    text = thinker.config.text_config
+    return text.sliding_window if "sliding_attention" in (text.layer_types or ()) else None
 
 
 # ---------------------------------------------------------------- folders

@@ -68,6 +68,13 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _to_device(value: Any, device: Any) -> Any:
+    """A tensor, or a dict of tensors (a packed mask by layer type), on `device`."""
+    if isinstance(value, dict):
+        return {key: tensor.to(device) for key, tensor in value.items()}
+    return value.to(device)
+
+
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -198,7 +205,7 @@ class Trainer:
         input_tokens = 0
         for batch in micro_batches:
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
-            inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")}
+            inputs = {k: _to_device(batch[k], self.device) for k in ("input_ids", "attention_mask", "position_ids")}
             with self.precision.autocast():
                 logits = self.model(**inputs).logits
             targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
@@ -231,7 +238,8 @@ class Trainer:
 
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
         if self.batches.packing:
-            batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype)
+            batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype,
+                                   sliding_window=self.loaded.sliding_window)
         else:
             batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True)
         batch["rows"] = rows

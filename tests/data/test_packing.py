@@ -96,12 +96,15 @@ def test_packed_loss_equals_the_per_sample_losses(stream_factory, tokenizer):
     import torch
     from transformers import Qwen2_5OmniForConditionalGeneration
 
+    from omni_runner.models.load import sliding_window
     from omni_runner.models.tiny import ensure_tiny_model
 
     thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32).thinker.eval()
+    window = sliding_window(thinker)
     rows = next(stream_factory(seq_len=384, micro_batch=1))
     samples = rows[0]
     assert len(samples) > 1, "the test needs a row holding several samples"
+    assert window is not None and max(map(len, samples)) > window, "the samples must be longer than the window"
 
     def summed_loss(batch) -> tuple[torch.Tensor, int]:
         logits = thinker(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -111,12 +114,31 @@ def test_packed_loss_equals_the_per_sample_losses(stream_factory, tokenizer):
         return loss, int((labels != -100).sum())
 
     with torch.no_grad():
-        packed_sum, packed_tokens = summed_loss(collate_packed(rows, tokenizer.pad_token_id))
+        packed_sum, packed_tokens = summed_loss(collate_packed(rows, tokenizer.pad_token_id, sliding_window=window))
         per_sample = [summed_loss(collate_padded([s], tokenizer.pad_token_id)) for s in samples]
     single_sum = sum(loss for loss, _ in per_sample)
     single_tokens = sum(tokens for _, tokens in per_sample)
     assert packed_tokens == single_tokens
     assert abs(packed_sum.item() / packed_tokens - single_sum.item() / single_tokens) < 1e-5
+
+
+def test_sliding_window_mask_sees_only_the_last_window_tokens_of_the_same_sample():
+    import torch
+
+    mask = block_diagonal_causal_mask(torch.tensor([[0, 0, 0, 0, 1, 1, 1, PAD_SEQUENCE_ID]]), window=2)
+    seen = (mask[0, 0] == 0).nonzero().tolist()
+    assert seen == [[0, 0], [1, 0], [1, 1], [2, 1], [2, 2], [3, 2], [3, 3], [4, 4], [5, 4], [5, 5], [6, 5], [6, 6], [7, 7]]
+
+
+def test_packed_batches_for_a_sliding_window_model_carry_one_mask_per_layer_type():
+    import torch
+
+    rows = [[Sample([5, 6, 7, 8], [-100, 6, 7, 8], "c", "d", "d:1"), Sample([5, 6, 7], [-100, 6, 7], "c", "d", "d:2")]]
+    sequence_ids = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    masks = collate_packed(rows, pad_id=0, sliding_window=2)["attention_mask"]
+    assert torch.equal(masks["full_attention"], block_diagonal_causal_mask(sequence_ids))
+    assert torch.equal(masks["sliding_attention"], block_diagonal_causal_mask(sequence_ids, window=2))
+    assert torch.is_tensor(collate_packed(rows, pad_id=0)["attention_mask"])
 
 
 def test_padded_batches_mask_padding_out_of_attention_and_loss(tokenizer):
