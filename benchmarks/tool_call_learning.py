@@ -6,12 +6,14 @@ held-out queries by teacher-forced exact match: a reply counts when every one of
 model's top choice given the tokens before it, which is exactly when greedy generation writes it.
 That needs one forward pass a sample, so the curve is cheap to draw.
 
-`--prompt user-turn` keeps only the user turn and the reply (about 49 tokens a sample), `--prompt full`
-the whole rendering the trainer uses (system turn with the tool schemas: about 234). The gap between
-the two is the point: the same number of samples teaches the model far less when the query is a
-small part of a long prompt (docs/data.md has the figures).
+`--prompt full` (the default) is the rendering the trainer uses: the system turn with the tool
+schemas, about 243 tokens a sample; `--prompt user-turn` keeps only the user turn and the reply
+(about 49). `--rows` sets how many packed rows of `--seq-len` tokens one step holds. Both matter far
+more than the number of steps: the model starts reading argument values out of the query after a
+few thousand samples when a step holds some 30 of them, and not within 20 thousand when it holds 8
+(docs/data.md has the curves).
 
-    python benchmarks/tool_call_learning.py [--prompt user-turn|full] [--steps 1000] [--every 100]
+    python benchmarks/tool_call_learning.py [--prompt full|user-turn] [--rows 16] [--steps 600] [--every 100]
 """
 
 from __future__ import annotations
@@ -66,11 +68,11 @@ def exact_share(model, samples: list) -> float:  # noqa: ANN001
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt", choices=("user-turn", "full"), default="user-turn")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--prompt", choices=("full", "user-turn"), default="full")
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=100, help="score every this many steps")
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--rows", type=int, default=4, help="rows a step")
+    parser.add_argument("--rows", type=int, default=16, help="packed rows a step")
     parser.add_argument("--seq-len", type=int, default=512)
     args = parser.parse_args()
 
@@ -78,6 +80,7 @@ def main() -> int:
     from transformers import AutoTokenizer, Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
     from omni_runner.data.packing import collate_packed, first_fit
+    from omni_runner.models.load import sliding_window
     from omni_runner.models.tiny import ensure_tiny_model
     from omni_runner.train.losses import count_targets, shifted_targets, token_losses
     from omni_runner.train.schedule import lr_multiplier
@@ -104,7 +107,7 @@ def main() -> int:
         lengths = [len(train[order[(cursor + i) % len(order)]]) for i in range(args.rows * args.seq_len // 16)]
         rows, placed = first_fit(lengths, args.seq_len, args.rows)
         batch = collate_packed([[train[order[(cursor + i) % len(order)]] for i in row] for row in rows],
-                               tokenizer.pad_token_id, mrope=True)
+                               tokenizer.pad_token_id, mrope=True, sliding_window=sliding_window(model))
         cursor, seen = cursor + placed, seen + placed
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        position_ids=batch["position_ids"]).logits

@@ -37,7 +37,7 @@ from omni_runner.paths import BUILTIN_PREFIX, BUNDLED_DATA_DIR, resolve_model_pa
 
 TINY_MODEL_NAME = "tiny-qwen2.5-omni"
 # Bump whenever the architecture, the corpus rules or anything else that changes the files changes.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 STAMP_FILE = "omni_runner_tiny.json"
 SEED = 1234
 TOKENIZER_VOCAB_SIZE = 4096
@@ -46,6 +46,12 @@ SPEAKERS = ("Chelsie", "Ethan")  # the real checkpoint's speaker names; generate
 TEXT_HIDDEN = 256
 TEXT_HEADS = 4  # head_dim 64 → the three mrope sections must add up to 32
 MROPE_SECTION = [8, 12, 12]
+# Three of the four layers attend to the last 64 tokens only, the fourth to everything. A random model
+# learns to read a tool call's argument values out of the query far sooner when most layers cannot
+# spread their attention over the tool listing in the system turn (docs/data.md has the measurements).
+# The real 7B checkpoint has no sliding-window layers; the same classes and training code serve both.
+TEXT_LAYER_TYPES = ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"]
+SLIDING_WINDOW = 64
 TALKER_HIDDEN = 64
 TALKER_CODEC_VOCAB = 512
 MEL_DIM = 80
@@ -58,10 +64,13 @@ def _thinker_config(token_ids: dict[str, int], vocab_size: int) -> dict[str, Any
             "vocab_size": vocab_size,
             "hidden_size": TEXT_HIDDEN,
             "intermediate_size": 688,
-            "num_hidden_layers": 4,
+            "num_hidden_layers": len(TEXT_LAYER_TYPES),
             "num_attention_heads": TEXT_HEADS,
             "num_key_value_heads": 2,
             "max_position_embeddings": 32768,
+            "use_sliding_window": True,
+            "sliding_window": SLIDING_WINDOW,
+            "layer_types": TEXT_LAYER_TYPES,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": MROPE_SECTION},
             "tie_word_embeddings": False,
             "bos_token_id": token_ids["<|endoftext|>"],
