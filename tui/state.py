@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omni_runner.run.progress import format_eval
+
 MAX_POINTS = 1024
 MAX_LOG_LINES = 500
 ENDED_STATES = ("finished", "stopped", "failed")
@@ -212,8 +214,7 @@ class RunView:
         self._log(event, "error", str(event.get("message")))
 
     def _on_eval(self, event: dict[str, Any]) -> None:
-        metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (event.get("metrics") or {}).items())
-        self._log(event, "info", f"eval {event.get('capability') or ''} {metrics}".strip())
+        self._log(event, "info", f"eval {format_eval(event)}")
 
     def _on_run_end(self, event: dict[str, Any]) -> None:
         self.state = event.get("state") or self.state

@@ -55,8 +55,7 @@ def format_event(event: dict[str, Any]) -> str | None:
     if kind in ("warning", "error"):
         return f"{kind}: {event.get('message')}"
     if kind == "eval":
-        metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (event.get("metrics") or {}).items())
-        return f"eval {event.get('capability') or ''}: {metrics}".replace("  ", " ")
+        return f"eval {format_eval(event)}"
     if kind == "run_start":
         resumed = f", resumed from {event['resumed_from']}" if event.get("resumed_from") else ""
         return f"run {event.get('name')} started: {event.get('total_steps')} steps{resumed}"
@@ -113,3 +112,12 @@ class ProgressPrinter:
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
+
+
+def format_eval(event: dict[str, Any]) -> str:
+    """`xlam-heldout (tool-calling): tool_call_exact_match 0.700, n 100` for an `eval` event. Runs from
+    before the `dataset` field named the data set in `capability`; their events read as before."""
+    dataset, capability = event.get("dataset"), event.get("capability")
+    subject = str(capability or "") if dataset is None else (f"{dataset} ({capability})" if capability else str(dataset))
+    metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (event.get("metrics") or {}).items())
+    return f"{subject}: {metrics}"

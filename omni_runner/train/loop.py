@@ -326,9 +326,10 @@ class Trainer:
             traceback.print_exc()
             self.events.emit("error", self.progress.step, message=f"evaluation failed: {exc}", source="eval")
             return
-        for capability, metrics in results.items():
-            self.events.emit("eval", self.progress.step, capability=capability, metrics=metrics)
-            _log(f"eval {capability}: {metrics}")
+        for dataset, result in results.items():
+            metrics = {key: value for key, value in result.items() if key != "capability"}
+            self.events.emit("eval", self.progress.step, dataset=dataset, capability=result.get("capability"), metrics=metrics)
+            _log(f"eval {dataset}: {metrics}")
 
 
 def run_trainer(run_dir: Path, resume: bool) -> int:

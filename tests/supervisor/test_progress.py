@@ -21,6 +21,17 @@ def test_state_changes_carry_their_reason_and_detail():
     assert format_event(event) == "state running → cooling: thermal (GPU 0 at 88 °C, limit 83 °C)"
 
 
+def test_an_eval_line_names_the_data_set_and_the_capability_that_scored_it():
+    event = {"type": "eval", "step": 200, "dataset": "xlam-heldout", "capability": "tool-calling",
+             "metrics": {"tool_call_exact_match": 0.7, "n": 100}}
+    assert format_event(event) == "eval xlam-heldout (tool-calling): tool_call_exact_match 0.700, n 100"
+
+
+def test_an_eval_event_from_an_older_run_still_reads():
+    event = {"type": "eval", "step": 40, "capability": "xlam-heldout", "metrics": {"n": 3}}
+    assert format_event(event) == "eval xlam-heldout: n 3"
+
+
 def test_telemetry_is_too_frequent_to_print():
     assert format_event({"type": "telemetry", "step": 1}) is None
 

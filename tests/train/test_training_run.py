@@ -54,6 +54,7 @@ def test_the_run_ends_with_a_run_end_event(finished_run):
 def test_eval_results_are_reported_at_the_end(finished_run):
     evals = [e for e in read_events(finished_run.events) if e["type"] == "eval"]
     assert evals[-1]["step"] == STEPS and "tool_call_exact_match" in evals[-1]["metrics"]
+    assert (evals[-1]["dataset"], evals[-1]["capability"]) == ("xlam-heldout", "tool-calling")
     assert (finished_run.eval / "results.json").exists()
 
 
