@@ -1,9 +1,13 @@
-"""`omni-run chat RUN [--prompt TEXT]`: talk to what a run produced (its `final/` adapter or merged model)."""
+"""`omni-run chat RUN [--prompt TEXT] [--tools FILE]`: talk to what a run produced (its `final/` adapter or
+merged model), with tools listed the way training listed them."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from omni_runner.commands.run_options import add_runs_dir_option, locate_run
 
@@ -14,12 +18,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run folder or name")
     parser.add_argument("--prompt", default=None, help="one message to answer; without it, chat on stdin")
     parser.add_argument("--system", default=None, help="an optional system message")
+    parser.add_argument("--tools", metavar="FILE", default=None,
+                        help="a JSON list of function definitions (OpenAI or xLAM layout) to offer the model")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit (default 128)")
     add_runs_dir_option(parser)
 
 
+def read_tools(path: str) -> list[dict[str, Any]]:
+    """The function definitions in a `--tools` file; ValueError says what is wrong and where."""
+    from omni_runner.data.adapters import function_schemas
+    from omni_runner.data.conversation import RecordError
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read --tools file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    try:
+        return function_schemas(value, "the --tools list")
+    except RecordError as exc:
+        raise ValueError(f"{path}: {exc}; --tools takes a JSON list like "
+                         '[{"name": "get_weather", "description": "...", "parameters": {...}}]') from None
+
+
 def run(args: argparse.Namespace) -> int:
     from omni_runner.run.rundir import resolve_run
+
+    try:
+        tools = read_tools(args.tools) if args.tools else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
     if run_dir is None:
@@ -29,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
               f"see `omni-run ls` for its state", file=sys.stderr)
         return 1
 
+    from omni_runner.data.render import tools_argument
     from omni_runner.models.export import generate_text, load_for_inference
     from omni_runner.models.load import ModelLoadError
 
@@ -41,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     def answer(text: str) -> str:
         messages.append({"role": "user", "content": text})
-        reply = generate_text(loaded.model, loaded.processor, messages, max_new_tokens=args.max_new_tokens)
+        prompt = list(messages)  # the tool listing may join the system turn of this copy only
+        reply = generate_text(loaded.model, loaded.processor, prompt, max_new_tokens=args.max_new_tokens,
+                              tools=tools_argument(loaded.tokenizer, tools, prompt))
         messages.append({"role": "assistant", "content": reply})
         return reply
 

@@ -332,6 +332,30 @@ def _xlam_parameters(parameters: Any, where: str) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required}
 
 
+def function_schemas(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
+    """Tool definitions as `{name, description, parameters}` with JSON Schema parameters.
+
+    Accepts OpenAI's layout (bare or wrapped in `{"type": "function", "function": ...}`, parameters
+    already JSON Schema) and xLAM's (parameters as `{name: {type, description}}`), so `omni-run chat
+    --tools` takes the same listing a data set was trained with.
+    """
+    if not isinstance(tools, list) or not tools:
+        raise RecordError(f"{where} must be a non-empty list of function definitions")
+    schemas = []
+    for i, tool in enumerate(tools):
+        function = _tool_schema(tool, f"{where}[{i}]")
+        parameters = function.get("parameters", {})
+        if not _is_json_schema(parameters):
+            parameters = _xlam_parameters(parameters, f"{where}[{i}]")
+        schemas.append({"name": function["name"], "description": function.get("description", ""), "parameters": parameters})
+    return schemas
+
+
+def _is_json_schema(parameters: Any) -> bool:
+    # An xLAM parameter named "type" maps to an object, never to the string "object".
+    return isinstance(parameters, dict) and parameters.get("type") == "object"
+
+
 def xlam(record: Record) -> Conversation:
     """xLAM function calling: `query` text, `tools` and `answers` as JSON strings of lists."""
     query = _text(record, "query")
@@ -341,16 +365,7 @@ def xlam(record: Record) -> Conversation:
         raise RecordError("field 'tools' must hold a non-empty JSON list")
     if not isinstance(answers, list) or not answers:
         raise RecordError("field 'answers' must hold a non-empty JSON list")
-    tools = []
-    for i, tool in enumerate(tools_value):
-        function = _tool_schema(tool, f"tools[{i}]")
-        tools.append(
-            {
-                "name": function["name"],
-                "description": function.get("description", ""),
-                "parameters": _xlam_parameters(function.get("parameters", {}), f"tools[{i}]"),
-            }
-        )
+    tools = function_schemas(tools_value)
     known = {t["name"] for t in tools}
     calls = [_tool_call(a, f"answers[{i}]", known) for i, a in enumerate(answers)]
     return Conversation([Message("user", query), Message("assistant", "", tool_calls=calls)], tools=tools)

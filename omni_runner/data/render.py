@@ -86,11 +86,13 @@ def template_messages(conversation: Conversation, template: str) -> list[dict[st
     return messages
 
 
-def _tools_argument(tokenizer: Any, conversation: Conversation, messages: list[dict[str, Any]]) -> Any:
-    """Tools for templates that take them; otherwise list them in the system turn (mutates messages)."""
-    if not conversation.tools:
+def tools_argument(tokenizer: Any, functions: list[dict[str, Any]] | None, messages: list[dict[str, Any]]) -> Any:
+    """The chat template's `tools` argument for templates that take one; otherwise None, with the
+    listing appended to the system turn of `messages` (mutated), so a prompt lists tools the same way
+    in training, evaluation and `omni-run chat`."""
+    if not functions:
         return None
-    tools = [{"type": "function", "function": tool} for tool in conversation.tools]
+    tools = [{"type": "function", "function": tool} for tool in functions]
     if "tools" in (tokenizer.chat_template or ""):
         return tools
     listing = "Available functions:\n<tools>\n" + "\n".join(json.dumps(t["function"]) for t in tools) + "\n</tools>"
@@ -131,7 +133,7 @@ def render_sample(
 ) -> Rendered:
     """Token ids and labels for one conversation; RecordError when it is too long or trains nothing."""
     messages = template_messages(conversation, template)
-    tools = _tools_argument(tokenizer, conversation, messages)
+    tools = tools_argument(tokenizer, conversation.tools, messages)
     full = _render_text(tokenizer, messages, tools, False)
     spans = _trained_spans(tokenizer, messages, tools, full)
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
@@ -157,6 +159,6 @@ def render_prompt(conversation: Conversation, tokenizer: Any, template: str) -> 
     last = max(i for i, m in enumerate(conversation.messages) if m.role == "assistant")
     prompt_part = Conversation(conversation.messages[:last], tools=conversation.tools)
     messages = template_messages(prompt_part, template)
-    tools = _tools_argument(tokenizer, prompt_part, messages)
+    tools = tools_argument(tokenizer, prompt_part.tools, messages)
     expected = Conversation([conversation.messages[last]], tools=conversation.tools)
     return _render_text(tokenizer, messages, tools, True), expected

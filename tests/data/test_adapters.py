@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from omni_runner.data.adapters import adapt
+from omni_runner.data.adapters import adapt, function_schemas
 from omni_runner.data.conversation import RecordError
 
 XLAM_TOOLS = json.dumps([{
@@ -50,6 +50,19 @@ def test_xlam_record_becomes_user_query_and_parallel_tool_calls():
 def test_bad_xlam_records_are_rejected_with_the_reason(changes, reason):
     with pytest.raises(RecordError, match=reason):
         adapt("xlam", xlam_record(**changes))
+
+
+def test_tool_definitions_in_openai_layout_pass_through_as_the_xlam_layout_converts():
+    xlam_layout = json.loads(XLAM_TOOLS)  # its parameter named "type" must not read as a JSON Schema
+    converted = function_schemas(xlam_layout)
+    openai_layout = [{"type": "function", "function": converted[0]}]
+    assert converted[0]["parameters"]["properties"]["type"]["type"] == "string"
+    assert function_schemas(openai_layout) == converted
+
+
+def test_a_tool_listing_that_is_not_a_list_of_functions_is_rejected():
+    with pytest.raises(RecordError, match="must be a non-empty list of function definitions"):
+        function_schemas({"name": "get_weather"})
 
 
 HERMES_SYSTEM = (

@@ -82,6 +82,21 @@ def test_chat_on_an_unknown_run_says_where_it_looked(tmp_path):
     assert result.returncode == 1 and "no run 'nosuchrun'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_chat_with_a_tools_file_that_is_not_json_points_at_the_spot(tmp_path):
+    tools = tmp_path / "tools.json"
+    tools.write_text('[{"name": "get_weather",\n  "description": oops}]')
+    result = omni_run("chat", "any-run", "--runs-dir", str(tmp_path), "--tools", str(tools), "--prompt", "hi")
+    assert result.returncode == 1 and f"{tools}:2:18: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_chat_with_a_tools_file_that_lists_no_functions_says_what_it_takes(tmp_path):
+    tools = tmp_path / "tools.json"
+    tools.write_text('{"get_weather": {}}')
+    result = omni_run("chat", "any-run", "--runs-dir", str(tmp_path), "--tools", str(tools), "--prompt", "hi")
+    assert result.returncode == 1 and "--tools takes a JSON list like" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def run_with_final(tmp_path_factory) -> Path:
     """A run folder whose `final/` is a LoRA adapter saved from a freshly loaded tiny model (no training)."""
@@ -117,3 +132,12 @@ def test_chat_without_prompt_answers_each_stdin_line_until_end_of_input(run_with
     out = capsys.readouterr().out
     assert "you>" not in out  # not a terminal: bare replies, one per non-empty line
     assert out.count("\n") == 2
+
+
+@pytest.mark.slow
+def test_chat_offers_the_tools_of_a_tools_file(run_with_final, tmp_path, capsys):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"name": "get_weather", "description": "Weather now.",
+                                  "parameters": {"city": {"type": "str", "description": "City name."}}}]))
+    code = main(["chat", str(run_with_final), "--tools", str(tools), "--prompt", "Weather in Oslo?", "--max-new-tokens", "4"])
+    assert code == 0 and capsys.readouterr().out.count("\n") == 1
