@@ -3,6 +3,7 @@ losses with the tiny model), padded batches for comparison, micro-batches resume
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -101,10 +102,12 @@ def test_packed_loss_equals_the_per_sample_losses(stream_factory, tokenizer):
 
     thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32).thinker.eval()
     window = sliding_window(thinker)
-    rows = next(stream_factory(seq_len=384, micro_batch=1))
+    assert window is not None
+    # The first row of 20 that holds several samples, one of them longer than the window.
+    rows = next((rows for rows in itertools.islice(stream_factory(seq_len=384, micro_batch=1), 20)
+                 if len(rows[0]) > 1 and max(map(len, rows[0])) > window), None)
+    assert rows is not None, "the test needs a row holding several samples, one longer than the window"
     samples = rows[0]
-    assert len(samples) > 1, "the test needs a row holding several samples"
-    assert window is not None and max(map(len, samples)) > window, "the samples must be longer than the window"
 
     def summed_loss(batch) -> tuple[torch.Tensor, int]:
         logits = thinker(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
