@@ -271,16 +271,26 @@ def _detect_transformers(folder: Path) -> Detection:
 Components = dict[str, dict[str, Any]]
 
 
+# Omni tower config keys and transformers' defaults for them (Qwen2_5Omni{Vision,Audio}EncoderConfig).
+_OMNI_VISION_DIMS = {"hidden_size": 3584, "intermediate_size": 3420, "depth": 32, "out_hidden_size": 3584,
+                     "spatial_merge_size": 2, "patch_size": 14, "temporal_patch_size": 2, "in_channels": 3}
+_OMNI_AUDIO_DIMS = {"d_model": 1280, "encoder_ffn_dim": 5120, "encoder_layers": 32, "output_dim": 3584, "num_mel_bins": 128}
+
+
+def _dims(config: dict[str, Any], defaults: dict[str, int]) -> dict[str, int]:
+    return {key: int(config.get(key, default)) for key, default in defaults.items()}
+
+
 def _omni(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
     thinker = config.get("thinker_config", config) or {}
     findings.add("config.json", "model_type", f"{model_type}: Qwen2.5-Omni thinker{'-talker' if 'talker_config' in config else ''} model", *_TEXT)
     components["thinker"] = _language_model(_text_section(thinker)) or {}
     if isinstance(thinker.get("vision_config"), dict):
         findings.add("config.json", "thinker_config.vision_config", "vision tower: images and video frames", *_VISION)
-        components["vision_tower"] = _qwen_vision_tower(thinker["vision_config"])
+        components["vision_tower"] = param_count.qwen_omni_vision_tower(**_dims(thinker["vision_config"], _OMNI_VISION_DIMS))
     if isinstance(thinker.get("audio_config"), dict):
         findings.add("config.json", "thinker_config.audio_config", "audio tower: speech and sound in", "audio_in")
-        components["audio_tower"] = _audio_tower(thinker["audio_config"])
+        components["audio_tower"] = param_count.qwen_omni_audio_tower(**_dims(thinker["audio_config"], _OMNI_AUDIO_DIMS))
     talker, token2wav = config.get("talker_config"), config.get("token2wav_config")
     if isinstance(talker, dict) and isinstance(token2wav, dict) and config.get("enable_audio_output", True):
         findings.add("config.json", "talker_config", "talker: speech codec tokens from thinker states")

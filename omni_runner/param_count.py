@@ -124,3 +124,69 @@ def projection_shapes(dims: Component) -> dict[str, tuple[int, int]]:
 
 def total(components: dict[str, Component]) -> int:
     return sum(int(c.get("parameters") or 0) for c in components.values())
+
+
+def qwen_omni_vision_tower(
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    depth: int,
+    out_hidden_size: int,
+    spatial_merge_size: int = 2,
+    patch_size: int = 14,
+    temporal_patch_size: int = 2,
+    in_channels: int = 3,
+) -> Component:
+    """The Qwen2.5-Omni vision tower, exactly: a Conv3d patch stem (no bias), `depth` blocks (two RMSNorms,
+    biased q/k/v/proj, a biased SwiGLU MLP), then the patch merger `visual.merger`.
+
+    The merger (RMSNorm `ln_q`, Linear(4h, 4h) + GELU + Linear(4h, out), biased) is also reported on its
+    own, because a stage can train it fully while the rest of the tower stays frozen or takes LoRA.
+    `lora_widths` is the sum of (in + out) over every Linear layer: LoRA rank r adds r x that.
+    """
+    h, i = hidden_size, intermediate_size
+    merged = h * spatial_merge_size**2
+    merger = {
+        "parameters": h + merged * merged + merged + merged * out_hidden_size + out_hidden_size,
+        "lora_widths": (merged + merged) + (merged + out_hidden_size),
+    }
+    attention = 4 * (h * h + h)
+    mlp = 3 * h * i + 2 * i + h
+    block = 2 * h + attention + mlp
+    stem = in_channels * temporal_patch_size * patch_size * patch_size * h
+    return {
+        "kind": "encoder",
+        "parameters": stem + depth * block + merger["parameters"],
+        "quantizable": depth * (4 * h * h + 3 * h * i),
+        "layers": depth,
+        "hidden_size": h,
+        "intermediate_size": i,
+        "lora_widths": depth * (4 * (h + h) + 3 * (h + i)) + merger["lora_widths"],
+        "merger": merger,
+    }
+
+
+def qwen_omni_audio_tower(
+    *, d_model: int, encoder_ffn_dim: int, encoder_layers: int, output_dim: int, num_mel_bins: int = 128
+) -> Component:
+    """The Qwen2.5-Omni audio tower, exactly: two Conv1d stems, `encoder_layers` Whisper-style blocks
+    (k without bias, q/v/out with; two LayerNorms; fc1/fc2), the begin/end-of-audio embeddings, then the
+    projection into the language model (`ln_post` LayerNorm + `proj` Linear(d, output_dim)).
+
+    The projection is also reported on its own (a stage can train it fully); `lora_widths` as for the
+    vision tower.
+    """
+    d, f = d_model, encoder_ffn_dim
+    projection = {"parameters": 2 * d + d * output_dim + output_dim, "lora_widths": d + output_dim}
+    block = (4 * d * d + 3 * d) + 2 * (2 * d) + (d * f + f) + (f * d + d)
+    stems = (num_mel_bins * d * 3 + d) + (d * d * 3 + d)
+    return {
+        "kind": "encoder",
+        "parameters": stems + 2 * output_dim + encoder_layers * block + projection["parameters"],
+        "quantizable": encoder_layers * (4 * d * d + 2 * d * f),
+        "layers": encoder_layers,
+        "hidden_size": d,
+        "intermediate_size": f,
+        "lora_widths": encoder_layers * (4 * (d + d) + (d + f) + (f + d)) + projection["lora_widths"],
+        "projection": projection,
+    }

@@ -57,7 +57,16 @@ def group_size(name: str) -> int:
     return int(_table()[name].get("group_size", 128))
 
 
+# Table keys that give a part by its config dimensions, and the function detection sizes it with.
+_SIZED_FROM_DIMS = {
+    "language_model": param_count.language_model,
+    "qwen_omni_vision": param_count.qwen_omni_vision_tower,
+    "qwen_omni_audio": param_count.qwen_omni_audio_tower,
+}
+
+
 def _component(spec: dict[str, Any]) -> dict[str, Any]:
-    if "language_model" in spec:
-        return param_count.language_model(**spec["language_model"])
+    for key, size in _SIZED_FROM_DIMS.items():
+        if key in spec:
+            return size(**spec[key])
     return dict(spec)
