@@ -1,0 +1,414 @@
+"""The tiny media data set: generated images, videos and sounds with labels a tiny model can learn.
+
+A tiny random Qwen2.5-Omni trained for minutes on CPU must be able to learn these tasks, so each
+label is a plain property of the pixels or the waveform (a colour, a side, a direction, a count of
+beeps, a pitch), and every file is small. Media are generated on first use into the cache, never
+committed; the same builder, seed and library versions give the same bytes (MP4 included), so
+runs on different machines compare.
+
+Public API:
+- `MEDIA_DATA_NAME` (`"tiny-media"`), `BUILDER_VERSION`.
+- `build_media_data(out_dir) -> Path`: build into `out_dir` (written beside it, then renamed into
+  place). Refuses to overwrite a non-empty folder that is not a media-data build.
+- `ensure_media_data() -> Path`: the cached build under `$OMNI_RUNNER_CACHE/data/tiny-media/`, built
+  on first use and rebuilt when the builder, seed or the Pillow/av/soundfile/numpy versions changed
+  (the fingerprint in `STAMP_FILE`). Safe to call from several processes at once.
+- `read_stamp(folder) -> dict | None`: what a media-data folder was built from.
+
+Files (record files use the layouts of the real data sets they stand in for; media paths in them
+are relative to the folder):
+- `images/shapeNNNN.png`: 56x56 RGB, black background, one filled square or circle in red, green,
+  blue or yellow, wholly inside the left or the right half (a 28-pixel half is exactly one merged
+  2x2 patch column of Qwen's vision tower).
+- `vision_qa_train.json` (400) / `vision_qa_heldout.json` (48): LLaVA-Instruct layout, a JSON list of
+  `{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", ...}]}`.
+  The question is "What colour is the shape?" (red/green/blue/yellow) or "Is the shape on the left
+  or the right?" (left/right). Learnable: colour from the pixel values, side from where they are.
+- `videos/videoN.mp4`: 8 frames at 4 fps (2 s), 56x56, MPEG-4 Part 2 (FFmpeg's built-in encoder, in
+  every PyAV build), a coloured square sliding left to right or right to left; a mono AAC track at
+  16 kHz holds one to three 0.2 s beeps at 880 Hz. AAC's encoder delay puts 64 ms of silence first.
+- `video_caption_train.jsonl` (200) / `video_caption_heldout.jsonl` (24): MSR-VTT layout as on the
+  Hugging Face hub copies, `{"video_id", "video", "caption", "sen_id"}`, caption
+  "a red square moves to the left". Learnable: colour from the pixels, direction from frame order.
+- `audio/aNNN.wav`: 1.0 s, 22050 Hz (so loading resamples to the processor's 16 kHz), mono 16-bit,
+  one to four 0.1 s beeps at 440 Hz ("low") or 1320 Hz ("high").
+- `audio_qa_train.jsonl` (300) / `audio_qa_heldout.jsonl` (32): LLaMA-Factory's multimodal ShareGPT
+  layout, `{"conversations": [{"from": "human", "value": "<audio>..."}, {"from": "gpt", ...}],
+  "audios": [...]}`, asking "How many beeps do you hear?" (one..four) or "Is the tone high or low?".
+- `omni_train.jsonl` (200) / `omni_heldout.jsonl` (24): OpenAI messages layout with a `videos`
+  column, over the same videos (train over train, held-out over held-out): "Which way does the
+  square move, and how many beeps are there?" → "left, two beeps". Needs the picture (direction)
+  and the sound track (count) together, i.e. Qwen2.5-Omni's use_audio_in_video.
+- `speech/sNNN.wav` + `speech_transcript.jsonl` (12): an OleSpeech-IV-like transcript layout,
+  `{"audio", "transcript", "speakers"}`. The "speech" is NOT speech: espeak-ng may be absent, so
+  each word of the transcript is a 0.18 s tone whose pitch is fixed per vocabulary word, with a
+  0.07 s pause between words; speaker S2 speaks an octave lower, with a harmonic. Records with two
+  speakers give S1 the first half of the words and S2 the rest. It exercises the format, the
+  loaders and word-aligned audio, not speech recognition.
+
+Held-out items are drawn after the training items and never repeat one (the same colour, shape,
+size and position, or the same beep pattern), so held-out scores measure the learned property.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omni_runner.models.folders import atomic_folder
+from omni_runner.paths import cache_dir
+
+MEDIA_DATA_NAME = "tiny-media"
+# Bump whenever a rule here changes the files.
+BUILDER_VERSION = 1
+STAMP_FILE = "omni_runner_media.json"
+SEED = 20260301
+FINGERPRINT_LIBRARIES = ("Pillow", "av", "soundfile", "numpy")
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+NUMBER_WORDS = ("one", "two", "three", "four")
+SIDES = ("left", "right")
+
+IMAGE_SIZE = 56
+TRAIN_IMAGES, HELDOUT_IMAGES = 400, 48
+COLOUR_QUESTION = "What colour is the shape?"
+SIDE_QUESTION = "Is the shape on the left or the right?"
+
+VIDEO_FRAMES, VIDEO_FPS = 8, 4
+VIDEO_AUDIO_RATE = 16000
+VIDEO_BEEP_HZ, VIDEO_BEEP_S = 880.0, 0.2
+TRAIN_VIDEOS, HELDOUT_VIDEOS = 200, 24
+OMNI_QUESTION = "Which way does the square move, and how many beeps are there?"
+
+CLIP_RATE, CLIP_SECONDS, CLIP_BEEP_S = 22050, 1.0, 0.1
+PITCHES = {"low": 440.0, "high": 1320.0}
+TRAIN_CLIPS, HELDOUT_CLIPS = 300, 32
+COUNT_QUESTION = "How many beeps do you hear?"
+PITCH_QUESTION = "Is the tone high or low?"
+
+SPEECH_RATE, SPEECH_RECORDS = 16000, 12
+SPEECH_WORD_S, SPEECH_PAUSE_S = 0.18, 0.07
+SPEECH_WORDS = ("the", "cat", "dog", "sees", "a", "red", "ball", "runs", "home", "now", "we", "play",
+                "today", "good", "morning", "friend")
+# One pitch per word from a pentatonic scale over two octaves, so neighbouring words differ audibly.
+SPEECH_PITCHES = [220.0 * 2 ** (step / 12) for step in (0, 2, 4, 7, 9, 12, 14, 16, 19, 21, 24, 26, 28, 31, 33, 36)]
+
+
+def _beeps(rate: int, seconds: float, starts: list[float], length_s: float, hz: float,
+           amplitude: float) -> np.ndarray:
+    """Silence with sine beeps at `starts`; 5 ms ramps keep the edges from clicking."""
+    samples = np.zeros(round(seconds * rate), dtype=np.float64)
+    length = round(length_s * rate)
+    ramp = min(round(0.005 * rate), length // 2)
+    rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+    envelope = np.ones(length)
+    envelope[:ramp], envelope[-ramp:] = rise, rise[::-1]
+    tone = amplitude * envelope * np.sin(2 * np.pi * hz * np.arange(length) / rate)
+    for start in starts:
+        first = round(start * rate)
+        samples[first:first + length] += tone
+    return samples.astype(np.float32)
+
+
+def _distinct(rng: np.random.Generator, draw: Callable[[np.random.Generator], tuple], count: int,
+              seen: set[tuple]) -> list[tuple]:
+    """`count` draws that repeat nothing in `seen` (which they join), so held-out items are new."""
+    items: list[tuple] = []
+    while len(items) < count:
+        item = draw(rng)
+        if item not in seen:
+            seen.add(item)
+            items.append(item)
+    return items
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+def _draw_shape(rng: np.random.Generator) -> tuple:
+    size = int(rng.integers(10, 21))
+    half = IMAGE_SIZE // 2
+    return (
+        str(rng.choice(list(COLOURS))),
+        str(rng.choice(["square", "circle"])),
+        str(rng.choice(SIDES)),
+        size,
+        int(rng.integers(2, half - 2 - size + 1)),  # left edge inside the half
+        int(rng.integers(2, IMAGE_SIZE - 2 - size + 1)),  # top edge
+    )
+
+
+def _shape_pixels(colour: str, shape: str, side: str, size: int, left: int, top: int) -> np.ndarray:
+    pixels = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    left += IMAGE_SIZE // 2 if side == "right" else 0
+    box = pixels[top:top + size, left:left + size]
+    if shape == "square":
+        box[:] = COLOURS[colour]
+    else:
+        centre = (size - 1) / 2
+        y, x = np.mgrid[0:size, 0:size]
+        box[(y - centre) ** 2 + (x - centre) ** 2 <= (size / 2) ** 2] = COLOURS[colour]
+    return pixels
+
+
+def _write_images(folder: Path, rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+    from PIL import Image
+
+    (folder / "images").mkdir()
+    seen: set[tuple] = set()
+    splits = {"train": _distinct(rng, _draw_shape, TRAIN_IMAGES, seen),
+              "heldout": _distinct(rng, _draw_shape, HELDOUT_IMAGES, seen)}
+    records: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for split, shapes in splits.items():
+        records[split] = []
+        for colour, shape, side, size, left, top in shapes:
+            name = f"shape{number:04d}"
+            Image.fromarray(_shape_pixels(colour, shape, side, size, left, top)).save(folder / "images" / f"{name}.png")
+            question, answer = (COLOUR_QUESTION, colour) if rng.random() < 0.5 else (SIDE_QUESTION, side)
+            records[split].append({
+                "id": name,
+                "image": f"images/{name}.png",
+                "conversations": [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}],
+            })
+            number += 1
+    return records
+
+
+# --- videos ---------------------------------------------------------------------------------------
+
+def _draw_video(rng: np.random.Generator) -> tuple:
+    size = int(rng.integers(10, 15))
+    return (
+        str(rng.choice(list(COLOURS))),
+        str(rng.choice(SIDES)),  # the direction the square moves to
+        int(rng.integers(1, 4)),  # beeps
+        size,
+        int(rng.integers(2, IMAGE_SIZE - 2 - size + 1)),  # top edge
+    )
+
+
+def _video_frames(colour: str, direction: str, size: int, top: int) -> list[np.ndarray]:
+    lefts = np.linspace(2, IMAGE_SIZE - 2 - size, VIDEO_FRAMES).round().astype(int)
+    frames = []
+    for left in lefts if direction == "right" else lefts[::-1]:
+        pixels = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        pixels[top:top + size, left:left + size] = COLOURS[colour]
+        frames.append(pixels)
+    return frames
+
+
+def _write_mp4(path: Path, frames: list[np.ndarray], sound: np.ndarray) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=VIDEO_FPS)
+        video.width = video.height = IMAGE_SIZE
+        video.pix_fmt = "yuv420p"
+        video.bit_rate = 200_000
+        video.codec_context.thread_count = 1  # slice threads would make the bytes depend on the core count
+        # FFmpeg's AAC encoder dominates the build time; its fast coder halves it and beeps lose nothing.
+        audio = container.add_stream("aac", rate=VIDEO_AUDIO_RATE, layout="mono", options={"aac_coder": "fast"})
+        audio.bit_rate = 24_000
+        for pixels in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(video.encode(None))
+        track = av.AudioFrame.from_ndarray(sound[None], format="fltp", layout="mono")
+        track.sample_rate = VIDEO_AUDIO_RATE
+        container.mux(audio.encode(track))
+        container.mux(audio.encode(None))
+
+
+def _count_phrase(beeps: int) -> str:
+    return f"{NUMBER_WORDS[beeps - 1]} beep{'s' if beeps > 1 else ''}"
+
+
+def _write_videos(folder: Path, rng: np.random.Generator) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Videos and both record sets that use them: captions (MSR-VTT) and direction + beeps (omni)."""
+    (folder / "videos").mkdir()
+    seen: set[tuple] = set()
+    splits = {"train": _distinct(rng, _draw_video, TRAIN_VIDEOS, seen),
+              "heldout": _distinct(rng, _draw_video, HELDOUT_VIDEOS, seen)}
+    captions: dict[str, list[dict[str, Any]]] = {}
+    omni: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for split, videos in splits.items():
+        captions[split], omni[split] = [], []
+        for colour, direction, beeps, size, top in videos:
+            video_id = f"video{number}"
+            starts = [0.1 + 0.6 * beep + float(rng.uniform(0, 0.1)) for beep in range(beeps)]
+            sound = _beeps(VIDEO_AUDIO_RATE, VIDEO_FRAMES / VIDEO_FPS, starts, VIDEO_BEEP_S, VIDEO_BEEP_HZ, 0.5)
+            _write_mp4(folder / "videos" / f"{video_id}.mp4", _video_frames(colour, direction, size, top), sound)
+            relative = f"videos/{video_id}.mp4"
+            captions[split].append({"video_id": video_id, "video": relative,
+                                    "caption": f"a {colour} square moves to the {direction}", "sen_id": number})
+            omni[split].append({
+                "messages": [{"role": "user", "content": f"<video>{OMNI_QUESTION}"},
+                             {"role": "assistant", "content": f"{direction}, {_count_phrase(beeps)}"}],
+                "videos": [relative],
+            })
+            number += 1
+    return {"video_caption": captions, "omni": omni}
+
+
+# --- audio clips ----------------------------------------------------------------------------------
+
+def _draw_clip(rng: np.random.Generator) -> tuple:
+    beeps = int(rng.integers(1, 5))
+    return (
+        beeps,
+        str(rng.choice(list(PITCHES))),
+        int(rng.integers(3, 7)),  # amplitude in tenths
+        tuple(int(rng.integers(0, 21)) for _ in range(beeps)),  # each beep's delay in ms
+    )
+
+
+def _write_clips(folder: Path, rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+    import soundfile
+
+    (folder / "audio").mkdir()
+    seen: set[tuple] = set()
+    splits = {"train": _distinct(rng, _draw_clip, TRAIN_CLIPS, seen),
+              "heldout": _distinct(rng, _draw_clip, HELDOUT_CLIPS, seen)}
+    records: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for split, clips in splits.items():
+        records[split] = []
+        for beeps, pitch, tenths, delays_ms in clips:
+            # beeps every 0.24 s from 0.04 s: four fit in the second, with at least 0.12 s between them
+            starts = [0.04 + 0.24 * beep + delay / 1000 for beep, delay in enumerate(delays_ms)]
+            sound = _beeps(CLIP_RATE, CLIP_SECONDS, starts, CLIP_BEEP_S, PITCHES[pitch], tenths / 10)
+            relative = f"audio/a{number:03d}.wav"
+            soundfile.write(folder / relative, sound, CLIP_RATE, subtype="PCM_16")
+            asks_count = rng.random() < 0.5
+            question, answer = (COUNT_QUESTION, NUMBER_WORDS[beeps - 1]) if asks_count else (PITCH_QUESTION, pitch)
+            records[split].append({
+                "conversations": [{"from": "human", "value": f"<audio>{question}"}, {"from": "gpt", "value": answer}],
+                "audios": [relative],
+            })
+            number += 1
+    return records
+
+
+# --- tone "speech" --------------------------------------------------------------------------------
+
+def _tone_speech(words: list[str], speakers: list[str]) -> np.ndarray:
+    """One tone per word (pitch fixed by the word); S2 an octave lower with its second harmonic."""
+    second_turn = (len(words) + 1) // 2 if len(speakers) == 2 else len(words)
+    length, pause = round(SPEECH_WORD_S * SPEECH_RATE), round(SPEECH_PAUSE_S * SPEECH_RATE)
+    t = np.arange(length) / SPEECH_RATE
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01))
+    pieces = [np.zeros(pause)]
+    for index, word in enumerate(words):
+        hz = SPEECH_PITCHES[SPEECH_WORDS.index(word)]
+        if index >= second_turn:  # S2 speaks the second half
+            hz /= 2
+            tone = 0.3 * np.sin(2 * np.pi * hz * t) + 0.15 * np.sin(4 * np.pi * hz * t)
+        else:
+            tone = 0.4 * np.sin(2 * np.pi * hz * t)
+        pieces += [ramp * tone, np.zeros(pause)]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def _write_speech(folder: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
+    import soundfile
+
+    (folder / "speech").mkdir()
+    records = []
+    for number in range(SPEECH_RECORDS):
+        words = [str(word) for word in rng.choice(SPEECH_WORDS, size=int(rng.integers(3, 7)))]
+        speakers = ["S1", "S2"] if number % 3 == 2 else ["S1"]
+        relative = f"speech/s{number:03d}.wav"
+        soundfile.write(folder / relative, _tone_speech(words, speakers), SPEECH_RATE, subtype="PCM_16")
+        records.append({"audio": relative, "transcript": " ".join(words), "speakers": speakers})
+    return records
+
+
+# --- the folder -----------------------------------------------------------------------------------
+
+def _write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """A JSON list for `.json` (as LLaVA-Instruct ships), one object per line for `.jsonl`."""
+    if path.suffix == ".json":
+        text = json.dumps(records, indent=1, ensure_ascii=False) + "\n"
+    else:
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    path.write_text(text, encoding="utf-8")
+
+
+def _fingerprint() -> str:
+    """Builder, seed, and the libraries that draw and encode the files (another version may write other bytes)."""
+    libraries = " ".join(f"{name} {metadata.version(name)}" for name in FINGERPRINT_LIBRARIES)
+    return hashlib.sha256(f"builder {BUILDER_VERSION} seed {SEED} {libraries}".encode()).hexdigest()
+
+
+def _write_folder(folder: Path) -> None:
+    # One generator per part, so adding records to one part leaves the others' files unchanged.
+    images, videos, clips, speech = (np.random.default_rng([SEED, part]) for part in range(4))
+    files = {f"vision_qa_{split}.json": records for split, records in _write_images(folder, images).items()}
+    for stem, splits in (*_write_videos(folder, videos).items(), ("audio_qa", _write_clips(folder, clips))):
+        files.update({f"{stem}_{split}.jsonl": records for split, records in splits.items()})
+    files["speech_transcript.jsonl"] = _write_speech(folder, speech)
+    for name, records in files.items():
+        _write_records(folder / name, records)
+    stamp = {
+        "name": MEDIA_DATA_NAME,
+        "builder_version": BUILDER_VERSION,
+        "fingerprint": _fingerprint(),
+        "seed": SEED,
+        "records": {name: len(records) for name, records in sorted(files.items())},
+    }
+    (folder / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+
+
+def read_stamp(folder: Path) -> dict[str, Any] | None:
+    """The build record of a media-data folder, or None when the folder is not a (complete) build."""
+    try:
+        return json.loads((Path(folder) / STAMP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_media_data(out_dir: Path) -> Path:
+    """Generate the data set into `out_dir`; the folder appears complete or not at all."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
+        raise FileExistsError(f"{out_dir} already exists and is not a {MEDIA_DATA_NAME} build; "
+                              "choose an empty or new folder.")
+    with atomic_folder(out_dir) as staging:
+        _write_folder(staging)
+    return out_dir
+
+
+@contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _is_current(folder: Path, fingerprint: str) -> bool:
+    stamp = read_stamp(folder)
+    return stamp is not None and stamp.get("fingerprint") == fingerprint
+
+
+def ensure_media_data() -> Path:
+    """The cached data set, built on first use and rebuilt when its builder or libraries changed."""
+    folder = cache_dir() / "data" / MEDIA_DATA_NAME
+    fingerprint = _fingerprint()
+    if _is_current(folder, fingerprint):
+        return folder
+    with _build_lock(folder):
+        if not _is_current(folder, fingerprint):  # another process may have built it while we waited
+            build_media_data(folder)
+    return folder
