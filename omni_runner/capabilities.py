@@ -10,6 +10,7 @@ data pipeline all read the same table. No heavy imports here: `omni-run capabili
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Canonical modality names; every other module spells them exactly like this.
 MODALITIES: tuple[str, ...] = (
@@ -216,22 +217,20 @@ CATEGORIES: tuple[str, ...] = ("text", "audio", "vision", "omni", "generation")
 PROVIDERS: dict[str, Provider] = {
     "text_in": Provider("base_model", "a language model as the base model"),
     "text_out": Provider("base_model", "a language model as the base model"),
-    "image_in": Provider(
-        "encoders.vision", "a vision encoder (e.g. SigLIP2, kind: siglip2) or a base model with a vision tower"
-    ),
-    "video_in": Provider(
-        "encoders.vision",
-        "a vision encoder (video is read as sampled frames) or a base model with a vision tower",
-    ),
-    "audio_in": Provider(
-        "encoders.audio", "an audio encoder (e.g. Whisper, kind: whisper) or a base model with an audio tower"
-    ),
+    "image_in": Provider("base_model", "a base model with its own vision tower (Qwen2.5-Omni)"),
+    "video_in": Provider("base_model", "a base model with its own vision tower (Qwen2.5-Omni; video is read as sampled frames)"),
+    "audio_in": Provider("base_model", "a base model with its own audio tower (Qwen2.5-Omni)"),
     "audio_out": Provider(
         "decoders.speech", "a speech decoder: the talker of a Qwen2.5-Omni base model (kind: talker)"
     ),
     "image_out": Provider("decoders.image", "an image decoder: a diffusers SD3 pipeline (kind: sd3)"),
     "video_out": Provider("decoders.video", "a video decoder: a diffusers SVD pipeline (kind: svd)"),
 }
+
+
+def enabled_capabilities(data: dict[str, Any]) -> list[str]:
+    """The capabilities a recipe's data trains: every one listed, unless `enabled: false`."""
+    return [name for name, spec in (data.get("capabilities") or {}).items() if (spec or {}).get("enabled", True)]
 
 
 def capability_names() -> tuple[str, ...]:

@@ -54,7 +54,8 @@ def _registry_table(rows: list[dict]) -> str:
 
 def _with_recipe(args: argparse.Namespace) -> int:
     from omni_runner.capabilities import PROVIDERS
-    from omni_runner.plan.gate import capability_statuses, enabled_capabilities, modality_sources
+    from omni_runner.capabilities import enabled_capabilities
+    from omni_runner.plan.gate import capability_statuses, modality_sources
     from omni_runner.plan.models import resolve_models
     from omni_runner.recipe import RecipeError, load_recipe
     from omni_runner.recipe.errors import ERROR

@@ -13,7 +13,7 @@ from omni_runner.recipe import Diagnostic, RecipeError, load_recipe
 from omni_runner.recipe.errors import ERROR, WARNING
 from omni_runner.recipe.options import add_recipe_options
 
-HELP = "Check recipes against the schema; report every problem with file:line:col and a hint."
+HELP = "Check recipes against the schema and the planner; report every problem with file:line:col and a hint."
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -42,24 +42,29 @@ def _check(path: str, overrides: list[str], capabilities: list[str] | None) -> t
         recipe = load_recipe(path, overrides=overrides, capabilities=capabilities)
     except RecipeError as exc:
         return path, False, exc.diagnostics
-    blocked = gate_diagnostics(recipe)
-    return path, not blocked, [*blocked, *recipe.warnings]
+    refused = plan_refusals(recipe)
+    return path, not refused, [*refused, *recipe.warnings]
 
 
-def gate_diagnostics(recipe) -> list[Diagnostic]:
-    """Capabilities the recipe's models cannot serve, each at the line that asks for it.
+def plan_refusals(recipe) -> list[Diagnostic]:
+    """Everything `omni-run plan` (and so a run) would refuse, each at its line: blocked capabilities,
+    parts the trainer does not train (omni_runner/plan/support.py), groups without a gradient, memory.
 
     Models are read from their config files or the known-architecture table (no weights, no torch). A
     model that cannot be resolved at all is left to `omni-run plan`, which says why; here, without
     weights on the machine (CI), that must not turn a missing-path warning into an error.
     """
-    from omni_runner.plan.gate import blocked_diagnostics, modality_sources
+    from omni_runner.plan import compile_plan
     from omni_runner.plan.models import resolve_models
 
     models, problems = resolve_models(recipe)
     if "base_model" not in models or any(d.severity == ERROR for d in problems):
         return []
-    return blocked_diagnostics(recipe, modality_sources(models))
+    try:
+        compile_plan(recipe)
+    except RecipeError as refused:
+        return [d for d in refused.diagnostics if d.severity == ERROR]
+    return []
 
 
 def _counts(results: list[tuple[str, bool, list[Diagnostic]]]) -> tuple[int, int]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
 from omni_runner.plan.architectures import group_size
 from omni_runner.plan.fit import Fit, Precision, Shape, fit_stage, native_generation_shape
 from omni_runner.plan.memory import Adapters
-from omni_runner.plan.gate import blocked_diagnostics, enabled_capabilities, modality_sources
+from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
-from omni_runner.plan.modules import StageModules, default_train_groups, stage_modules
+from omni_runner.plan.modules import DEFAULT_TRAIN, StageModules, feeds, stage_modules, tower_inputs
+from omni_runner.plan.support import UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, unsupported_diagnostics
 from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
 DEFAULT_STAGE = "train"
@@ -32,6 +34,7 @@ class StagePlan:
     modules: StageModules
     fit: Fit
     mixture: dict[str, Any]
+    decisions: list[dict[str, str]]  # what the plan decided for this stage and why: scope first, then fitting
 
     def to_json(self) -> dict[str, Any]:
         shape = self.fit.shape
@@ -49,7 +52,7 @@ class StagePlan:
             "seq_len": shape.seq_len,
             "gradient_checkpointing": shape.checkpointing,
             "memory": self.fit.estimate.to_json(),
-            "decisions": self.fit.decisions,
+            "decisions": self.decisions,
             "mixture": self.mixture,
         }
         if shape.generation:
@@ -87,7 +90,7 @@ def compile_plan(recipe: Any) -> Plan:
     if "base_model" not in models:
         raise RecipeError(diagnostics)
     sources = modality_sources(models)
-    diagnostics += blocked_diagnostics(recipe, sources) + _model_checks(recipe, models, sources)
+    diagnostics += blocked_diagnostics(recipe, sources) + _model_checks(recipe, models, sources) + unsupported_diagnostics(recipe, models)
     _raise_on_errors(diagnostics)
 
     training = data.get("training") or {}
@@ -96,7 +99,8 @@ def compile_plan(recipe: Any) -> Plan:
     precision = _precision(data, models["base_model"])
     stage_specs = _stage_specs(data, recipe, diagnostics)
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
-    stages = [_compile_stage(spec, models, sources, training, precision, vram_gb, recipe, diagnostics) for spec in stage_specs]
+    adapted = frozenset(group for stage in data.get("stages") or () for group in stage.get("train") or DEFAULT_TRAIN)
+    stages = [_compile_stage(spec, models, sources, precision, vram_gb, recipe, diagnostics, adapted) for spec in stage_specs]
     _raise_on_errors(diagnostics)
     diagnostics += _estimate_notes(recipe)
     return Plan(
@@ -137,17 +141,7 @@ def _estimate_notes(recipe: Any) -> list[Diagnostic]:
     if (recipe.data.get("hardware") or {}).get("device") == "cpu":
         notes.append(warning("device cpu: the estimate is host memory and vram_gb is not enforced",
                              recipe.location(("hardware", "device")), "hardware.device"))
-    if (recipe.data.get("distributed") or {}).get("strategy") in ("fsdp", "deepspeed"):
-        notes.append(warning("the estimate assumes a full replica per device; sharding (FSDP/ZeRO) lowers it",
-                             recipe.location(("distributed", "strategy")), "distributed.strategy"))
     return notes
-
-
-def _trains(group: str, module: str) -> bool:
-    """Whether trainable `module` (e.g. `thinker.lora`, `query_tokens.image`) belongs to `group` of stages[].train."""
-    if group == "thinker":
-        return module.split(".")[0] in ("thinker", "language_model")
-    return module == group or module.startswith(group + ".")
 
 
 def _where(recipe: Any, path: tuple[str, ...]) -> Location:
@@ -208,8 +202,10 @@ def _total_steps(training: dict[str, Any], specs: list[dict[str, Any]], diagnost
     budget = training.get("max_steps")
     open_stages = [s for s in specs if not s.get("max_steps")]
     if budget is None and open_stages:
-        diagnostics.append(warning("training.epochs: the number of steps depends on the data set sizes and is fixed when the data is read",
-                                   recipe.location(("training", "epochs")), "training.epochs"))
+        names = ", ".join(repr(s["name"]) for s in open_stages)
+        diagnostics.append(error(f"no step count for stage {names}: the trainer runs a fixed number of optimizer steps",
+                                 _where(recipe, ("training", "max_steps")), "training.max_steps",
+                                 "set training.max_steps, or max_steps on every stage"))
         return None
     share, remainder = divmod(int(budget or 0), max(len(open_stages), 1))
     for position, spec in enumerate(open_stages):
@@ -221,22 +217,17 @@ def _compile_stage(
     spec: dict[str, Any],
     models: dict[str, PlannedModel],
     sources: dict[str, str],
-    training: dict[str, Any],
     precision: Precision,
     vram_gb: float,
     recipe: Any,
     diagnostics: list[Diagnostic],
+    adapted: frozenset[str],
 ) -> StagePlan | None:
     capabilities = spec["capabilities"]
-    train = list(spec.get("train") or default_train_groups(capabilities, sources))
-    modules = stage_modules(capabilities, train, models, sources, training)
-    idle = [group for group in train if not any(_trains(group, m.module) for m in modules.trainable)]
-    if idle:
-        diagnostics.append(warning(
-            f"stage {spec['name']!r} lists {', '.join(idle)} under train, but none of its capabilities uses "
-            f"{'it' if len(idle) == 1 else 'them'} with this recipe's models, so nothing trains there",
-            recipe.location(("stages", spec["index"], "train")), f"stages[{spec['index']}].train",
-        ))
+    training = recipe.data.get("training") or {}
+    train = list(spec.get("train") or DEFAULT_TRAIN)
+    diagnostics.extend(_gradient_problems(spec, train, sources, recipe))
+    modules = stage_modules(capabilities, train, models, sources, recipe.data, adapted)
     policy = training.get("gradient_checkpointing", "auto")
     shape = Shape(
         micro_batch=int(training.get("micro_batch", 1)),
@@ -246,6 +237,7 @@ def _compile_stage(
         generation=native_generation_shape(modules),
     )
     fit = fit_stage(modules, shape, precision, vram_gb, policy)
+    scope = _scope_decisions(capabilities)
     if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
         need = fit.estimate.total / 1024**3
         diagnostics.append(error(
@@ -267,4 +259,46 @@ def _compile_stage(
         modules=modules,
         fit=fit,
         mixture=stage_mixture(recipe.data, capabilities, steps * global_batch),
+        decisions=scope + fit.decisions,
     )
+
+
+def _gradient_problems(spec: dict[str, Any], train: list[str], sources: dict[str, str], recipe: Any) -> list[Diagnostic]:
+    """Every group a stage trains must get a gradient from its data, and every sample must reach a trained
+    group: otherwise a step (or a micro-batch of only such samples) has a loss with no gradient, and
+    backward stops the run ("element 0 of tensors does not require grad")."""
+    name, capabilities = spec["name"], spec["capabilities"]
+    unfed = [
+        (f"stage {name!r} trains {group}, but none of its capabilities ({', '.join(capabilities)}) feeds it, so it would get no gradient",
+         f"remove {group} from train, or add to the stage {_feeders(group)}")
+        for group in train if not any(feeds(c, group, sources, recipe.data) for c in capabilities)
+    ]
+    unreaching = [
+        (f"stage {name!r} trains only {', '.join(train)}, which samples of {capability!r} never reach: a micro-batch of them would have no gradient",
+         f"add thinker to train, or train {capability!r} in a stage of its own")
+        for capability in capabilities if not any(feeds(capability, group, sources, recipe.data) for group in train)
+    ]
+    where = _where(recipe, ("stages", spec["index"], "train"))
+    return [error(message, where, f"stages[{spec['index']}].train", hint) for message, hint in unfed + unreaching]
+
+
+def _feeders(group: str) -> str:
+    """The data that would feed a tower group, for hints."""
+    if group == "thinker":
+        return "any capability with a text reply"
+    inputs = set(tower_inputs(group))
+    names = [c.name for c in CAPABILITIES.values() if c.requires & inputs and c.name not in UNTRAINED_CAPABILITIES]
+    text = f"a capability with {' or '.join(sorted(inputs))} ({', '.join(names)})"
+    if "audio_in" in inputs:
+        text += ", or video-understanding with `use_audio_in_video: true` on its data sets"
+    return text
+
+
+def _scope_decisions(capabilities: list[str]) -> list[dict[str, str]]:
+    """What the stage leaves out of its capabilities because the trainer does not train it (support.py)."""
+    decisions = []
+    for output, why in UNTRAINED_OUTPUTS.items():
+        asking = [c for c in capabilities if c in CAPABILITIES and output in CAPABILITIES[c].requires]
+        if asking:
+            decisions.append({"what": f"{output} not trained ({', '.join(asking)})", "why": why})
+    return decisions

@@ -73,8 +73,6 @@ def _activations(modules: StageModules, shape: Shape, precision: Precision, dtyp
     total = _stack(lm, tokens, shape.checkpointing, lm_adapters, dtype_bytes)
     if modules.lm_loss:
         total += tokens * lm["vocab_size"] * memory.LOGIT_BYTES_PER_ENTRY
-    if modules.talker:
-        total += _stack(modules.talker, tokens, shape.checkpointing, memory.FROZEN, dtype_bytes)
     for tower in modules.trained_towers:
         total += _stack(_as_stack(tower), tokens, shape.checkpointing, memory.Adapters(full=True), dtype_bytes)
     for tower in modules.towers:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, MODALITIES, describe_missing
+from omni_runner.capabilities import CAPABILITIES, MODALITIES, describe_missing, enabled_capabilities
 from omni_runner.plan.models import PlannedModel
+from omni_runner.plan.support import UNTRAINED_CAPABILITIES
 from omni_runner.recipe.errors import Diagnostic, error
 
 _INPUTS = frozenset({"image_in", "video_in", "audio_in"})
@@ -70,18 +71,14 @@ def capability_statuses(sources: dict[str, str]) -> list[CapabilityStatus]:
     ]
 
 
-def enabled_capabilities(data: dict[str, Any]) -> list[str]:
-    return [name for name, spec in (data.get("capabilities") or {}).items() if (spec or {}).get("enabled", True)]
-
-
 def blocked_diagnostics(recipe: Any, sources: dict[str, str]) -> list[Diagnostic]:
     """One error per enabled capability whose gate fails, at the line that asks for it."""
     available = frozenset(sources)
     problems = []
     for name in enabled_capabilities(recipe.data):
         capability = CAPABILITIES.get(name)
-        if capability is None:
-            continue  # the loader already reported the unknown name
+        if capability is None or name in UNTRAINED_CAPABILITIES:
+            continue  # the loader reported an unknown name; support.py refuses an untrained one
         missing = capability.missing(available)
         if missing:
             problems.append(

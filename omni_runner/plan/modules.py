@@ -1,8 +1,12 @@
 """Module groups of one stage: what trains (and how many parameters that is), what stays frozen, what is resident.
 
-The groups are the names the recipe's `stages[].train` uses. LoRA parameters follow from the
-adapted projections' shapes: r x (in + out) per adapted linear layer. Projectors map encoder
-widths into the language model, or the language model into a decoder's conditioning width.
+The groups are the names the recipe's `stages[].train` uses, and they split the model the way
+omni_runner/models/load.py does: `thinker` is the language model (LoRA or full, per
+training.method); `vision_tower` and `audio_tower` are the base model's towers (LoRA on every
+linear layer, or full); `vision_merger` (`visual.merger`) and `audio_projection` (`audio_tower.ln_post`
++ `proj`) sit inside those towers and always train fully. LoRA parameters follow from the adapted
+layers' shapes: r x (in + out) per adapted linear layer. Projectors map encoder widths into the
+language model, or the language model into a decoder's conditioning width.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES
+from omni_runner.capabilities import CAPABILITIES, LOSS_DENOISING
 from omni_runner.param_count import projection_shapes
 from omni_runner.plan.models import PlannedModel
 
 _ENCODER_PROJECTORS = {"encoders.vision": "vision_projector", "encoders.audio": "audio_projector", "encoders.asr": "audio_projector"}
 _DECODER_PROJECTORS = {"image_out": ("decoders.image", "image_projector"), "video_out": ("decoders.video", "video_projector")}
-_BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",), "talker": ("audio_out",)}
+# The base model's towers and the inputs that go through them.
+_BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",)}
+# Groups that are one fully trained piece of a tower: group -> (tower, the tower component's key for it).
+_TOWER_PIECES = {"vision_merger": ("vision_tower", "merger"), "audio_projection": ("audio_tower", "projection")}
+DEFAULT_TRAIN = ("thinker",)  # what a stage without `train:` trains, as the loader does
 # Diffusers parts the planner never loads during training, and why.
 _UNUSED_DECODER_PARTS = {
     "vae": "latents are pre-computed and cached",
@@ -50,7 +58,6 @@ class StageModules:
     trainable: list[ModuleGroup] = field(default_factory=list)
     frozen: list[ModuleGroup] = field(default_factory=list)
     language_model: dict[str, Any] = field(default_factory=dict)
-    talker: dict[str, Any] | None = None  # dims when speech loss back-propagates through it
     towers: list[dict[str, Any]] = field(default_factory=list)  # frozen encoders: forward-only, no saved activations
     trained_towers: list[dict[str, Any]] = field(default_factory=list)  # keep activations for backward
     denoisers: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> denoiser component
@@ -75,17 +82,27 @@ def needed_modalities(capabilities: list[str]) -> frozenset[str]:
     return frozenset().union(*(CAPABILITIES[c].requires for c in capabilities if c in CAPABILITIES))
 
 
-def default_train_groups(capabilities: list[str], sources: dict[str, str]) -> list[str]:
-    """What trains when a stage does not say: the thinker, plus the projectors its capabilities need."""
-    needed = needed_modalities(capabilities)
-    groups = ["thinker"]
-    for modality in sorted(needed):
-        slot = sources.get(modality, "")
-        if slot in _ENCODER_PROJECTORS and _ENCODER_PROJECTORS[slot] not in groups:
-            groups.append(_ENCODER_PROJECTORS[slot])
-        if modality in _DECODER_PROJECTORS:
-            groups += [_DECODER_PROJECTORS[modality][1], "query_tokens"]
-    return list(dict.fromkeys(groups))
+def capability_inputs(capability: str, data: dict[str, Any]) -> frozenset[str]:
+    """The modalities a capability's samples carry: its gate's, plus the audio track of its videos when
+    one of its data sets sets `use_audio_in_video` (that audio goes through the audio tower)."""
+    requires = CAPABILITIES[capability].requires
+    datasets = data.get("datasets") or {}
+    names = ((data.get("capabilities") or {}).get(capability) or {}).get("datasets") or ()
+    with_audio = "video_in" in requires and any((datasets.get(name) or {}).get("use_audio_in_video") for name in names)
+    return requires | {"audio_in"} if with_audio else requires
+
+
+def tower_inputs(group: str) -> tuple[str, ...]:
+    """The input modalities whose samples reach a tower group (the tower itself or a piece of it)."""
+    return _BASE_TOWERS[_TOWER_PIECES[group][0] if group in _TOWER_PIECES else group]
+
+
+def feeds(capability: str, group: str, sources: dict[str, str], data: dict[str, Any]) -> bool:
+    """Whether samples of `capability` reach `group`, so that the stage's loss has a gradient there."""
+    if group == "thinker":
+        return CAPABILITIES[capability].loss_on != LOSS_DENOISING
+    inputs = capability_inputs(capability, data)
+    return any(m in inputs and sources.get(m) == "base_model" for m in tower_inputs(group))
 
 
 def stage_modules(
@@ -93,37 +110,40 @@ def stage_modules(
     train: list[str],
     models: dict[str, PlannedModel],
     sources: dict[str, str],
-    training: dict[str, Any],
+    data: dict[str, Any],
+    adapted: frozenset[str] = frozenset(),
 ) -> StageModules:
-    """Split every model part into trainable and frozen groups for one stage."""
-    needed = needed_modalities(capabilities)
+    """Split every model part into trainable and frozen groups for one stage.
+
+    `adapted` is every group any stage trains: with LoRA the loader puts adapters in all of them at
+    once, so a fully trained merger or projection also trains the adapters a tower stage left in it.
+    """
+    training = data.get("training") or {}
+    inputs = frozenset().union(*(capability_inputs(c, data) for c in capabilities if c in CAPABILITIES))
+    needed = needed_modalities(capabilities) | inputs
     base = models["base_model"].detection
     lm_key = "thinker" if "thinker" in base.components else "language_model"
     lm = base.components[lm_key]
     lora = training.get("lora") or {}
-    out = StageModules(language_model=lm, lm_loss=any(CAPABILITIES[c].loss_on != "denoising" for c in capabilities if c in CAPABILITIES))
+    r = int(lora.get("r", 16))
+    full = training.get("method", "lora") == "full"
+    out = StageModules(language_model=lm, lm_loss=any(CAPABILITIES[c].loss_on != LOSS_DENOISING for c in capabilities if c in CAPABILITIES))
 
     out.thinker_trains = "thinker" in train
-    if "thinker" in train and training.get("method", "lora") == "full":
+    if "thinker" in train and full:
         out.trainable.append(ModuleGroup(lm_key, lm["parameters"], "full fine-tuning"))
     else:
         out.frozen.append(ModuleGroup(lm_key, lm["parameters"], quantization=base.quantization))
         if "thinker" in train:
-            r, targets = int(lora.get("r", 16)), list(lora.get("target_modules") or [])
+            targets = list(lora.get("target_modules") or [])
             out.trainable.append(ModuleGroup(f"{lm_key}.lora", lora_parameters(lm, r, targets), f"LoRA r={r} on {', '.join(targets)}", added=True))
 
     for part, modalities in _BASE_TOWERS.items():
-        if part not in base.components:
-            continue
-        used = any(m in needed and sources.get(m) == "base_model" for m in modalities)
-        group = ModuleGroup(part, base.components[part]["parameters"], resident=used or part in train)
-        (out.trainable if part in train else out.frozen).append(group)
-        if part == "talker" and group.resident:
-            out.talker = base.components[part]
-        elif part in train:
-            out.trained_towers.append(base.components[part])
-        elif group.resident:
-            out.towers.append(base.components[part])
+        if part in base.components:
+            used = any(m in needed and sources.get(m) == "base_model" for m in modalities)
+            _plan_tower(out, part, base.components[part], train, used, r if not full else None, adapted)
+    if "talker" in base.components:
+        out.frozen.append(ModuleGroup("talker", base.components["talker"]["parameters"], "speaks at evaluation and chat only", resident=False))
     if "token2wav" in base.components:
         out.frozen.append(ModuleGroup("token2wav", base.components["token2wav"]["parameters"], "renders speech at evaluation only", resident=False))
 
@@ -163,3 +183,28 @@ def stage_modules(
         if "query_tokens" in train:
             out.trainable.append(ModuleGroup(f"query_tokens.{modality.removesuffix('_out')}", queries * lm_width, f"{queries} learnable queries", added=True))
     return out
+
+
+def _plan_tower(out: StageModules, part: str, tower: dict[str, Any], train: list[str], used: bool, lora_r: int | None, adapted: frozenset[str]) -> None:
+    """A base-model tower: whole (LoRA on every linear layer, or full), and its fully trained piece.
+
+    The tower's count includes its piece, so a piece that trains is taken out of the frozen tower;
+    with full training the whole tower already holds it. `lora_r` is None for full training.
+    """
+    group, key = next((g, k) for g, (t, k) in _TOWER_PIECES.items() if t == part)
+    piece = tower.get(key) or {"parameters": 0, "lora_widths": 0}
+    whole, alone = part in train, group in train and not (part in train and lora_r is None)
+    if whole and lora_r is None:
+        out.trainable.append(ModuleGroup(part, tower["parameters"], "full fine-tuning"))
+    else:
+        out.frozen.append(ModuleGroup(part, tower["parameters"] - (piece["parameters"] if alone else 0), resident=used or whole or alone))
+    if whole and lora_r is not None:
+        out.trainable.append(ModuleGroup(f"{part}.lora", lora_r * tower["lora_widths"], f"LoRA r={lora_r} on every linear layer", added=True))
+    if alone:
+        out.trainable.append(ModuleGroup(group, piece["parameters"], "trained fully"))
+        if lora_r is not None and part in adapted and not whole:
+            out.trainable.append(ModuleGroup(f"{group}.lora", lora_r * piece["lora_widths"], f"the LoRA adapters in it (another stage trains {part})", added=True))
+    if whole:
+        out.trained_towers.append(tower)
+    elif used or alone:
+        out.towers.append(tower)

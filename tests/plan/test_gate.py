@@ -1,4 +1,8 @@
-"""Capabilities are gated on modalities: a blocked one is an error at the line that asks for it."""
+"""Capabilities are gated on modalities: a blocked one is an error at the line that asks for it.
+
+The text and audio bases here are not Qwen2.5-Omni, so the planner also refuses them as base models
+(the trainer loads Omni only); these tests look at the capability gates alone.
+"""
 
 from __future__ import annotations
 
@@ -25,20 +29,33 @@ TEXT_BASE = textwrap.dedent("""
 """)
 # The bf16 7B base needs a large card; these tests are about gates, not memory.
 TEXT_BASE = TEXT_BASE.replace("datasets:\n", "hardware: {vram_gb: 80}\ndatasets:\n", 1)
+OMNI_BASE = TEXT_BASE.replace("qwen2.5-7b-instruct", "qwen2.5-omni-7b")
 
 
-def _blocked(recipe_path: Path) -> list:
+def _refused(recipe_path: Path) -> list:
     with pytest.raises(RecipeError) as caught:
         compile_plan(load_recipe(recipe_path))
     return caught.value.diagnostics
 
 
-def test_image_generation_without_image_decoder_is_an_error_at_its_line(write_recipe):
+def _blocked(recipe_path: Path) -> list:
+    """The capability errors among everything the planner refuses."""
+    return [d for d in _refused(recipe_path) if d.severity == "error" and d.field.startswith("capabilities.")]
+
+
+def test_image_generation_is_refused_as_untrained_at_its_line_not_gated(write_recipe):
     path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
     [problem] = _blocked(path)
     assert (problem.location.file, problem.location.line) == (path, line_of(path, "image-generation:"))
-    assert "image_out" in problem.message and "decoders.image" in problem.message
-    assert problem.field == "capabilities.image-generation"
+    assert "does not train yet" in problem.message and "image_out" not in problem.message
+    assert problem.field == "capabilities.image-generation" and "enabled: false" in problem.hint
+
+
+def test_a_base_model_the_trainer_cannot_load_is_refused_at_its_path(write_recipe):
+    path = write_recipe(TEXT_BASE)
+    [problem] = [d for d in _refused(path) if d.severity == "error"]
+    assert problem.field == "base_model.path" and problem.location.line == line_of(path, "base_model:")
+    assert "Qwen2.5-Omni" in problem.message and "qwen2" in problem.message
 
 
 def test_podcast_without_audio_out_names_the_speech_decoder(write_recipe):
@@ -53,7 +70,8 @@ def test_vision_qa_without_vision_names_the_vision_encoder(write_recipe):
     path = write_recipe(TEXT_BASE + "  vision-qa: {datasets: [captions]}\n")
     [problem] = _blocked(path)
     assert problem.location.line == line_of(path, "vision-qa:")
-    assert "image_in" in problem.message and "encoders.vision" in problem.message
+    assert "image_in" in problem.message and "its own vision tower" in problem.message
+    assert "encoders.vision" not in problem.message  # external encoders are not wired: never suggested
 
 
 def test_every_blocked_capability_is_reported_at_once(write_recipe):
@@ -61,17 +79,18 @@ def test_every_blocked_capability_is_reported_at_once(write_recipe):
     assert [d.field for d in _blocked(path)] == ["capabilities.vision-qa", "capabilities.image-generation"]
 
 
-def test_a_vision_encoder_unblocks_vision_qa(write_recipe):
+def test_an_external_vision_encoder_is_refused_at_its_section_even_when_it_would_unblock_vision_qa(write_recipe):
     path = write_recipe(
-        TEXT_BASE.replace("datasets:\n", "encoders:\n  vision: {path: {models}/siglip2-so400m-patch16-512}\ndatasets:\n", 1)
+        OMNI_BASE.replace("datasets:\n", "encoders:\n  vision: {path: {models}/siglip2-so400m-patch16-512}\ndatasets:\n", 1)
         + "  vision-qa: {datasets: [captions]}\n"
     )
-    plan = compile_plan(load_recipe(path))
-    assert plan.modality_sources["image_in"] == "encoders.vision"
+    [problem] = [d for d in _refused(path) if d.severity == "error"]
+    assert problem.field == "encoders.vision" and problem.location.line == line_of(path, "  vision:")
+    assert "base model's own vision tower" in problem.hint
 
 
-def test_disabled_capability_is_not_gated(write_recipe):
-    path = write_recipe(TEXT_BASE + "  vision-qa: {datasets: [captions], enabled: false}\n")
+def test_disabled_capability_is_neither_gated_nor_refused(write_recipe):
+    path = write_recipe(OMNI_BASE + "  image-generation: {datasets: [captions], enabled: false}\n")
     assert [s.name for s in compile_plan(load_recipe(path)).stages] == ["train"]
 
 
@@ -112,8 +131,8 @@ def test_capabilities_command_human_table_says_what_to_add(write_recipe, capsys)
 
 def test_speech_decoder_without_a_talker_is_a_warning(write_recipe):
     path = write_recipe(TEXT_BASE.replace("datasets:\n", "decoders:\n  speech: {kind: talker}\ndatasets:\n", 1))
-    warnings = compile_plan(load_recipe(path)).warnings
-    assert any(w.startswith("decoders.speech:") and "nothing provides audio_out" in w for w in warnings)
+    warnings = [d for d in _refused(path) if d.severity == "warning"]
+    assert any(d.field == "decoders.speech" and "nothing provides audio_out" in d.message for d in warnings)
 
 
 def test_validate_reports_a_blocked_capability_at_its_line(write_recipe, capsys):
@@ -122,4 +141,4 @@ def test_validate_reports_a_blocked_capability_at_its_line(write_recipe, capsys)
     path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
     assert main(["validate", str(path)]) == 1
     output = capsys.readouterr().out
-    assert f"{path}:{line_of(path, 'image-generation:')}:" in output and "image_out" in output
+    assert f"{path}:{line_of(path, 'image-generation:')}:" in output and "does not train yet" in output

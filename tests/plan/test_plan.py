@@ -33,9 +33,9 @@ def _cot_recipe(write_recipe, base_model: str) -> Path:
     return write_recipe(f"name: probe\nbase_model: {base_model}\n" + CHAT_AND_COT)
 
 
-def _errors(path: Path) -> list:
+def _errors(path: Path, environ: dict[str, str] | None = None) -> list:
     with pytest.raises(RecipeError) as caught:
-        compile_plan(load_recipe(path))
+        compile_plan(load_recipe(path, environ=environ))
     return [d for d in caught.value.diagnostics if d.severity == "error"]
 
 
@@ -56,8 +56,8 @@ def test_plan_json_has_the_documented_shape(no_data_root):
 
 def test_stages_follow_the_recipe_and_split_the_steps(no_data_root):
     plan = _full_omni(no_data_root)
-    assert [s["name"] for s in plan["stages"]] == ["text", "understanding", "image-generation", "video-generation", "omni"]
-    assert [s["max_steps"] for s in plan["stages"]] == [1600] * 5
+    assert [s["name"] for s in plan["stages"]] == ["text", "understanding", "omni"]
+    assert [s["max_steps"] for s in plan["stages"]] == [2667, 2667, 2666]
     assert plan["total_steps"] == 8000
 
 
@@ -67,19 +67,20 @@ def test_on_16_gb_text_capabilities_train_without_checkpointing(no_data_root):
     assert text["memory"]["estimate_gb"] <= 16
 
 
-def test_on_16_gb_image_generation_needs_checkpointing(no_data_root):
-    stage = _stage(_full_omni(no_data_root), "image-generation")
-    assert stage["gradient_checkpointing"] is True
-    assert stage["decisions"][0]["what"] == "gradient checkpointing on"
-    assert "> 16 GB" in stage["decisions"][0]["why"]
-    assert stage["memory"]["breakdown"]["decoders"] > 3  # the SD3 transformer stays on the card
-
-
-def test_on_16_gb_tri_streaming_drops_to_micro_batch_one_keeping_the_global_batch(no_data_root):
+def test_on_16_gb_tri_streaming_halves_the_micro_batch_keeping_the_global_batch(no_data_root):
     plan = _full_omni(no_data_root, ["training.micro_batch=4", "training.grad_accum=4"])
     omni = _stage(plan, "omni")
-    assert (omni["micro_batch"], omni["grad_accum"], omni["gradient_checkpointing"]) == (1, 16, True)
-    assert [d["what"] for d in omni["decisions"]][-1] == "micro_batch 2 -> 1, grad_accum 8 -> 16"
+    assert (omni["micro_batch"], omni["grad_accum"], omni["gradient_checkpointing"]) == (2, 8, True)
+    assert [d["what"] for d in omni["decisions"]][-1] == "micro_batch 4 -> 2, grad_accum 4 -> 8"
+
+
+def test_speech_capabilities_train_the_text_reply_and_say_so_in_the_stage_decisions(no_data_root):
+    plan = _full_omni(no_data_root)
+    omni = _stage(plan, "omni")
+    assert omni["decisions"][0]["what"] == "audio_out not trained (tri-streaming)"
+    assert "the talker stays frozen; only the text reply trains" in omni["decisions"][0]["why"]
+    assert {g["module"]: g["resident"] for g in omni["frozen"]}["talker"] is False  # not loaded for training
+    assert any(w.startswith("capabilities.podcast: the speech reply is not trained") for w in plan["warnings"])
 
 
 def test_gradient_checkpointing_off_is_respected_and_the_batch_is_lowered_instead(no_data_root):
@@ -121,13 +122,6 @@ def test_text_stage_trains_lora_only_and_keeps_media_modules_unloaded(no_data_ro
     assert resident == {"thinker"}
 
 
-def test_generation_stage_trains_projector_and_queries_and_keeps_decoder_text_encoders_off(no_data_root):
-    stage = _stage(_full_omni(no_data_root), "image-generation")
-    assert {"image_projector", "query_tokens.image"} <= {g["module"] for g in stage["trainable"]}
-    frozen = {g["module"]: g["resident"] for g in stage["frozen"]}
-    assert frozen["decoders.image.transformer"] is True and frozen["decoders.image.text_encoder_3"] is False
-
-
 def test_lora_parameters_follow_projection_shapes():
     dims = {"hidden_size": 3584, "heads": 28, "kv_heads": 4, "head_dim": 128, "intermediate_size": 18944, "layers": 28}
     per_layer = 16 * ((3584 + 3584) + 2 * (3584 + 512) + (3584 + 3584))
@@ -152,7 +146,7 @@ def test_mixture_expected_samples_are_steps_times_global_batch_times_weight(no_d
     # weights 1, 1, 1, 1, 0.5 -> tool-calling gets 1/4.5 of the text stage
     entry = text["mixture"]["tool-calling"]
     assert entry["weight"] == pytest.approx(1 / 4.5, rel=1e-5)
-    assert entry["expected_samples"] == round(1600 * global_batch / 4.5)
+    assert entry["expected_samples"] == round(2667 * global_batch / 4.5)
     assert [d["name"] for d in entry["datasets"]] == ["xlam", "hermes", "gorilla"]
     assert sum(plan["mixture"][c]["weight"] for c in plan["mixture"]) == pytest.approx(1.0, abs=1e-4)
 
@@ -214,17 +208,55 @@ def test_cpu_recipe_is_planned_without_a_cuda_context(no_data_root):
 
 
 def test_qlora_on_an_unquantized_base_is_planned_as_nf4(models: Path, write_recipe):
-    path = _cot_recipe(write_recipe, "{path: {models}/qwen2.5-7b-instruct}")
+    path = _cot_recipe(write_recipe, "{path: {models}/qwen2.5-omni-7b}")
     lora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80"])).to_json()["stages"][0]
     qlora = compile_plan(load_recipe(path, overrides=["hardware.vram_gb=80", "training.method=qlora"])).to_json()["stages"][0]
     assert qlora["memory"]["breakdown"]["weights"] < 0.4 * lora["memory"]["breakdown"]["weights"]
 
 
-def test_stage_training_a_group_nothing_uses_is_a_warning_at_its_train_list(write_recipe, no_data_root):
+def test_stage_training_a_group_its_data_never_reaches_is_an_error_at_its_train_list(write_recipe, no_data_root):
     path = write_recipe(
         f"extends: {RECIPES / 'text_only.yaml'}\nname: odd-stage\n"
-        "stages:\n  - name: text\n    train: [thinker, image_projector]\n"
+        "stages:\n  - name: text\n    train: [thinker, vision_merger]\n"
     )
-    plan = compile_plan(load_recipe(path, environ=no_data_root))
-    assert plan.stages[0].train == ["thinker", "image_projector"]
-    assert any(w.startswith("stages[0].train: stage 'text' lists image_projector under train") for w in plan.warnings)
+    [problem] = _errors(path, no_data_root)
+    assert problem.field == "stages[0].train" and problem.location.line == line_of(path, "train:")
+    assert "trains vision_merger, but none of its capabilities (cot, tool-calling) feeds it" in problem.message
+    assert "vision-qa" in problem.hint and "remove vision_merger" in problem.hint
+
+
+def test_stage_whose_samples_reach_no_trained_group_is_an_error(write_recipe, no_data_root):
+    path = write_recipe(
+        f"extends: {RECIPES / 'full_omni.yaml'}\nname: towers-only\n"
+        "stages:\n  - name: see\n    capabilities: [cot, vision-qa]\n    train: [vision_tower]\n"
+    )
+    [problem] = _errors(path, no_data_root)
+    assert problem.field == "stages[0].train"
+    assert "samples of 'cot' never reach" in problem.message and "add thinker" in problem.hint
+
+
+def test_audio_groups_are_fed_by_videos_only_with_their_audio_track(write_recipe, no_data_root):
+    stage = "stages:\n  - name: watch\n    capabilities: [video-understanding]\n    train: [thinker, audio_projection]\n"
+    path = write_recipe(f"extends: {RECIPES / 'full_omni.yaml'}\nname: watch\n" + stage)
+    [problem] = _errors(path, no_data_root)
+    assert "trains audio_projection, but none of its capabilities (video-understanding) feeds it" in problem.message
+    assert "use_audio_in_video: true" in problem.hint
+    with_audio = write_recipe(
+        f"extends: {RECIPES / 'full_omni.yaml'}\nname: watch\n" + stage
+        + "datasets:\n  msr-vtt: {path: /nowhere/msr-vtt, format: video-caption, use_audio_in_video: true}\n",
+        name="with_audio.yaml",
+    )
+    [planned] = compile_plan(load_recipe(with_audio, environ=no_data_root)).stages
+    assert [g.module for g in planned.modules.trainable] == ["thinker.lora", "audio_projection"]
+
+
+def test_a_stage_cannot_train_a_group_the_trainer_does_not_have(write_recipe, no_data_root):
+    path = write_recipe(
+        f"extends: {RECIPES / 'full_omni.yaml'}\nname: odd\n"
+        "stages:\n  - name: speak\n    capabilities: [podcast]\n    train: [thinker, talker, audio_projector]\n"
+    )
+    problems = _errors(path, no_data_root)
+    assert [p.field for p in problems] == ["stages[0].train[1]", "stages[0].train[2]"]
+    assert all(p.location.line == line_of(path, "train:") for p in problems)
+    assert "the speech loss is not trained" in problems[0].message and "train audio_projection" in problems[1].hint
+
