@@ -8,7 +8,8 @@ import sys
 
 from omni_runner.recipe.options import add_recipe_options
 
-HELP = "List the trainable capabilities and their modality gates; with a recipe, mark each available or blocked."
+HELP = ("List the capabilities, their modality gates and whether the trainer trains them yet; "
+        "with a recipe, mark each available or blocked.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omni_runner.capabilities import CAPABILITIES
+    from omni_runner.plan.support import UNTRAINED_CAPABILITIES
 
     if args.recipe is None:
         rows = [
@@ -31,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
                 "loss_on": c.loss_on,
                 "eval_metric": c.eval_metric,
                 "summary": c.summary,
+                "trains": c.name not in UNTRAINED_CAPABILITIES,
+                "not_trained_because": UNTRAINED_CAPABILITIES[c.name].missing if c.name in UNTRAINED_CAPABILITIES else None,
             }
             for c in CAPABILITIES.values()
         ]
@@ -46,9 +50,11 @@ def _modality_order(modality: str) -> int:
 
 
 def _registry_table(rows: list[dict]) -> str:
-    lines = [f"{'category':<11} {'capability':<20} {'requires':<62} {'template':<20} eval metric"]
+    lines = [f"{'category':<11} {'capability':<20} {'requires':<62} {'template':<20} {'eval metric':<28} trains"]
     for row in rows:
-        lines.append(f"{row['category']:<11} {row['name']:<20} {', '.join(row['requires']):<62} {row['template']:<20} {row['eval_metric']}")
+        trains = "yes" if row["trains"] else "not yet"
+        lines.append(f"{row['category']:<11} {row['name']:<20} {', '.join(row['requires']):<62} {row['template']:<20} {row['eval_metric']:<28} {trains}")
+    lines += ["", "not trained yet:"] + [f"  {row['name']}: {row['not_trained_because']}" for row in rows if not row["trains"]]
     return "\n".join(lines)
 
 
@@ -57,6 +63,7 @@ def _with_recipe(args: argparse.Namespace) -> int:
     from omni_runner.capabilities import enabled_capabilities
     from omni_runner.plan.gate import capability_statuses, modality_sources
     from omni_runner.plan.models import resolve_models
+    from omni_runner.plan.support import UNTRAINED_CAPABILITIES
     from omni_runner.recipe import RecipeError, load_recipe
     from omni_runner.recipe.errors import ERROR
 
@@ -76,15 +83,19 @@ def _with_recipe(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "modalities": sources,
-            "capabilities": [{**s.to_json(), "requested": s.name in requested} for s in statuses],
+            "capabilities": [{**s.to_json(), "requested": s.name in requested, "trains": s.name not in UNTRAINED_CAPABILITIES}
+                             for s in statuses],
         }
         print(json.dumps(payload, indent=2))
         return 0
     lines = ["modalities: " + ", ".join(f"{m} ({slot})" for m, slot in sources.items()), ""]
     for status in statuses:
-        mark = "available" if status.available else "BLOCKED"
         asked = " *" if status.name in requested else ""
-        lines.append(f"{status.category:<11} {status.name + asked:<22} {mark}")
+        if status.name in UNTRAINED_CAPABILITIES:
+            lines += [f"{status.category:<11} {status.name + asked:<22} NOT TRAINED YET",
+                      f"{'':<35}{UNTRAINED_CAPABILITIES[status.name].missing}"]
+            continue
+        lines.append(f"{status.category:<11} {status.name + asked:<22} {'available' if status.available else 'BLOCKED'}")
         for modality in status.missing:
             provider = PROVIDERS[modality]
             lines.append(f"{'':<35}missing {modality}: add {provider.section} ({provider.what})")

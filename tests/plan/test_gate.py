@@ -110,6 +110,8 @@ def test_capabilities_command_without_recipe_prints_the_registry(capsys):
     assert capabilities_command.run(_parse(capabilities_command, ["--json"])) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 12 and rows[0]["name"] == "tool-calling"
+    assert [row["name"] for row in rows if not row["trains"]] == ["image-generation", "image-editing", "video-generation"]
+    assert "diffusion loss" in rows[-1]["not_trained_because"]
 
 
 def _parse(module, argv):
