@@ -134,7 +134,7 @@ def _capabilities(recipe: Any) -> Iterator[Diagnostic]:
     for name in enabled_capabilities(recipe.data):
         if name in UNTRAINED_CAPABILITIES:
             yield _refusal(recipe, f"capability {name!r} does not train yet", UNTRAINED_CAPABILITIES[name], ("capabilities", name))
-        for output in sorted(CAPABILITIES[name].requires & UNTRAINED_OUTPUTS.keys() if name in CAPABILITIES else ()):
+        for output in sorted(CAPABILITIES[name].requires & UNTRAINED_OUTPUTS.keys()):  # the loader refused unknown names
             yield warning(UNTRAINED_OUTPUTS[output], recipe.location(("capabilities", name)), f"capabilities.{name}")
 
 
