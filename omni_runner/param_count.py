@@ -142,14 +142,12 @@ def qwen_omni_vision_tower(
 
     The merger (RMSNorm `ln_q`, Linear(4h, 4h) + GELU + Linear(4h, out), biased) is also reported on its
     own, because a stage can train it fully while the rest of the tower stays frozen or takes LoRA.
-    `lora_widths` is the sum of (in + out) over every Linear layer: LoRA rank r adds r x that.
+    `lora_widths` is the sum of (in + out) over the Linear layers LoRA adapts in the tower: all but the
+    merger's, which never get adapters (it trains fully, as its own group). LoRA rank r adds r x that.
     """
     h, i = hidden_size, intermediate_size
     merged = h * spatial_merge_size**2
-    merger = {
-        "parameters": h + merged * merged + merged + merged * out_hidden_size + out_hidden_size,
-        "lora_widths": (merged + merged) + (merged + out_hidden_size),
-    }
+    merger = {"parameters": h + merged * merged + merged + merged * out_hidden_size + out_hidden_size}
     attention = 4 * (h * h + h)
     mlp = 3 * h * i + 2 * i + h
     block = 2 * h + attention + mlp
@@ -161,7 +159,7 @@ def qwen_omni_vision_tower(
         "layers": depth,
         "hidden_size": h,
         "intermediate_size": i,
-        "lora_widths": depth * (4 * (h + h) + 3 * (h + i)) + merger["lora_widths"],
+        "lora_widths": depth * (4 * (h + h) + 3 * (h + i)),
         "merger": merger,
     }
 
@@ -174,10 +172,10 @@ def qwen_omni_audio_tower(
     projection into the language model (`ln_post` LayerNorm + `proj` Linear(d, output_dim)).
 
     The projection is also reported on its own (a stage can train it fully); `lora_widths` as for the
-    vision tower.
+    vision tower, without the projection's `proj`.
     """
     d, f = d_model, encoder_ffn_dim
-    projection = {"parameters": 2 * d + d * output_dim + output_dim, "lora_widths": d + output_dim}
+    projection = {"parameters": 2 * d + d * output_dim + output_dim}
     block = (4 * d * d + 3 * d) + 2 * (2 * d) + (d * f + f) + (f * d + d)
     stems = (num_mel_bins * d * 3 + d) + (d * d * 3 + d)
     return {
@@ -187,6 +185,6 @@ def qwen_omni_audio_tower(
         "layers": encoder_layers,
         "hidden_size": d,
         "intermediate_size": f,
-        "lora_widths": encoder_layers * (4 * (d + d) + (d + f) + (f + d)) + projection["lora_widths"],
+        "lora_widths": encoder_layers * (4 * (d + d) + (d + f) + (f + d)),
         "projection": projection,
     }

@@ -99,8 +99,7 @@ def compile_plan(recipe: Any) -> Plan:
     precision = _precision(data, models["base_model"])
     stage_specs = _stage_specs(data, recipe, diagnostics)
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
-    adapted = frozenset(group for stage in data.get("stages") or () for group in stage.get("train") or DEFAULT_TRAIN)
-    stages = [_compile_stage(spec, models, sources, precision, vram_gb, recipe, diagnostics, adapted) for spec in stage_specs]
+    stages = [_compile_stage(spec, models, sources, precision, vram_gb, recipe, diagnostics) for spec in stage_specs]
     _raise_on_errors(diagnostics)
     diagnostics += _estimate_notes(recipe)
     return Plan(
@@ -221,13 +220,12 @@ def _compile_stage(
     vram_gb: float,
     recipe: Any,
     diagnostics: list[Diagnostic],
-    adapted: frozenset[str],
 ) -> StagePlan | None:
     capabilities = spec["capabilities"]
     training = recipe.data.get("training") or {}
     train = list(spec.get("train") or DEFAULT_TRAIN)
     diagnostics.extend(_gradient_problems(spec, train, sources, recipe))
-    modules = stage_modules(capabilities, train, models, sources, recipe.data, adapted)
+    modules = stage_modules(capabilities, train, models, sources, recipe.data)
     policy = training.get("gradient_checkpointing", "auto")
     shape = Shape(
         micro_batch=int(training.get("micro_batch", 1)),

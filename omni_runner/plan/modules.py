@@ -4,7 +4,7 @@ The groups are the names the recipe's `stages[].train` uses, and they split the 
 omni_runner/models/load.py does: `thinker` is the language model (LoRA or full, per
 training.method); `vision_tower` and `audio_tower` are the base model's towers (LoRA on every
 linear layer, or full); `vision_merger` (`visual.merger`) and `audio_projection` (`audio_tower.ln_post`
-+ `proj`) sit inside those towers and always train fully. LoRA parameters follow from the adapted
++ `proj`) sit inside those towers, never get LoRA adapters and always train fully. LoRA parameters follow from the adapted
 layers' shapes: r x (in + out) per adapted linear layer. Projectors map encoder widths into the
 language model, or the language model into a decoder's conditioning width.
 """
@@ -111,13 +111,8 @@ def stage_modules(
     models: dict[str, PlannedModel],
     sources: dict[str, str],
     data: dict[str, Any],
-    adapted: frozenset[str] = frozenset(),
 ) -> StageModules:
-    """Split every model part into trainable and frozen groups for one stage.
-
-    `adapted` is every group any stage trains: with LoRA the loader puts adapters in all of them at
-    once, so a fully trained merger or projection also trains the adapters a tower stage left in it.
-    """
+    """Split every model part into trainable and frozen groups for one stage."""
     training = data.get("training") or {}
     inputs = frozenset().union(*(capability_inputs(c, data) for c in capabilities if c in CAPABILITIES))
     needed = needed_modalities(capabilities) | inputs
@@ -141,7 +136,7 @@ def stage_modules(
     for part, modalities in _BASE_TOWERS.items():
         if part in base.components:
             used = any(m in needed and sources.get(m) == "base_model" for m in modalities)
-            _plan_tower(out, part, base.components[part], train, used, r if not full else None, adapted)
+            _plan_tower(out, part, base.components[part], train, used, r if not full else None)
     if "talker" in base.components:
         out.frozen.append(ModuleGroup("talker", base.components["talker"]["parameters"], "speaks at evaluation and chat only", resident=False))
     if "token2wav" in base.components:
@@ -185,25 +180,23 @@ def stage_modules(
     return out
 
 
-def _plan_tower(out: StageModules, part: str, tower: dict[str, Any], train: list[str], used: bool, lora_r: int | None, adapted: frozenset[str]) -> None:
+def _plan_tower(out: StageModules, part: str, tower: dict[str, Any], train: list[str], used: bool, lora_r: int | None) -> None:
     """A base-model tower: whole (LoRA on every linear layer, or full), and its fully trained piece.
 
     The tower's count includes its piece, so a piece that trains is taken out of the frozen tower;
     with full training the whole tower already holds it. `lora_r` is None for full training.
     """
     group, key = next((g, k) for g, (t, k) in _TOWER_PIECES.items() if t == part)
-    piece = tower.get(key) or {"parameters": 0, "lora_widths": 0}
+    piece = tower.get(key) or {"parameters": 0}
     whole, alone = part in train, group in train and not (part in train and lora_r is None)
     if whole and lora_r is None:
         out.trainable.append(ModuleGroup(part, tower["parameters"], "full fine-tuning"))
     else:
         out.frozen.append(ModuleGroup(part, tower["parameters"] - (piece["parameters"] if alone else 0), resident=used or whole or alone))
     if whole and lora_r is not None:
-        out.trainable.append(ModuleGroup(f"{part}.lora", lora_r * tower["lora_widths"], f"LoRA r={lora_r} on every linear layer", added=True))
+        out.trainable.append(ModuleGroup(f"{part}.lora", lora_r * tower["lora_widths"], f"LoRA r={lora_r} on every linear layer but the {key}'s", added=True))
     if alone:
         out.trainable.append(ModuleGroup(group, piece["parameters"], "trained fully"))
-        if lora_r is not None and part in adapted and not whole:
-            out.trainable.append(ModuleGroup(f"{group}.lora", lora_r * piece["lora_widths"], f"the LoRA adapters in it (another stage trains {part})", added=True))
     if whole:
         out.trained_towers.append(tower)
     elif used or alone:

@@ -60,7 +60,9 @@ def test_planned_trainable_parameters_equal_the_loaded_models(method, train, cap
     assert stage["trainable_parameters"] == loaded.parameter_counts()["trainable"], stage["trainable"]
 
 
-def test_a_merger_stage_after_a_tower_stage_also_trains_the_adapters_left_in_the_merger(tmp_path: Path):
+
+def test_a_merger_stage_after_a_tower_stage_trains_the_merger_alone(tmp_path: Path):
+    """LoRA adapters are placed for every stage at load; the merger gets none, so its stage trains its weights only."""
     from omni_runner.models.load import load_for_training, set_trainable_groups
 
     recipe = load_recipe(_recipe(tmp_path, "lora", [["vision_tower"], ["vision_merger"]], ["vision-qa"]))
