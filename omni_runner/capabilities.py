@@ -143,7 +143,7 @@ CAPABILITIES: dict[str, Capability] = {
             formats=("speech-transcript", *_CONVERSATIONS),
             template="podcast",
             loss_on=LOSS_ASSISTANT_AND_SPEECH,
-            eval_metric="perplexity",
+            eval_metric="answer_exact_match",
             summary="spoken multi-speaker dialogue: listen and answer in speech",
         ),
         Capability(
@@ -175,7 +175,7 @@ CAPABILITIES: dict[str, Capability] = {
             formats=_CONVERSATIONS,
             template="tri-streaming",
             loss_on=LOSS_ASSISTANT_AND_SPEECH,
-            eval_metric="perplexity",
+            eval_metric="answer_exact_match",
             summary="see, hear and talk at once: interleaved video, audio and text in, text and speech out",
         ),
         Capability(

@@ -11,6 +11,9 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 BUNDLED_DATA_DIR = Path(__file__).resolve().parent / "data" / "bundled"
+# Built-in data sets generated into the cache on first use instead of shipped (media files).
+TINY_MEDIA = "tiny-media"
+GENERATED_DATA = (TINY_MEDIA,)
 
 
 def cache_dir() -> Path:
@@ -34,8 +37,16 @@ def resolve_model_path(value: str, base_dir: Path) -> Path:
     return (Path(base_dir) / os.path.expanduser(value)).resolve()
 
 
+def is_generated_data(value: str) -> bool:
+    """Whether `value` names a built-in data set that is generated on first use (`builtin:tiny-media/...`)."""
+    return is_builtin(value) and builtin_name(value).split("/")[0] in GENERATED_DATA
+
+
 def resolve_data_path(value: str, base_dir: Path) -> Path:
-    """A data file or folder: `builtin:NAME` is bundled in the package; others are relative to the recipe."""
+    """A data file or folder: `builtin:NAME` is bundled in the package (or generated into the cache);
+    others are relative to the recipe."""
+    if is_generated_data(value):
+        return cache_dir() / "data" / builtin_name(value)
     if is_builtin(value):
         return BUNDLED_DATA_DIR / builtin_name(value)
     return (Path(base_dir) / os.path.expanduser(value)).resolve()

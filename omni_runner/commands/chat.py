@@ -1,5 +1,6 @@
-"""`omni-run chat RUN [--prompt TEXT] [--tools FILE]`: talk to what a run produced (its `final/` adapter or
-merged model), with tools listed the way training listed them."""
+"""`omni-run chat RUN [--prompt TEXT] [--tools FILE] [--image F] [--audio F] [--video F]`: talk to what a
+run produced (its `final/` adapter or merged model), with tools listed the way training listed them and
+media decoded the way training decoded them. The media go with the first message."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tools", metavar="FILE", default=None,
                         help="a JSON list of function definitions (OpenAI or xLAM layout) to offer the model")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit (default 128)")
+    for kind in ("image", "audio", "video"):
+        parser.add_argument(f"--{kind}", dest=f"{kind}s", metavar="FILE", action="append", default=[],
+                            help=f"an {kind} file for the first message (repeatable)" if kind != "video"
+                            else "a video file for the first message (repeatable; frames at 2 fps)")
     add_runs_dir_option(parser)
 
 
@@ -51,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
+    missing = [path for path in (*args.images, *args.audios, *args.videos) if not Path(path).is_file()]
+    if missing:
+        print(f"error: no such media file: {', '.join(missing)}", file=sys.stderr)
+        return 1
+
     run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
     if run_dir is None:
         return 1
@@ -59,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
               f"see `omni-run ls` for its state", file=sys.stderr)
         return 1
 
+    from omni_runner.data.conversation import RecordError
     from omni_runner.data.render import tools_argument
     from omni_runner.models.export import generate_text, load_for_inference
     from omni_runner.models.load import ModelLoadError
@@ -69,17 +80,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     messages = [{"role": "system", "content": args.system}] if args.system else []
+    media = {"images": args.images, "videos": args.videos, "audios": args.audios}
+    parts = [{"type": kind} for kind in ("image", "video", "audio") for _ in media[kind + "s"]]
 
     def answer(text: str) -> str:
-        messages.append({"role": "user", "content": text})
+        first = not any(m["role"] == "user" for m in messages)
+        messages.append({"role": "user", "content": [*parts, {"type": "text", "text": text}] if first and parts else text})
         prompt = list(messages)  # the tool listing may join the system turn of this copy only
         reply = generate_text(loaded.model, loaded.processor, prompt, max_new_tokens=args.max_new_tokens,
-                              tools=tools_argument(loaded.tokenizer, tools, prompt))
+                              tools=tools_argument(loaded.tokenizer, tools, prompt), media=media)
         messages.append({"role": "assistant", "content": reply})
         return reply
 
-    if args.prompt is not None:
-        print(answer(args.prompt))
+    try:
+        return _converse(answer, args.prompt)
+    except RecordError as exc:  # an unreadable --image/--audio/--video file
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _converse(answer: Any, prompt: str | None) -> int:
+    """One reply to `prompt`, or a chat on stdin until it ends."""
+    if prompt is not None:
+        print(answer(prompt))
         return 0
     interactive = sys.stdin.isatty()
     while True:

@@ -88,10 +88,15 @@ def _json_or_python_literal(value: str, where: str) -> Any:
 
 
 def _media_lists(record: Record) -> dict[str, list[str]]:
+    """The `images`/`videos`/`audios` columns; LLaVA-Instruct's single `image` counts as `images`."""
     media = {}
     for column in ("images", "videos", "audios"):
         value = _field(record, column, (list, str), optional=True)
+        if value is None and column == "images":
+            value = _field(record, "image", str, optional=True)
         media[column] = [] if value is None else ([value] if isinstance(value, str) else list(value))
+        if not all(isinstance(item, str) and item for item in media[column]):
+            raise RecordError(f"field '{column}' must list file paths")
     return media
 
 
@@ -208,7 +213,8 @@ def _sharegpt_messages(record: Record) -> list[tuple[str, str, str]]:
 
 def sharegpt(record: Record) -> Conversation:
     """ShareGPT as LLaMA-Factory reads it: `conversations` [{from, value}], optional `system`,
-    `tools` (JSON string), and `images`/`videos`/`audios` columns matched to `<image>`-style placeholders."""
+    `tools` (JSON string), and `images`/`videos`/`audios` columns matched to `<image>`-style placeholders.
+    LLaVA-Instruct records (`image` + `conversations` with `<image>`) are the same layout."""
     tools_text = _text(record, "tools", optional=True)
     tools_value = _json_string(tools_text, "field 'tools'") if tools_text else []
     if not isinstance(tools_value, list):
@@ -395,6 +401,58 @@ def gorilla(record: Record) -> Conversation:
     return Conversation([Message("user", instruction), Message("assistant", answer)])
 
 
+# What the model is asked when a record pairs a medium with its description.
+DESCRIBE_IMAGE = "Describe the image."
+DESCRIBE_VIDEO = "Describe the video."
+TRANSCRIBE_AUDIO = "Transcribe the audio."
+
+
+def _described(kind: str, path: str, request: str, answer: str) -> Conversation:
+    """A user turn holding one medium and a request, answered by the record's text."""
+    column = {"image": "images", "video": "videos", "audio": "audios"}[kind]
+    user = Message("user", [{"type": kind}, {"type": "text", "text": request}])
+    return Conversation([user, Message("assistant", answer)], **{column: [path]})
+
+
+def image_caption(record: Record) -> Conversation:
+    """An image and its caption (JourneyDB, LAION aesthetics): `image` (or `img_path`), `caption`
+    (or `prompt`, as generation sets name it). Trains vision-qa as "describe the image"."""
+    path = _text(record, "image", optional=True) or _text(record, "img_path", optional=True)
+    if not path:
+        raise RecordError("missing field 'image' (or 'img_path')")
+    caption = _text(record, "caption", optional=True) or _text(record, "prompt", optional=True)
+    if not caption or not caption.strip():
+        raise RecordError("missing field 'caption' (or 'prompt')")
+    return _described("image", path, DESCRIBE_IMAGE, caption.strip())
+
+
+def video_caption(record: Record) -> Conversation:
+    """A video and a caption. MSR-VTT: `video_id` (file `<video_id>.mp4` unless `video` names it) and
+    `caption`; VaTeX: `videoID` and `enCap` (a list of ten; the first trains)."""
+    video_id = _text(record, "video_id", optional=True) or _text(record, "videoID", optional=True)
+    path = _text(record, "video", optional=True) or (f"{video_id}.mp4" if video_id else None)
+    if not path:
+        raise RecordError("missing field 'video' (or 'video_id' / 'videoID')")
+    caption = _text(record, "caption", optional=True)
+    if caption is None and "enCap" in record:
+        captions = _field(record, "enCap", list)
+        caption = captions[0] if captions and isinstance(captions[0], str) else None
+    if not caption or not caption.strip():
+        raise RecordError("missing field 'caption' (or a non-empty 'enCap' list)")
+    return _described("video", path, DESCRIBE_VIDEO, caption.strip())
+
+
+def speech_transcript(record: Record) -> Conversation:
+    """Speech and its transcript (OleSpeech, podcast corpora): `audio`, `transcript` (or `text`),
+    optional `speakers`. Trains audio understanding as "transcribe the audio"."""
+    path = _text(record, "audio")
+    transcript = _text(record, "transcript", optional=True) or _text(record, "text", optional=True)
+    if not transcript or not transcript.strip():
+        raise RecordError("missing field 'transcript' (or 'text')")
+    _field(record, "speakers", list, optional=True)
+    return _described("audio", path, TRANSCRIBE_AUDIO, transcript.strip())
+
+
 ADAPTERS: dict[str, Callable[[Record], Conversation]] = {
     "openai": openai_messages,
     "sharegpt": sharegpt,
@@ -404,6 +462,9 @@ ADAPTERS: dict[str, Callable[[Record], Conversation]] = {
     "xlam": xlam,
     "hermes": hermes,
     "gorilla": gorilla,
+    "image-caption": image_caption,
+    "video-caption": video_caption,
+    "speech-transcript": speech_transcript,
 }
 
 

@@ -12,10 +12,16 @@ Qwen2.5-Omni's multimodal rope the positions are repeated over its 3 axes: (3, b
 A model with sliding-window layers gets one such mask per layer type (`packed_attention_mask`).
 The first label of every sample is -100: the shifted loss would otherwise ask the previous sample's
 last token to predict it. torch is imported inside the functions that need it.
+
+Media samples carry their processor tensors (`Sample.media`); a batch concatenates them in the order
+their placeholders occur in the flattened (row-major) batch, which is the order the thinker scatters
+features into placeholder tokens. Their positions come from the model (`media_positions`), one
+sample at a time, since a media sample's rotary ids are not a plain count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,8 @@ class Sample:
     capability: str
     dataset: str
     location: str
+    media: dict[str, Any] | None = None  # processor tensors (multimodal.MEDIA_KEYS) for this sample alone
+    use_audio_in_video: bool = False
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -97,8 +105,38 @@ def packed_attention_mask(sequence_ids: Any, dtype: Any = None, sliding_window: 
     return {"full_attention": full, "sliding_attention": block_diagonal_causal_mask(sequence_ids, dtype, sliding_window)}
 
 
-def _positions(position_ids: Any, mrope: bool) -> Any:
-    return position_ids[None].expand(MROPE_AXES, *position_ids.shape).contiguous() if mrope else position_ids
+MediaPositions = Callable[[Sample], Any]  # a media sample -> its (3, len) rotary positions
+
+
+def _sample_positions(sample: Sample, media_positions: MediaPositions | None) -> Any:
+    """(3, len) positions of one sample: the model's multimodal ids for media, a count for text."""
+    import torch
+
+    if sample.media:
+        if media_positions is None:
+            raise ValueError(f"{sample.location}: a media sample needs the model's rotary positions (media_positions)")
+        return media_positions(sample)
+    return torch.arange(len(sample))[None].expand(MROPE_AXES, len(sample))
+
+
+def media_batch(samples: list[Sample]) -> dict[str, Any]:
+    """The samples' media tensors concatenated in sample order (empty when none has media)."""
+    import torch
+
+    from omni_runner.data.multimodal import MEDIA_KEYS
+
+    batch = {}
+    for key in MEDIA_KEYS:
+        parts = [s.media[key] for s in samples if s.media and key in s.media]
+        if key in ("input_features", "feature_attention_mask") and parts:
+            # Audio features are as long as each sample's longest clip; the mask marks the real frames.
+            frames = max(part.shape[-1] for part in parts)
+            parts = [torch.nn.functional.pad(part, (0, frames - part.shape[-1])) for part in parts]
+        if parts:
+            batch[key] = torch.cat(parts)
+    if any(s.use_audio_in_video for s in samples):
+        batch["use_audio_in_video"] = True
+    return batch
 
 
 def _capability_index(rows: list[list[Sample]]) -> list[str]:
@@ -107,11 +145,13 @@ def _capability_index(rows: list[list[Sample]]) -> list[str]:
 
 def collate_packed(
     rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None, sliding_window: int | None = None,
+    media_positions: MediaPositions | None = None,
 ) -> dict[str, Any]:
     """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
-    `mrope`), attention_mask (`packed_attention_mask`: 4D block-diagonal causal, by layer type when the
-    model has sliding-window layers of `sliding_window` tokens), sequence_ids and token_capability
-    (index into `capabilities`, -1 on padding) for per-capability losses."""
+    `mrope`, a media sample's from `media_positions`), attention_mask (`packed_attention_mask`: 4D
+    block-diagonal causal, by layer type when the model has sliding-window layers of `sliding_window`
+    tokens), sequence_ids, token_capability (index into `capabilities`, -1 on padding) for
+    per-capability losses, and the media tensors (`media_batch`)."""
     import torch
 
     length = max(sum(len(s) for s in row) for row in rows)
@@ -119,7 +159,7 @@ def collate_packed(
     shape = (len(rows), length)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros(shape, dtype=torch.long)
+    position_ids = torch.zeros((MROPE_AXES, *shape), dtype=torch.long)
     sequence_ids = torch.full(shape, PAD_SEQUENCE_ID, dtype=torch.long)
     token_capability = torch.full(shape, -1, dtype=torch.long)
     for r, row in enumerate(rows):
@@ -129,24 +169,27 @@ def collate_packed(
             input_ids[r, start:end] = torch.tensor(sample.input_ids)
             labels[r, start:end] = torch.tensor(sample.labels)
             labels[r, start] = IGNORE_INDEX
-            position_ids[r, start:end] = torch.arange(len(sample))
+            position_ids[:, r, start:end] = _sample_positions(sample, media_positions)
             sequence_ids[r, start:end] = number
             token_capability[r, start:end] = capabilities.index(sample.capability)
             start = end
     return {
         "input_ids": input_ids,
         "labels": labels,
-        "position_ids": _positions(position_ids, mrope),
+        "position_ids": position_ids if mrope else position_ids[0],
         "attention_mask": packed_attention_mask(sequence_ids, dtype, sliding_window),
         "sequence_ids": sequence_ids,
         "token_capability": token_capability,
         "capabilities": capabilities,
+        **media_batch([sample for row in rows for sample in row]),
     }
 
 
-def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) -> dict[str, Any]:
+def collate_padded(
+    samples: list[Sample], pad_id: int, *, mrope: bool = True, media_positions: MediaPositions | None = None,
+) -> dict[str, Any]:
     """Tensors for one sample per row, right-padded to the longest: the baseline packing is measured
-    against. attention_mask is the usual 2D 1/0 padding mask."""
+    against. attention_mask is the usual 2D 1/0 padding mask; media as in `collate_packed`."""
     import torch
 
     length = max(len(s) for s in samples)
@@ -161,12 +204,16 @@ def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) ->
         labels[r, : len(sample)] = torch.tensor(sample.labels)
         attention_mask[r, : len(sample)] = 1
         token_capability[r, : len(sample)] = capabilities.index(sample.capability)
-    position_ids = torch.arange(length).expand(shape).contiguous()
+    position_ids = torch.arange(length).expand(MROPE_AXES, *shape).clone()
+    for r, sample in enumerate(samples):
+        if sample.media:
+            position_ids[:, r, : len(sample)] = _sample_positions(sample, media_positions)
     return {
         "input_ids": input_ids,
         "labels": labels,
-        "position_ids": _positions(position_ids, mrope),
+        "position_ids": position_ids if mrope else position_ids[0],
         "attention_mask": attention_mask,
         "token_capability": token_capability,
         "capabilities": capabilities,
+        **media_batch(samples),
     }

@@ -14,8 +14,9 @@ from typing import Any
 
 from omni_runner.data.adapters import adapt
 from omni_runner.data.conversation import BadRecord, Conversation, DataError, RecordError
+from omni_runner.data.multimodal import MediaSettings
 from omni_runner.data.readers import RecordTable, open_table
-from omni_runner.paths import cache_dir, resolve_data_path
+from omni_runner.paths import cache_dir, is_generated_data, resolve_data_path
 
 DEFAULT_MAX_BAD_FRACTION = 0.05
 SHOWN_BAD_RECORDS = 5
@@ -30,6 +31,7 @@ class DataSource:
     table: RecordTable
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     media_root: Path | None = None
+    media: MediaSettings = field(default_factory=MediaSettings)
     good: list[int] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
 
@@ -92,6 +94,10 @@ def too_many_bad_message(name: str, bad: list[BadRecord], checked: int, limit: f
 
 def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
     """Open (not yet scan) the data set `name` described by its recipe entry `spec`."""
+    if is_generated_data(str(spec["path"])):
+        from omni_runner.data.bundled.media import ensure_media_data
+
+        ensure_media_data()
     path = resolve_data_path(str(spec["path"]), base_dir)
     table = open_table(
         path,
@@ -107,6 +113,7 @@ def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
         table=table,
         max_bad_fraction=DEFAULT_MAX_BAD_FRACTION if limit is None else float(limit),
         media_root=resolve_data_path(str(media_root), base_dir) if media_root else (path if path.is_dir() else path.parent),
+        media=MediaSettings.from_spec(spec),
     )
 
 

@@ -1,9 +1,14 @@
 """Training samples in mixer order, grouped into micro-batches, with a resumable position.
 
-`SampleStream` draws (capability, data set, record) from the Mixer, renders the record with the
-capability's template and yields `Sample`s. A record that fails to render (too long for
-`training.seq_len`, nothing to learn) is skipped, remembered (so later epochs skip it without
-rendering it again) and counted against the data set's `max_bad_fraction`.
+`SampleStream` draws (capability, data set, record) from the Mixer and has a `SamplePreparer` turn
+each draw into a `Sample`: adapt the record, render it with the capability's template, and for
+media records decode the files and expand their placeholders through the model's processor. With
+`num_workers` > 0 the preparing runs in DataLoader worker processes, ahead of the step, while the
+draws stay in this process and in order, so the stream (and its resume position: the mixer state
+after the last sample handed out) is the same with or without workers. A record that fails to
+prepare (too long for `training.seq_len`, nothing to learn, unreadable media) is skipped,
+remembered (so later epochs skip it without preparing it again) and counted against the data set's
+`max_bad_fraction`.
 
 `MicroBatches` groups samples into micro-batches: packed (first-fit into `micro_batch` rows of at
 most `seq_len` tokens) or padded (one sample per row). Its `state_dict()` at a batch boundary is
@@ -14,15 +19,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.data.conversation import BadRecord, RecordError
-from omni_runner.data.mixer import Mixer
+from omni_runner.data.conversation import BadRecord, DataError, RecordError
+from omni_runner.data.mixer import Draw, Mixer
+from omni_runner.data.multimodal import encode_media, has_media
 from omni_runner.data.packing import Sample, first_fit
 from omni_runner.data.render import render_sample, template_for
 from omni_runner.data.sources import DataSource, active_capabilities
 
 SHOWN_BAD_RECORDS = 20
+# Samples each worker prepares ahead of the step.
+PREFETCH_PER_WORKER = 4
 
 
 def mixer_for(recipe: dict[str, Any], sources: dict[str, DataSource], capabilities: list[str] | None = None) -> Mixer:
@@ -35,63 +44,167 @@ def mixer_for(recipe: dict[str, Any], sources: dict[str, DataSource], capabiliti
     return Mixer(weights, datasets, {n: len(s) for n, s in sources.items()}, seed)
 
 
-class SampleStream:
-    """An endless, deterministic stream of rendered samples."""
+@dataclass
+class Prepared:
+    """One draw's outcome: its sample, or why its record was skipped; with the mixer state after it."""
 
-    def __init__(self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int) -> None:
+    draw: Draw
+    mixer_state: dict[str, Any]
+    sample: Sample | None = None
+    reason: str | None = None
+
+
+class SamplePreparer:
+    """Turns a draw into a Sample; DataLoader workers (forked from the trainer) each run a copy."""
+
+    def __init__(self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None) -> None:
         self.sources = sources
-        self.mixer = mixer
         self.tokenizer = tokenizer
         self.seq_len = seq_len
+        self.processor = processor
+
+    def sample(self, draw: Draw) -> Sample:
+        """The draw's sample; RecordError (with the reason) when its record cannot become one."""
+        source = self.sources[draw.dataset]
+        conversation = source.conversation(draw.position)
+        media = has_media(conversation)
+        rendered = render_sample(conversation, self.tokenizer, template_for(draw.capability),
+                                 max_tokens=None if media else self.seq_len)
+        input_ids, labels, tensors = rendered.input_ids, rendered.labels, None
+        if media:
+            if self.processor is None:
+                raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
+            input_ids, labels, tensors = encode_media(conversation, rendered, self.processor, source.media)
+            if len(input_ids) > self.seq_len:
+                raise RecordError(f"{len(input_ids)} tokens after rendering with its media, "
+                                  f"more than training.seq_len = {self.seq_len}")
+        return Sample(input_ids, labels, draw.capability, draw.dataset, source.location(draw.position),
+                      media=tensors, use_audio_in_video=bool(media and conversation.videos and source.media.use_audio_in_video))
+
+    def __call__(self, item: tuple[Draw, dict[str, Any]]) -> Prepared:
+        draw, mixer_state = item
+        try:
+            return Prepared(draw, mixer_state, sample=self.sample(draw))
+        except RecordError as exc:
+            return Prepared(draw, mixer_state, reason=str(exc))
+
+
+class _PreparedDataset:
+    """Map-style view for DataLoader: the "index" is a (draw, mixer state) pair from `_Draws`."""
+
+    def __init__(self, preparer: SamplePreparer) -> None:
+        self.preparer = preparer
+
+    def __getitem__(self, item: tuple[Draw, dict[str, Any]]) -> Prepared:
+        return self.preparer(item)
+
+
+class _Draws:
+    """DataLoader's sampler: the stream's draws, iterated in this process, in order."""
+
+    def __init__(self, stream: SampleStream) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[tuple[Draw, dict[str, Any]]]:
+        return self.stream.draws()
+
+
+def _unbatched(prepared: Prepared) -> Prepared:
+    return prepared
+
+
+def _one_thread_per_worker(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers decode and tokenise; the training step owns the cores
+
+
+class SampleStream:
+    """An endless, deterministic stream of prepared samples."""
+
+    def __init__(
+        self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
+        *, processor: Any = None, num_workers: int = 0,
+    ) -> None:
+        self.sources = sources
+        self.mixer = mixer
+        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor)
+        self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
         self.seen: dict[str, int] = {}
+        self.seen_by_dataset: dict[str, int] = {}
+        self._position = mixer.state_dict()  # the mixer state after the last sample handed out
+        self._prepared: Iterator[Prepared] | None = None
 
     def __iter__(self) -> Iterator[Sample]:
         return self
 
-    def __next__(self) -> Sample:
+    def draws(self) -> Iterator[tuple[Draw, dict[str, Any]]]:
+        """Draws from the mixer's current state, skipping records already known to be unusable."""
         while True:
             draw = self.mixer.next()
-            source = self.sources[draw.dataset]
-            skipped = self.unrenderable[draw.dataset]
-            if draw.position in skipped:
-                continue
-            try:
-                rendered = render_sample(
-                    source.conversation(draw.position),
-                    self.tokenizer,
-                    template_for(draw.capability),
-                    max_tokens=self.seq_len,
-                )
-            except RecordError as exc:
-                skipped[draw.position] = BadRecord(draw.dataset, source.location(draw.position), str(exc))
+            if draw.position not in self.unrenderable[draw.dataset]:
+                yield draw, self.mixer.state_dict()
+
+    def _start(self) -> Iterator[Prepared]:
+        if self.num_workers == 0:
+            return (self.preparer(item) for item in self.draws())
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            _PreparedDataset(self.preparer), sampler=_Draws(self), batch_size=None, collate_fn=_unbatched,
+            num_workers=self.num_workers, prefetch_factor=PREFETCH_PER_WORKER,
+            worker_init_fn=_one_thread_per_worker, multiprocessing_context="fork",
+        )
+        return iter(loader)
+
+    def __next__(self) -> Sample:
+        if self._prepared is None:
+            self._prepared = self._start()
+        while True:
+            prepared = next(self._prepared)
+            self._position = prepared.mixer_state
+            draw = prepared.draw
+            if prepared.sample is None:
+                source = self.sources[draw.dataset]
+                skipped = self.unrenderable[draw.dataset]
+                skipped[draw.position] = BadRecord(draw.dataset, source.location(draw.position), str(prepared.reason))
                 source.check_bad_fraction(list(skipped.values()))
                 continue
             self.seen[draw.capability] = self.seen.get(draw.capability, 0) + 1
-            return Sample(
-                rendered.input_ids, rendered.labels, draw.capability, draw.dataset, source.location(draw.position)
-            )
+            self.seen_by_dataset[draw.dataset] = self.seen_by_dataset.get(draw.dataset, 0) + 1
+            return prepared.sample
+
+    def close(self) -> None:
+        """Stop the worker processes (a new stage or a resume starts new ones)."""
+        self._prepared = None
 
     def report(self) -> dict[str, Any]:
-        """The `data` event's fields: skipped counts per data set, the first bad records, samples seen."""
+        """The `data` event's fields: skipped counts per data set, the first bad records, samples seen
+        (per capability and per data set)."""
         bad = [b for source in self.sources.values() for b in source.bad]
         bad += [b for records in self.unrenderable.values() for b in records.values()]
         return {
             "skipped": {n: len(s.bad) + len(self.unrenderable[n]) for n, s in self.sources.items()},
             "bad_records": [b.to_json() for b in bad[:SHOWN_BAD_RECORDS]],
             "seen": dict(self.seen),
+            "seen_by_dataset": dict(self.seen_by_dataset),
         }
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "mixer": self.mixer.state_dict(),
+            "mixer": copy.deepcopy(self._position),
             "unrenderable": {n: [[p, records[p].reason] for p in sorted(records)] for n, records in self.unrenderable.items()},
             "seen": dict(self.seen),
+            "seen_by_dataset": dict(self.seen_by_dataset),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.close()
         self.mixer.load_state_dict(state["mixer"])
+        self._position = self.mixer.state_dict()
         self.seen = dict(state.get("seen", {}))
+        self.seen_by_dataset = dict(state.get("seen_by_dataset", {}))
         for name, records in state.get("unrenderable", {}).items():
             if name in self.sources:
                 location = self.sources[name].location

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
-from omni_runner.data.conversation import Message
+from omni_runner.data.conversation import Message, RecordError
+from omni_runner.data.multimodal import has_media, media_order, processor_features
 from omni_runner.data.render import assistant_text, render_prompt, template_for
 from omni_runner.data.sources import open_source
 from omni_runner.data.toolcalls import tool_calls_match
@@ -41,11 +42,27 @@ SAMPLES_SUFFIX = ".samples.jsonl"
 END_OF_TURN = "<|im_end|>"
 
 
-def capability_for_format(fmt: str, recipe_capabilities: dict[str, Any]) -> str | None:
-    """The capability whose metric scores a data set of this format: the recipe's own first."""
-    accepting = [c.name for c in CAPABILITIES.values() if fmt in c.formats]
-    preferred = [name for name in accepting if name in recipe_capabilities]
-    return (preferred or accepting or [None])[0]
+_MEDIA_INPUTS = {"image": "image_in", "video": "video_in", "audio": "audio_in"}
+
+
+def capability_for_format(fmt: str, recipe_capabilities: dict[str, Any], needs: frozenset[str] = frozenset()) -> str | None:
+    """The capability whose metric scores a data set of this format whose records need the input
+    modalities `needs` (an image record needs image_in): among the capabilities that accept the format
+    and take those inputs, the recipe's own first, then the one asking for the fewest other inputs."""
+    accepting = [c for c in CAPABILITIES.values() if fmt in c.formats and needs <= c.requires]
+    accepting.sort(key=lambda c: (c.name not in recipe_capabilities, len(c.requires & set(_MEDIA_INPUTS.values()))))
+    return accepting[0].name if accepting else None
+
+
+def record_needs(source: Any) -> frozenset[str]:
+    """The input modalities the data set's first usable record carries (its media kinds)."""
+    if not len(source):
+        return frozenset()
+    conversation = source.conversation(0)
+    kinds = set(media_order(conversation))
+    if "video" in kinds and source.media.use_audio_in_video:
+        kinds.add("audio")
+    return frozenset(_MEDIA_INPUTS[kind] for kind in kinds)
 
 
 def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -53,10 +70,10 @@ def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_di
     settings = recipe_data["eval"]
     results, samples = {}, {}
     for name in settings.get("datasets") or []:
-        spec = recipe_data["datasets"][name]
-        capability = capability_for_format(spec["format"], recipe_data.get("capabilities") or {})
-        results[name], samples[name] = score_dataset(loaded, name, spec, capability, Path(recipe_dir),
-                                                     int(settings["max_samples"]), int(settings["max_new_tokens"]))
+        source = open_source(name, recipe_data["datasets"][name], Path(recipe_dir))
+        source.scan(int(settings["max_samples"]))
+        capability = capability_for_format(source.format, recipe_data.get("capabilities") or {}, record_needs(source))
+        results[name], samples[name] = score_dataset(loaded, source, capability, int(settings["max_new_tokens"]))
     if eval_dir is not None:
         _write_results(Path(eval_dir), results, samples)
     return results
@@ -70,25 +87,33 @@ def _write_results(eval_dir: Path, results: dict[str, dict[str, Any]], samples: 
         (eval_dir / f"{name}{SAMPLES_SUFFIX}").write_text(lines)
 
 
-def score_dataset(loaded: Any, name: str, spec: dict[str, Any], capability: str | None, recipe_dir: Path,
-                  max_samples: int, max_new_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The data set's score and every scored sample (generated and expected replies, hit or miss)."""
+def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The (scanned) data set's score and every scored sample (generated and expected replies, hit or miss)."""
     metric = CAPABILITIES[capability].eval_metric if capability in CAPABILITIES else None
     if metric not in SUPPORTED_METRICS:
         return {"capability": capability, "metric": metric, "n": 0,
                 "note": f"{metric} needs a reference model and is not computed by omni-runner yet"}, []
-    source = open_source(name, spec, recipe_dir)
-    source.scan(max_samples)
     template = template_for(capability)
-    samples = []
-    for position in range(min(len(source), max_samples)):
-        prompt, expected = render_prompt(source.conversation(position), loaded.tokenizer, template)
+    samples, skipped = [], []
+    for position in range(len(source)):
+        conversation = source.conversation(position)
+        prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
         reply = expected.messages[-1]
-        generated = generate_from_prompt(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
+        try:
+            inputs = (processor_features(conversation, prompt, loaded.processor, source.media) if has_media(conversation)
+                      else loaded.tokenizer(prompt, add_special_tokens=False, return_tensors="pt"))
+        except RecordError as exc:
+            skipped.append({"location": source.location(position), "reason": str(exc)})
+            continue
+        generated = generate_from_inputs(loaded.model, loaded.tokenizer, inputs, max_new_tokens,
+                                         use_audio_in_video=bool(conversation.videos) and source.media.use_audio_in_video)
         samples.append({"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
                         "match": reply_matches(metric, generated, reply)})
     hits = sum(sample["match"] for sample in samples)
-    return {"capability": capability, metric: hits / len(samples) if samples else None, "n": len(samples)}, samples
+    result = {"capability": capability, metric: hits / len(samples) if samples else None, "n": len(samples)}
+    if skipped:
+        result["skipped"] = skipped
+    return result, samples
 
 
 def reply_matches(metric: str, generated: str, reply: Message) -> bool:
@@ -98,17 +123,18 @@ def reply_matches(metric: str, generated: str, reply: Message) -> bool:
     return _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
 
 
-def generate_from_prompt(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
-    """Greedy continuation of an already rendered prompt, without its special tokens."""
+def generate_from_inputs(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, *, use_audio_in_video: bool = False) -> str:
+    """Greedy continuation of an already rendered and tokenised prompt (with its media tensors, if any),
+    up to the end-of-turn token."""
     import torch
 
-    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
+    extra = {"use_audio_in_video": True} if use_audio_in_video else {}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            output = model.generate(**{k: v.to(device) for k, v in inputs.items()}, max_new_tokens=max_new_tokens,
+            output = model.generate(**{k: v.to(device) for k, v in inputs.items()}, **extra, max_new_tokens=max_new_tokens,
                                     do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id)
     finally:
         model.train(was_training)

@@ -2,7 +2,8 @@
 
 Layout of `RUN/final/` (written by `save_final`):
 - methods lora/qlora: the peft adapter (`adapter_config.json`, `adapter_model.safetensors`), the
-  processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>",
+  weights of groups that trained in full beside it (the vision merger, the audio projection:
+  `trained_modules.safetensors`, thinker-relative names), the processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>",
   "base_fingerprint": <tiny-model build or null>, "method": ...}`);
   with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
@@ -16,11 +17,14 @@ weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base can
 is refused with a clear message.
 
 Public API:
-- `save_final(loaded, final_dir, *, merge=False, save_processor=True) -> Path`
+- `save_final(loaded, final_dir, *, merge=False, save_processor=True, trained_modules=None) -> Path`:
+  `trained_modules` are the non-adapter weights a LoRA run trained (name → tensor, as the trainer's
+  model names them).
 - `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
   or any Qwen2.5-Omni folder; the model is in eval mode.
-- `generate_text(model, processor, messages, max_new_tokens=128, tools=None) -> str`: greedy reply to
-  a chat (`messages` in the chat-template form), without the prompt and special tokens.
+- `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None) -> str`:
+  greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
+  `media`), without the prompt and special tokens.
 - `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_DIR`.
 """
 
@@ -50,6 +54,8 @@ FINAL_MANIFEST = "omni_runner_final.json"
 MERGED_DIR = "merged"
 TALKER_DIR = "talker"  # a trained talker beside an adapter, when no merged folder holds it
 SPEAKER_FILE = "spk_dict.pt"
+TRAINED_MODULES_FILE = "trained_modules.safetensors"
+_PEFT_PREFIX = "base_model.model."
 
 
 def _write_manifest(folder: Path, **fields: Any) -> None:
@@ -92,13 +98,21 @@ def _cpu_state(module: Any) -> dict[str, Any]:
     return {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
 
 
-def save_final(loaded: LoadedModel, final_dir: Path, *, merge: bool = False, save_processor: bool = True) -> Path:
+def save_final(
+    loaded: LoadedModel, final_dir: Path, *, merge: bool = False, save_processor: bool = True,
+    trained_modules: dict[str, Any] | None = None,
+) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
     talker_state = _cpu_state(loaded.talker) if loaded.talker is not None else None
     base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
     with atomic_folder(Path(final_dir)) as staging, quiet_transformers():
         if loaded.method in LORA_METHODS:
             loaded.model.save_pretrained(staging)
+            if trained_modules:
+                from safetensors.torch import save_file
+
+                save_file({name.removeprefix(_PEFT_PREFIX): tensor.detach().cpu().contiguous()
+                           for name, tensor in trained_modules.items()}, staging / TRAINED_MODULES_FILE)
             if save_processor:
                 loaded.processor.save_pretrained(staging)
             if merge:
@@ -153,6 +167,7 @@ def _write_omni_folder(
             from peft import PeftModel
 
             full.thinker = PeftModel.from_pretrained(full.thinker, adapter_dir).merge_and_unload()
+            _load_trained_modules(full.thinker, adapter_dir)
         else:
             full.thinker.load_state_dict(thinker_state)
         if talker_state is not None:
@@ -178,6 +193,7 @@ def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
         thinker = load_thinker(base_dir, dtype=dtype, device=device)
         with quiet_transformers():
             model = PeftModel.from_pretrained(thinker, folder)
+        _load_trained_modules(thinker, folder)
         processor_dir = folder if (folder / "tokenizer_config.json").exists() else base_dir
         method, model_dir = "lora", base_dir
     else:
@@ -188,6 +204,19 @@ def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
     model.requires_grad_(False)
     processor = load_processor(processor_dir)
     return LoadedModel(model, thinker, processor, model_dir, device, dtype, method)
+
+
+def _load_trained_modules(thinker: Any, folder: Path) -> None:
+    """Put the fully trained groups saved beside an adapter back into the thinker."""
+    path = folder / TRAINED_MODULES_FILE
+    if not path.exists():
+        return
+    from safetensors.torch import load_file
+
+    unexpected = thinker.load_state_dict(load_file(path), strict=False).unexpected_keys
+    if unexpected:
+        raise ModelLoadError(f"{path} holds weights this model does not have ({', '.join(unexpected[:3])}); "
+                             "it belongs to another base model.")
 
 
 def _adapter_base(folder: Path) -> str:
@@ -207,22 +236,26 @@ def generate_text(
     messages: list[dict[str, Any]],
     max_new_tokens: int = 128,
     tools: list[dict[str, Any]] | None = None,
+    media: dict[str, list[str]] | None = None,
 ) -> str:
     """Greedy decoding of the assistant's reply to `messages`.
 
+    `media` holds the files behind the messages' media parts (`{"images": [...], "videos": [...],
+    "audios": [...]}`, in reading order); they are decoded and expanded as in training.
     Works on a model in training too (the trainer's end-of-run evaluation): it generates in eval mode
     with the KV cache on, and puts the model back in the mode it found it in.
     """
     import torch
 
-    inputs = processor.apply_chat_template(
-        messages,
-        tools=tools,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    from omni_runner.data.conversation import Conversation, Message
+    from omni_runner.data.multimodal import MediaSettings, processor_features
+
+    text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+    if media and any(media.values()):
+        conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **media)
+        inputs = processor_features(conversation, text, processor, MediaSettings())
+    else:
+        inputs = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
     inputs = {name: value.to(device) for name, value in inputs.items()}
     was_training = model.training

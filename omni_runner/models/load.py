@@ -22,7 +22,8 @@ Public API:
   `talker` (only when a stage trains it), `model_dir`, `device`, `dtype`, `method`, `quantization`,
   `lora_targets`, `trainable_groups`; `.parameter_counts() -> {"trainable": n, "total": n}`.
 - `set_trainable_groups(loaded, groups)`: freeze everything except the named groups
-  (`thinker`, `vision_tower`, `audio_tower`, `talker`); with LoRA only adapter weights train.
+  (`thinker`, `vision_tower`, `vision_merger`, `audio_tower`, `audio_projection`, `talker`); with LoRA
+  only adapter weights train, except in the merger and the audio projection, which train fully.
   Stage groups outside the base model (`EXTERNAL_GROUPS`: projectors, query tokens) are ignored here.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
@@ -43,7 +44,10 @@ from typing import Any
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, builtin_name, is_builtin, resolve_model_path
 
-GROUPS = ("thinker", "vision_tower", "audio_tower", "talker")
+GROUPS = ("thinker", "vision_tower", "vision_merger", "audio_tower", "audio_projection", "talker")
+# Small projection groups that always train all their weights, whatever training.method says: like a
+# LLaVA projector they are what a new data distribution first moves, and adapters would cost as much.
+FULLY_TRAINED_GROUPS = ("vision_merger", "audio_projection")
 # Stage groups that live outside the base model (encoder/decoder projectors, generation queries):
 # other modules own them, so base-model loading leaves them alone.
 EXTERNAL_GROUPS = ("vision_projector", "audio_projector", "image_projector", "video_projector", "query_tokens")
@@ -81,7 +85,9 @@ class LoadedModel:
         return {
             "thinker": [inner.language_model, self.thinker.lm_head],
             "vision_tower": [inner.visual],
+            "vision_merger": [inner.visual.merger],
             "audio_tower": [inner.audio_tower],
+            "audio_projection": [inner.audio_tower.ln_post, inner.audio_tower.proj],
             "talker": [self.talker] if self.talker is not None else [],
         }
 
@@ -333,12 +339,18 @@ def _group_prefixes() -> dict[str, str]:
     return {"thinker": "model.language_model.", "vision_tower": "model.visual.", "audio_tower": "model.audio_tower."}
 
 
+# The FULLY_TRAINED_GROUPS' layers inside the towers: never adapted, so their trained weights stay plain
+# tensors that `final/` can store beside the adapter.
+_NOT_ADAPTED = ("model.visual.merger.", "model.audio_tower.proj")
+
+
 def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Iterable[str]) -> list[str]:
     """Full names of the Linear layers that get adapters.
 
     In the language model: the recipe's `training.lora.target_modules` (by name suffix). The towers
     reuse names like `q_proj`, so suffixes alone would put adapters in them too; a tower gets
-    adapters (on all its Linear layers) only when a stage trains it.
+    adapters (on all its Linear layers but the merger's and the audio projection's, which train in
+    full as their own groups) only when a stage trains it.
     """
     import torch
 
@@ -354,7 +366,7 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
         if "thinker" in groups and name.startswith(prefixes["thinker"]) and suffix in targets:
             names.append(name)
             found_suffixes.add(suffix)
-        elif any(name.startswith(prefix) for prefix in wanted):
+        elif any(name.startswith(prefix) for prefix in wanted) and not name.startswith(_NOT_ADAPTED):
             names.append(name)
     missing = targets - found_suffixes
     if "thinker" in groups and missing:
@@ -393,21 +405,35 @@ def _apply_lora(
 
 
 def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
-    """Freeze all but `groups`. With LoRA only the adapters inside those groups train."""
+    """Freeze all but `groups`. With LoRA only the adapters inside those groups train, except in the
+    FULLY_TRAINED_GROUPS (the vision merger, the audio projection), which train every weight."""
     groups = _base_groups(groups)
     if "talker" in groups and loaded.talker is None:
         raise ModelLoadError("a stage trains the talker, but it was not loaded: list 'talker' in stages[*].train.")
     for module in [loaded.model, *loaded.groups["talker"]]:
         module.requires_grad_(False)
-    for group in groups:
+    # The merger and projection sit inside their towers: set them last so a tower's LoRA rule
+    # (adapters only) does not undo their full training.
+    for group in sorted(groups, key=lambda g: g in FULLY_TRAINED_GROUPS):
+        adapters_only = loaded.method in LORA_METHODS and group not in ("talker", *FULLY_TRAINED_GROUPS)
         for module in loaded.groups[group]:
             for name, parameter in module.named_parameters():
-                is_adapter = "lora_" in name
-                if loaded.method in LORA_METHODS and group != "talker":
-                    parameter.requires_grad_(is_adapter)
+                if adapters_only:
+                    parameter.requires_grad_("lora_" in name)
                 elif parameter.is_floating_point():
                     parameter.requires_grad_(True)
     loaded.trainable_groups = groups
+
+
+def set_activation_checkpointing(loaded: LoadedModel, enabled: bool) -> None:
+    """Recompute activations in backward (or stop doing so): the plan decides per stage, since stages
+    differ in sequence length and in what they keep on the card."""
+    if loaded.thinker.is_activation_checkpointing == enabled:
+        return
+    if enabled:
+        loaded.thinker.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        loaded.thinker.activation_checkpointing_disable()
 
 
 def _base_groups(groups: Iterable[str]) -> tuple[str, ...]:
@@ -472,8 +498,7 @@ def load_for_training(
         trust_remote_code=bool(base.get("trust_remote_code", False)),
     )
     thinker.config.use_cache = False  # the KV cache is useless when training and costs memory
-    if gradient_checkpointing:
-        thinker.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
     talker = _load_talker(folder, dtype, device) if "talker" in all_groups else None
 
     targets: list[str] = []
@@ -482,6 +507,7 @@ def load_for_training(
         targets = lora_target_names(thinker, training.get("lora", {}).get("target_modules", ()), all_groups)
         model = _apply_lora(thinker, training.get("lora", {}), targets, quantization != "none", gradient_checkpointing)
     loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker)
+    set_activation_checkpointing(loaded, gradient_checkpointing)
     set_trainable_groups(loaded, first_groups)
     loaded.model.train()
     return loaded

@@ -22,6 +22,8 @@ from omni_runner.plan.support import UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, 
 from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
 DEFAULT_STAGE = "train"
+# The groups LoRA adapters go into (the loader's `lora_target_names`).
+_ADAPTED_GROUPS = ("thinker", "vision_tower", "audio_tower")
 
 
 @dataclass
@@ -125,7 +127,16 @@ def _model_checks(recipe: Any, models: dict[str, PlannedModel], sources: dict[st
         problems.append(warning("decoders.speech uses the base model's talker, but the base model has none; nothing provides audio_out",
                                 recipe.location(("decoders", "speech")), "decoders.speech"))
     quantization = models["base_model"].detection.quantization
-    if (recipe.data.get("training") or {}).get("method") == "full" and quantization:
+    method = (recipe.data.get("training") or {}).get("method", "lora")
+    stages = recipe.data.get("stages") or []
+    if method != "full" and stages and all(s.get("train") and not set(s["train"]) & set(_ADAPTED_GROUPS) for s in stages):
+        problems.append(error(
+            f"training.method {method} puts adapters on the thinker and the towers, but no stage trains any of them "
+            "(the vision merger and the audio projection train in full, without adapters)",
+            _where(recipe, ("training", "method")), "training.method",
+            "use method: full (then only the listed groups train), or list thinker in a stage's train",
+        ))
+    if method == "full" and quantization:
         problems.append(error(
             f"full fine-tuning cannot update {quantization} weights",
             recipe.location(("training", "method")), "training.method",

@@ -24,11 +24,18 @@ import torch
 
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
-from omni_runner.data.packing import collate_packed, collate_padded
+from omni_runner.data.multimodal import rope_positions
+from omni_runner.data.packing import Sample, collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 from omni_runner.models.export import save_final
-from omni_runner.models.load import ModelLoadError, load_for_training, set_trainable_groups
+from omni_runner.models.load import (
+    LORA_METHODS,
+    ModelLoadError,
+    load_for_training,
+    set_activation_checkpointing,
+    set_trainable_groups,
+)
 from omni_runner.run.events import EventLog
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
@@ -39,6 +46,9 @@ from omni_runner.train.precision import resolve_device, resolve_precision
 from omni_runner.train.schedule import lr_multiplier
 
 EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+# What the thinker's forward takes from a collated batch; the media tensors only when present.
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw",
+                "pixel_values_videos", "video_grid_thw", "input_features", "feature_attention_mask")
 
 
 class NonFiniteLossAbort(RuntimeError):
@@ -93,6 +103,10 @@ class Trainer:
         self.status = RunStatus(run.path, name=self.recipe["name"], state="starting", reason="loading",
                                 pid=os.getpid(), total_steps=self.total_steps)
         self.progress = Progress()
+        # Every weight any stage so far has trained: checkpoints carry them all, so a resume in a
+        # later stage does not reload an earlier stage's work from the base model.
+        self.trained_weights: set[str] = set()
+        self.batches: MicroBatches | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -147,8 +161,13 @@ class Trainer:
         stage = self.stages[index]
         if stage.get("train"):
             set_trainable_groups(self.loaded, stage["train"])
+        set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
+        self.trained_weights |= {n for n, p in self.model.named_parameters() if p.requires_grad}
+        if self.batches is not None:
+            self.batches.stream.close()
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
-                              self.loaded.tokenizer, int(stage["seq_len"]))
+                              self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
+                              num_workers=int(self.recipe["training"]["num_workers"]))
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
         self.optimizer = make_optimizer(self.model, lr=float(stage["lr"]),
@@ -159,6 +178,7 @@ class Trainer:
             self.optimizer, lambda s: lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
         self.scaler = self.precision.grad_scaler()
         if state is not None:
+            self.trained_weights |= set(state.weights)
             missing = self.model.load_state_dict(state.weights, strict=False).unexpected_keys
             if missing:
                 raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
@@ -205,7 +225,7 @@ class Trainer:
         input_tokens = 0
         for batch in micro_batches:
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
-            inputs = {k: _to_device(batch[k], self.device) for k in ("input_ids", "attention_mask", "position_ids")}
+            inputs = {k: _to_device(batch[k], self.device) for k in MODEL_INPUTS if k in batch}
             with self.precision.autocast():
                 logits = self.model(**inputs).logits
             targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
@@ -239,11 +259,14 @@ class Trainer:
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
         if self.batches.packing:
             batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype,
-                                   sliding_window=self.loaded.sliding_window)
+                                   sliding_window=self.loaded.sliding_window, media_positions=self._media_positions)
         else:
-            batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True)
+            batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True, media_positions=self._media_positions)
         batch["rows"] = rows
         return batch
+
+    def _media_positions(self, sample: Sample) -> torch.Tensor:
+        return rope_positions(self.loaded.thinker, sample.input_ids, sample.media or {}, sample.use_audio_in_video)
 
     def _skip_step(self, loss: float, grad_norm: float) -> None:
         self.progress.skipped_steps += 1
@@ -281,7 +304,7 @@ class Trainer:
     def save_checkpoint(self, reason: str) -> Path:
         """Write everything exact resume needs (the controller decides when, and records it)."""
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
-        weights = {n: p for n, p in self.model.named_parameters() if p.requires_grad or "lora_" in n}
+        weights = {n: p for n, p in self.model.named_parameters() if n in self.trained_weights or "lora_" in n}
         contents = ckpt.CheckpointContents(
             weights=weights,
             optimizer=self.optimizer.state_dict(),
@@ -305,7 +328,10 @@ class Trainer:
 
     def finish(self) -> None:
         output = self.recipe["output"]
-        save_final(self.loaded, self.run.final, merge=bool(output["merge"]), save_processor=bool(output["save_processor"]))
+        trained_modules = ({n: p for n, p in self.model.named_parameters() if n in self.trained_weights and "lora_" not in n}
+                           if self.loaded.method in LORA_METHODS else None)
+        save_final(self.loaded, self.run.final, merge=bool(output["merge"]), save_processor=bool(output["save_processor"]),
+                   trained_modules=trained_modules)
         self.events.emit("data", self.progress.step, **self.batches.stream.report())
         _log(f"final model in {self.run.final}")
         if self.recipe["eval"]["at_end"]:

@@ -22,13 +22,12 @@ CASES = [
     ("lora", ["thinker"], ["cot"]),
     ("lora", ["vision_tower"], ["vision-qa"]),
     ("full", ["vision_tower"], ["vision-qa"]),
-    ("lora", ["vision_merger"], ["vision-qa"]),
     ("full", ["vision_merger"], ["vision-qa"]),
     ("lora", ["vision_tower", "vision_merger"], ["vision-qa"]),
     ("full", ["vision_tower", "vision_merger"], ["vision-qa"]),
     ("lora", ["audio_tower"], ["podcast"]),
     ("full", ["audio_tower"], ["podcast"]),
-    ("lora", ["audio_projection"], ["podcast"]),
+    ("full", ["audio_projection"], ["podcast"]),
     ("lora", ["audio_tower", "audio_projection"], ["podcast"]),
     ("lora", ["thinker", "vision_merger", "audio_projection"], ["vision-qa", "podcast"]),
 ]
@@ -59,6 +58,16 @@ def test_planned_trainable_parameters_equal_the_loaded_models(method, train, cap
     loaded = load_for_training(recipe.data, tmp_path, "cpu", train_groups=train)
     assert stage["trainable_parameters"] == loaded.parameter_counts()["trainable"], stage["trainable"]
 
+
+def test_lora_with_no_stage_training_an_adapted_group_is_refused_at_training_method(tmp_path: Path):
+    from omni_runner.recipe import RecipeError
+
+    recipe = load_recipe(_recipe(tmp_path, "lora", [["vision_merger"]], ["vision-qa"]))
+    with pytest.raises(RecipeError) as refused:
+        compile_plan(recipe)
+    [problem] = [d for d in refused.value.diagnostics if d.severity == "error"]
+    assert problem.field == "training.method" and problem.location.line == 7
+    assert "no stage trains any of them" in problem.message
 
 
 def test_a_merger_stage_after_a_tower_stage_trains_the_merger_alone(tmp_path: Path):
