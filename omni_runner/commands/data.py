@@ -1,9 +1,12 @@
 """`omni-run data check RECIPE` and `omni-run data preview RECIPE --capability C -n N`.
 
-`check` reads, adapts and renders every record the recipe's capabilities use and reports counts,
-bad records with their locations, token-length statistics and the effective mixture; it exits 1
-when a data set passes its `max_bad_fraction`. `preview` shows rendered samples with the trained
-(assistant) tokens made visible: highlighted on a terminal, `[[...]]` otherwise.
+`check` prepares every record the recipe's capabilities use as training does (adapted, rendered,
+media decoded and expanded by the model's processor) and reports counts, bad records with their
+locations (unreadable media included), token-length and media statistics and the effective
+mixture; it exits 1 when a data set passes its `max_bad_fraction`. `preview` shows rendered samples
+with the trained (assistant) tokens made visible (highlighted on a terminal, `[[...]]` otherwise),
+each media placeholder with the tokens it expands into (`<|IMAGE|>×4`), and below the sample where
+each medium's tokens sit in the expanded sequence.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omni_runner.recipe.options import add_recipe_options
 
-HELP = "Check a recipe's data (counts, bad records, token lengths, mixture) or preview rendered samples."
+if TYPE_CHECKING:
+    from omni_runner.data.check import PlacedMedium, Preview
+    from omni_runner.data.conversation import RecordError
+
+HELP = "Check a recipe's data (counts, bad records, token lengths, media, mixture) or preview rendered samples."
 
 TRAINED_START, TRAINED_END = "[[", "]]"
 HIGHLIGHT_START, HIGHLIGHT_END = "\x1b[1;32m", "\x1b[0m"
@@ -24,7 +31,7 @@ HIGHLIGHT_START, HIGHLIGHT_END = "\x1b[1;32m", "\x1b[0m"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="read and render every record; report problems and statistics")
+    check = actions.add_parser("check", help="prepare every record as training does; report problems and statistics")
     preview = actions.add_parser("preview", help="show rendered samples with the loss mask visible")
     for sub in (check, preview):
         sub.add_argument("recipe", metavar="RECIPE", type=Path, help="recipe YAML file")
@@ -42,6 +49,26 @@ def _marked(text: str, spans: list[tuple[int, int]], start: str, end: str) -> st
     return "".join(pieces) + text[last:]
 
 
+def _spread(values: dict[str, Any], unit: str = "") -> str:
+    return " ".join(f"{key} {values[key]:g}{unit}" for key in ("min", "median", "max"))
+
+
+def _media_line(kind: str, media: dict[str, Any]) -> str:
+    """One kind's statistics, e.g. `audio 300: seconds min 1 median 1 max 1; sample rate 22050 Hz`."""
+    facts = []
+    if "resolution" in media:
+        facts.append("resolution " + " ".join(f"{key} {media['resolution'][key]}" for key in ("min", "median", "max")))
+    if "duration_s" in media:
+        facts.append("seconds " + _spread(media["duration_s"]))
+    if "sample_rates" in media:
+        facts.append("sample rate " + ", ".join(f"{rate} Hz" for rate in media["sample_rates"]))
+    if media.get("frames"):
+        facts.append("frames " + _spread(media["frames"]))
+    if "with_audio" in media:
+        facts.append(f"{media['with_audio']} with an audio track")
+    return f"{kind} {media['count']}: " + "; ".join(facts)
+
+
 def _print_check(report: dict[str, Any]) -> None:
     print(f"seq_len {report['seq_len']}")
     for name, info in report["datasets"].items():
@@ -53,6 +80,8 @@ def _print_check(report: dict[str, Any]) -> None:
               f"{info['bad']} bad ({info['bad_fraction']:.1%}) {verdict}")
         print(f"  {info['path']}")
         print(f"  {lengths}")
+        for kind, media in info["media"].items():
+            print(f"  {_media_line(kind, media)}")
     if report["bad_records"]:
         print("bad records:")
         for bad in report["bad_records"]:
@@ -63,8 +92,49 @@ def _print_check(report: dict[str, Any]) -> None:
         print(f"  {capability} {entry['probability']:.1%}: {shares}")
 
 
+def _collapsed(text: str, media: list[PlacedMedium]) -> str:
+    """`text` with each medium's placeholder (once per medium, in order) replaced by the token runs
+    it expands into, e.g. `<|VIDEO|>×16<|AUDIO|>×53`, so a sample with hundreds of media tokens stays readable."""
+    pieces, last = [], 0
+    for medium in media:
+        at = text.index(medium.placeholder, last)
+        pieces += [text[last:at], "".join(f"{token}×{count}" for token, count in medium.runs)]
+        last = at + len(medium.placeholder)
+    return "".join(pieces) + text[last:]
+
+
+def _describe(medium: PlacedMedium) -> str:
+    """`image 1 (images/shape0003.png, 56x56): 4 tokens at 15-18`."""
+    info = medium.info
+    facts = [medium.path]
+    if "width" in info:
+        facts.append(f"{info['width']}x{info['height']}")
+    if "duration_s" in info:
+        facts.append(f"{info['duration_s']:.2f} s")
+    if info.get("has_audio"):
+        facts.append("audio track")
+    counts = " + ".join(f"{count} {token}" for token, count in medium.runs) if len(medium.runs) > 1 else ""
+    tokens = f"{medium.tokens} tokens" + (f" ({counts})" if counts else "")
+    return f"{medium.kind} {medium.number} ({', '.join(facts)}): {tokens} at {medium.start}-{medium.end}"
+
+
+def _print_preview(previews: list[tuple[str, Preview | RecordError]], start: str, end: str) -> None:
+    for location, sample in previews:
+        print(f"--- {location}")
+        if isinstance(sample, Exception):
+            print(f"(bad record: {sample})")
+            continue
+        rendered = sample.rendered
+        # Mark first: the trained spans are character spans of the unexpanded text.
+        print(_collapsed(_marked(rendered.text, rendered.trained_spans, start, end), sample.media))
+        for medium in sample.media:
+            print(_describe(medium))
+        print(f"({sample.length} tokens, {rendered.trained_tokens} trained)")
+
+
 def run(args: argparse.Namespace) -> int:
     from omni_runner.data.conversation import DataError
+    from omni_runner.models.load import ModelLoadError
     from omni_runner.recipe import RecipeError, load_recipe
 
     try:
@@ -72,12 +142,16 @@ def run(args: argparse.Namespace) -> int:
         from omni_runner.models.hf_env import offline_hub
 
         offline_hub()
-        from omni_runner.data.check import check_data, load_tokenizer, preview_samples
+        from omni_runner.data.check import (
+            check_data,
+            load_processor_for,
+            preview_samples,
+        )
 
         base_dir = Path(recipe.source).parent
-        tokenizer = load_tokenizer(recipe.data, base_dir)
+        processor = load_processor_for(recipe.data, base_dir)
         if args.action == "check":
-            report = check_data(recipe.data, base_dir, tokenizer)
+            report = check_data(recipe.data, base_dir, processor)
             if args.json:
                 print(json.dumps(report, indent=2))
             else:
@@ -85,14 +159,8 @@ def run(args: argparse.Namespace) -> int:
             return 0 if report["ok"] else 1
         tty = sys.stdout.isatty()
         start, end = (HIGHLIGHT_START, HIGHLIGHT_END) if tty else (TRAINED_START, TRAINED_END)
-        for location, sample in preview_samples(recipe.data, base_dir, tokenizer, args.capability, args.n):
-            print(f"--- {location}")
-            if isinstance(sample, Exception):
-                print(f"(bad record: {sample})")
-            else:
-                print(_marked(sample.text, sample.trained_spans, start, end))
-                print(f"({len(sample.input_ids)} tokens, {sample.trained_tokens} trained)")
+        _print_preview(preview_samples(recipe.data, base_dir, processor, args.capability, args.n), start, end)
         return 0
-    except (RecipeError, DataError) as error:
+    except (RecipeError, DataError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

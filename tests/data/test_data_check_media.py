@@ -1,0 +1,126 @@
+"""`omni-run data check` and `data preview` on media records: real files, prepared as training prepares them.
+
+The files are copies of the bundled tiny media (56x56 PNGs, 1 s 22050 Hz WAVs, 2 s 56x56 MP4s at
+4 fps with an AAC beep track), next to a missing and a truncated image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.data.test_data_command import run_data
+
+pytestmark = pytest.mark.slow  # each run loads the tiny model's processor and decodes media
+
+RECIPE = """\
+name: media-check
+base_model:
+  path: builtin:tiny-qwen2.5-omni
+datasets:
+  pictures: {path: pictures.jsonl, format: sharegpt, max_bad_fraction: 0.5}
+  clips: {path: clips.jsonl, format: openai, video_fps: 4, video_max_frames: 8,
+          video_max_pixels: 3136, use_audio_in_video: true}
+capabilities:
+  vision-qa: {weight: 1, datasets: [pictures]}
+  tri-streaming: {weight: 1, datasets: [clips]}
+training:
+  max_steps: 10
+  seq_len: 512
+"""
+
+
+def _sharegpt(question: str, answer: str, column: str, path: str) -> dict:
+    return {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}], column: [path]}
+
+
+PICTURES = [
+    _sharegpt("<image>\nIs the shape on the left or the right?", "left", "images", "images/shape.png"),
+    _sharegpt("<audio>How many beeps do you hear?", "three", "audios", "audio/beeps.wav"),
+    _sharegpt("<image>\nWhat colour is the shape?", "red", "images", "images/gone.png"),
+    _sharegpt("<image>\nWhat colour is the shape?", "blue", "images", "images/truncated.png"),
+]
+CLIPS = [{"messages": [{"role": "user", "content": "<video>Which way does the square move?"},
+                       {"role": "assistant", "content": "left"}], "videos": ["videos/clip.mp4"]}]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory, _omni_runner_cache: Path) -> Path:
+    from omni_runner.data.bundled.media import ensure_media_data
+    from omni_runner.models.tiny import ensure_tiny_model
+
+    ensure_tiny_model()
+    bundled = ensure_media_data()
+    folder = tmp_path_factory.mktemp("media-check")
+    for sub in ("images", "audio", "videos"):
+        (folder / sub).mkdir()
+    shutil.copy(bundled / "images" / "shape0000.png", folder / "images" / "shape.png")
+    (folder / "images" / "truncated.png").write_bytes((bundled / "images" / "shape0001.png").read_bytes()[:60])
+    shutil.copy(bundled / "audio" / "a000.wav", folder / "audio" / "beeps.wav")
+    shutil.copy(bundled / "videos" / "video0.mp4", folder / "videos" / "clip.mp4")
+    (folder / "pictures.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PICTURES))
+    (folder / "clips.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CLIPS))
+    path = folder / "recipe.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_check_counts_media_tokens_and_reports_media_and_unreadable_files(recipe, capsys):
+    assert run_data("check", str(recipe), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    pictures, clips = report["datasets"]["pictures"], report["datasets"]["clips"]
+    assert (pictures["records"], pictures["usable"], pictures["bad"], pictures["ok"]) == (4, 2, 2, True)
+    missing, truncated = report["bad_records"]
+    assert missing == {"dataset": "pictures", "location": "pictures.jsonl:3",
+                       "reason": f"missing image file {recipe.parent / 'images' / 'gone.png'}"}
+    assert truncated["location"] == "pictures.jsonl:4"
+    assert truncated["reason"].startswith(f"cannot read image {recipe.parent / 'images' / 'truncated.png'}: ")
+    assert pictures["media"] == {
+        "image": {"count": 1, "resolution": {"min": "56x56", "median": "56x56", "max": "56x56"}},
+        "audio": {"count": 1, "duration_s": {"min": 1.0, "median": 1.0, "max": 1.0},
+                  "sample_rates": [22050]},
+    }
+    video = clips["media"]["video"]
+    assert (video["count"], video["with_audio"], video["resolution"]["max"]) == (1, 1, "56x56")
+    assert video["frames"] == {"min": 8, "median": 8, "max": 8}  # 2 s at video_fps 4
+    assert video["duration_s"]["max"] == pytest.approx(2.0, abs=0.1)
+    # Lengths count the expanded media: 4 image tokens (56x56), 16 video + about 50 audio tokens.
+    assert 30 < pictures["tokens"]["min"] < 50 and clips["tokens"]["min"] > 16 + 50
+
+
+def test_check_fails_when_unreadable_media_pass_max_bad_fraction(recipe, capsys):
+    assert run_data("check", str(recipe), "--set", "datasets.pictures.max_bad_fraction=0.25") == 1
+    output = capsys.readouterr().out
+    assert "pictures (sharegpt, vision-qa): 2/4 usable, 2 bad (50.0%) TOO MANY BAD (limit 0.25)" in output
+    assert f"pictures: pictures.jsonl:3: missing image file {recipe.parent / 'images' / 'gone.png'}" in output
+    assert "  image 1: resolution min 56x56 median 56x56 max 56x56\n" in output
+    assert "  audio 1: seconds min 1 median 1 max 1; sample rate 22050 Hz\n" in output
+    assert re.search(r"  video 1: resolution min 56x56 median 56x56 max 56x56; seconds min [\d.]+ median [\d.]+ "
+                     r"max [\d.]+; frames min 8 median 8 max 8; 1 with an audio track\n", output)
+
+
+def test_preview_collapses_media_tokens_and_places_each_medium(recipe, capsys):
+    assert run_data("preview", str(recipe), "--capability", "vision-qa", "-n", "4") == 0
+    output = capsys.readouterr().out
+    # 15 tokens before the image: the system turn, "<|im_start|>user\n" and <|vision_bos|>.
+    assert "<|vision_bos|><|IMAGE|>×4<|vision_eos|>\nIs the shape on the left or the right?" in output
+    assert "[[left<|im_end|>]]" in output
+    assert "image 1 (images/shape.png, 56x56): 4 tokens at 15-18\n" in output
+    assert "<|audio_bos|><|AUDIO|>×25<|audio_eos|>How many beeps" in output
+    assert "audio 1 (audio/beeps.wav, 1.00 s): 25 tokens at 15-39\n" in output
+    assert f"(bad record: missing image file {recipe.parent / 'images' / 'gone.png'})" in output
+
+
+def test_preview_places_a_videos_interleaved_audio_inside_its_run(recipe, capsys):
+    assert run_data("preview", str(recipe), "--capability", "tri-streaming", "-n", "1") == 0
+    output = capsys.readouterr().out
+    collapsed = re.search(r"<\|vision_bos\|><\|VIDEO\|>×16<\|AUDIO\|>×(\d+)<\|vision_eos\|>Which way", output)
+    assert collapsed, output
+    audio = int(collapsed.group(1))
+    # The expansion adds <|audio_bos|> after <|vision_bos|>, so the run starts one token later than an image's.
+    assert (f"video 1 (videos/clip.mp4, 56x56, 2.00 s, audio track): {16 + audio} tokens "
+            f"(16 <|VIDEO|> + {audio} <|AUDIO|>) at 16-{16 + 16 + audio - 1}\n") in output
