@@ -217,7 +217,9 @@ class Trainer:
 
     def train_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step over `grad_accum` micro-batches, token-weighted across all of them."""
+        waiting = time.monotonic()
         micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
+        data_wait_s = time.monotonic() - waiting  # preparing samples the workers had not finished, and collating
         capabilities = sorted({c for batch in micro_batches for c in batch["capabilities"]})
         target_tokens = sum(count_targets(b["labels"]) for b in micro_batches)
         sums = torch.zeros(len(capabilities), dtype=torch.float64)
@@ -251,7 +253,7 @@ class Trainer:
         self.progress.tokens += input_tokens
         self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
         return {
-            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens,
+            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
             "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
             "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
         }
@@ -287,6 +289,7 @@ class Trainer:
             "tokens_per_s": metrics["tokens"] / step_s if step_s else None,
             "samples_per_s": metrics["samples"] / step_s if step_s else None,
             "capability_losses": metrics["capability_losses"],
+            "data_wait_s": round(metrics["data_wait_s"], 4), "step_s": round(step_s, 4),
             "epoch": self._epoch(), "elapsed_s": round(elapsed, 3), "eta_s": eta, "total_steps": self.total_steps,
         }
         log_every = int(self.recipe["training"]["log_every"])

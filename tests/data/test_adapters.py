@@ -226,3 +226,57 @@ def test_gorilla_code_without_instruction_is_rejected():
 def test_record_that_is_not_an_object_is_rejected():
     with pytest.raises(RecordError, match="record must be a JSON object, got list"):
         adapt("alpaca", [1, 2])
+
+
+def test_llava_instruct_record_is_sharegpt_with_a_single_image_column():
+    record = {"id": "000000033471", "image": "000000033471.jpg", "conversations": [
+        {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
+        {"from": "gpt", "value": "The bus in the image is white and red."}]}
+    conversation = adapt("sharegpt", record)
+    assert conversation.images == ["000000033471.jpg"]
+    assert conversation.messages[0].content[0] == {"type": "image"}
+
+
+def test_image_caption_asks_to_describe_the_image():
+    conversation = adapt("image-caption", {"image": "imgs/1.png", "caption": " A red fox. "})
+    assert conversation.images == ["imgs/1.png"]
+    assert conversation.messages[0].content == [{"type": "image"}, {"type": "text", "text": "Describe the image."}]
+    assert conversation.messages[1].content == "A red fox."
+
+
+def test_image_caption_takes_the_prompt_of_generation_sets():
+    assert adapt("image-caption", {"img_path": "a.jpg", "prompt": "a castle"}).messages[1].content == "a castle"
+
+
+def test_msr_vtt_record_names_its_video_by_id():
+    conversation = adapt("video-caption", {"video_id": "video7020", "caption": "a man is singing", "sen_id": 3})
+    assert conversation.videos == ["video7020.mp4"]
+    assert conversation.messages[1].content == "a man is singing"
+
+
+def test_vatex_record_trains_its_first_english_caption():
+    record = {"videoID": "Ptf_2VRj-V0_000122_000132", "enCap": ["A man plays.", "Someone plays."], "chCap": ["一"]}
+    conversation = adapt("video-caption", record)
+    assert conversation.videos == ["Ptf_2VRj-V0_000122_000132.mp4"]
+    assert conversation.messages[1].content == "A man plays."
+
+
+def test_speech_transcript_asks_for_a_transcript():
+    conversation = adapt("speech-transcript", {"audio": "s/1.wav", "transcript": "hello there", "speakers": ["S1"]})
+    assert conversation.audios == ["s/1.wav"]
+    assert conversation.messages[0].content[1]["text"] == "Transcribe the audio."
+
+
+@pytest.mark.parametrize(("fmt", "record", "reason"), [
+    ("image-caption", {"caption": "x"}, "missing field 'image'"),
+    ("image-caption", {"image": "a.png", "caption": "  "}, "missing field 'caption'"),
+    ("video-caption", {"caption": "x"}, "missing field 'video'"),
+    ("video-caption", {"videoID": "v", "enCap": []}, "non-empty 'enCap'"),
+    ("speech-transcript", {"audio": "a.wav"}, "missing field 'transcript'"),
+    ("speech-transcript", {"transcript": "hi"}, "missing field 'audio'"),
+    ("sharegpt", {"conversations": [{"from": "human", "value": "<image>?"}, {"from": "gpt", "value": "!"}],
+                  "images": [""]}, "must list file paths"),
+])
+def test_bad_media_records_are_rejected_with_the_reason(fmt, record, reason):
+    with pytest.raises(RecordError, match=reason):
+        adapt(fmt, record)
