@@ -4,16 +4,20 @@ Public API:
 - `atomic_folder(target)`: a context yielding an empty staging folder next to `target`; on success
   it replaces `target` (an existing one is moved aside first and removed after), on error it is
   removed and `target` is left as it was. Files are flushed to disk before the rename.
+- `ensure_built(folder, fingerprint, read_stamp, build)`: the cached build in `folder`, built when its
+  stamp's fingerprint differs; safe when several processes ask at once (a file lock serialises builds).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -35,3 +39,30 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def ensure_built(
+    folder: Path, fingerprint: str, read_stamp: Callable[[Path], dict[str, Any] | None], build: Callable[[Path], Any]
+) -> Path:
+    """`folder`, built by `build(folder)` unless its stamp already carries `fingerprint`."""
+
+    def current() -> bool:
+        stamp = read_stamp(folder)
+        return stamp is not None and stamp.get("fingerprint") == fingerprint
+
+    if not current():
+        with _build_lock(folder):
+            if not current():  # another process may have built it while we waited
+                build(folder)
+    return folder

@@ -22,16 +22,13 @@ sets (`omni_runner/data/bundled/`, JSON/JSONL), so bundled tasks tokenise compac
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omni_runner.models.folders import atomic_folder
+from omni_runner.models.folders import atomic_folder, ensure_built
 from omni_runner.models.hf_env import quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, BUNDLED_DATA_DIR, resolve_model_path
 
@@ -293,29 +290,7 @@ def current_fingerprint() -> str:
     return _corpus_fingerprint(training_corpus(BUNDLED_DATA_DIR))
 
 
-@contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
 def ensure_tiny_model() -> Path:
     """The cached tiny model, built (or rebuilt when its builder or the bundled data changed) on demand."""
     folder = resolve_model_path(BUILTIN_PREFIX + TINY_MODEL_NAME, Path.cwd())
-    fingerprint = current_fingerprint()
-    if _is_current(folder, fingerprint):
-        return folder
-    with _build_lock(folder):
-        if not _is_current(folder, fingerprint):  # another process may have built it while we waited
-            build_tiny_model(folder)
-    return folder
-
-
-def _is_current(folder: Path, fingerprint: str) -> bool:
-    stamp = read_stamp(folder)
-    return stamp is not None and stamp.get("fingerprint") == fingerprint
+    return ensure_built(folder, current_fingerprint(), read_stamp, build_tiny_model)

@@ -52,23 +52,21 @@ size and position, or the same beep pattern), so held-out scores measure the lea
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from omni_runner.models.folders import atomic_folder
-from omni_runner.paths import cache_dir
+from omni_runner.models.folders import atomic_folder, ensure_built
+from omni_runner.paths import TINY_MEDIA, cache_dir
 
-MEDIA_DATA_NAME = "tiny-media"
+MEDIA_DATA_NAME = TINY_MEDIA
 # Bump whenever a rule here changes the files.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 STAMP_FILE = "omni_runner_media.json"
 SEED = 20260301
 FINGERPRINT_LIBRARIES = ("Pillow", "av", "soundfile", "numpy")
@@ -133,7 +131,7 @@ def _distinct(rng: np.random.Generator, draw: Callable[[np.random.Generator], tu
 # --- images ---------------------------------------------------------------------------------------
 
 def _draw_shape(rng: np.random.Generator) -> tuple:
-    size = int(rng.integers(10, 21))
+    size = int(rng.integers(22, 25))  # nearly all of its half: only a big patch of colour gets through a random vision tower
     half = IMAGE_SIZE // 2
     return (
         str(rng.choice(list(COLOURS))),
@@ -185,7 +183,7 @@ def _write_images(folder: Path, rng: np.random.Generator) -> dict[str, list[dict
 # --- videos ---------------------------------------------------------------------------------------
 
 def _draw_video(rng: np.random.Generator) -> tuple:
-    size = int(rng.integers(10, 15))
+    size = int(rng.integers(22, 27))
     return (
         str(rng.choice(list(COLOURS))),
         str(rng.choice(SIDES)),  # the direction the square moves to
@@ -386,29 +384,6 @@ def build_media_data(out_dir: Path) -> Path:
     return out_dir
 
 
-@contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-def _is_current(folder: Path, fingerprint: str) -> bool:
-    stamp = read_stamp(folder)
-    return stamp is not None and stamp.get("fingerprint") == fingerprint
-
-
 def ensure_media_data() -> Path:
     """The cached data set, built on first use and rebuilt when its builder or libraries changed."""
-    folder = cache_dir() / "data" / MEDIA_DATA_NAME
-    fingerprint = _fingerprint()
-    if _is_current(folder, fingerprint):
-        return folder
-    with _build_lock(folder):
-        if not _is_current(folder, fingerprint):  # another process may have built it while we waited
-            build_media_data(folder)
-    return folder
+    return ensure_built(cache_dir() / "data" / MEDIA_DATA_NAME, _fingerprint(), read_stamp, build_media_data)
