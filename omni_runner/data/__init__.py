@@ -12,11 +12,11 @@ Pipeline and public API (torch is imported only inside the functions that build 
 
     sources = build_sources(recipe.data, recipe_dir)            # DataError when a bad fraction passes its limit
     stream = SampleStream(sources, mixer_for(recipe.data, sources), tokenizer, seq_len,
-                          processor=processor, num_workers=2)   # media need the processor; workers prepare ahead
+                          processor=processor, thinker=thinker,  # media: the processor, and the positions
+                          num_workers=2)                          # workers prepare samples ahead of the step
     batches = MicroBatches(stream, micro_batch, seq_len, packing=True)
     rows = next(batches)                                        # list of rows, each a list of Samples
-    batch = collate_packed(rows, pad_id, mrope=True, dtype=model_dtype, sliding_window=loaded.sliding_window,
-                           media_positions=lambda s: rope_positions(thinker, s.input_ids, s.media, s.use_audio_in_video))
+    batch = collate_packed(rows, pad_id, mrope=True, dtype=model_dtype, sliding_window=loaded.sliding_window)
     # model inputs: input_ids, position_ids (3,B,L), attention_mask (B,1,L,L) additive in `dtype`
     # (a dict of two such masks by layer type when the model has sliding-window layers);
     # for the loss: labels (-100 = none), token_capability (index into batch["capabilities"], -1 pad);

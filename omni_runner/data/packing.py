@@ -15,13 +15,13 @@ last token to predict it. torch is imported inside the functions that need it.
 
 Media samples carry their processor tensors (`Sample.media`); a batch concatenates them in the order
 their placeholders occur in the flattened (row-major) batch, which is the order the thinker scatters
-features into placeholder tokens. Their positions come from the model (`media_positions`), one
-sample at a time, since a media sample's rotary ids are not a plain count.
+features into placeholder tokens. Their positions (`Sample.positions`) come from the model's own
+`get_rope_index`, computed when the sample is prepared, since a media sample's rotary ids are not a
+plain count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ class Sample:
     location: str
     media: dict[str, Any] | None = None  # processor tensors (multimodal.MEDIA_KEYS) for this sample alone
     use_audio_in_video: bool = False
+    positions: Any = None  # (3, len) multimodal rotary positions of a media sample
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -105,17 +106,14 @@ def packed_attention_mask(sequence_ids: Any, dtype: Any = None, sliding_window: 
     return {"full_attention": full, "sliding_attention": block_diagonal_causal_mask(sequence_ids, dtype, sliding_window)}
 
 
-MediaPositions = Callable[[Sample], Any]  # a media sample -> its (3, len) rotary positions
-
-
-def _sample_positions(sample: Sample, media_positions: MediaPositions | None) -> Any:
+def _sample_positions(sample: Sample) -> Any:
     """(3, len) positions of one sample: the model's multimodal ids for media, a count for text."""
     import torch
 
     if sample.media:
-        if media_positions is None:
-            raise ValueError(f"{sample.location}: a media sample needs the model's rotary positions (media_positions)")
-        return media_positions(sample)
+        if sample.positions is None:
+            raise ValueError(f"{sample.location}: a media sample was prepared without its rotary positions")
+        return sample.positions
     return torch.arange(len(sample))[None].expand(MROPE_AXES, len(sample))
 
 
@@ -134,8 +132,6 @@ def media_batch(samples: list[Sample]) -> dict[str, Any]:
             parts = [torch.nn.functional.pad(part, (0, frames - part.shape[-1])) for part in parts]
         if parts:
             batch[key] = torch.cat(parts)
-    if any(s.use_audio_in_video for s in samples):
-        batch["use_audio_in_video"] = True
     return batch
 
 
@@ -145,10 +141,9 @@ def _capability_index(rows: list[list[Sample]]) -> list[str]:
 
 def collate_packed(
     rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None, sliding_window: int | None = None,
-    media_positions: MediaPositions | None = None,
 ) -> dict[str, Any]:
     """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
-    `mrope`, a media sample's from `media_positions`), attention_mask (`packed_attention_mask`: 4D
+    `mrope`, a media sample's own), attention_mask (`packed_attention_mask`: 4D
     block-diagonal causal, by layer type when the model has sliding-window layers of `sliding_window`
     tokens), sequence_ids, token_capability (index into `capabilities`, -1 on padding) for
     per-capability losses, and the media tensors (`media_batch`)."""
@@ -169,7 +164,7 @@ def collate_packed(
             input_ids[r, start:end] = torch.tensor(sample.input_ids)
             labels[r, start:end] = torch.tensor(sample.labels)
             labels[r, start] = IGNORE_INDEX
-            position_ids[:, r, start:end] = _sample_positions(sample, media_positions)
+            position_ids[:, r, start:end] = _sample_positions(sample)
             sequence_ids[r, start:end] = number
             token_capability[r, start:end] = capabilities.index(sample.capability)
             start = end
@@ -185,9 +180,7 @@ def collate_packed(
     }
 
 
-def collate_padded(
-    samples: list[Sample], pad_id: int, *, mrope: bool = True, media_positions: MediaPositions | None = None,
-) -> dict[str, Any]:
+def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) -> dict[str, Any]:
     """Tensors for one sample per row, right-padded to the longest: the baseline packing is measured
     against. attention_mask is the usual 2D 1/0 padding mask; media as in `collate_packed`."""
     import torch
@@ -207,7 +200,7 @@ def collate_padded(
     position_ids = torch.arange(length).expand(MROPE_AXES, *shape).clone()
     for r, sample in enumerate(samples):
         if sample.media:
-            position_ids[:, r, : len(sample)] = _sample_positions(sample, media_positions)
+            position_ids[:, r, : len(sample)] = _sample_positions(sample)
     return {
         "input_ids": input_ids,
         "labels": labels,

@@ -24,7 +24,7 @@ from typing import Any
 
 from omni_runner.data.conversation import BadRecord, DataError, RecordError
 from omni_runner.data.mixer import Draw, Mixer
-from omni_runner.data.multimodal import encode_media, has_media
+from omni_runner.data.multimodal import encode_media, has_media, rope_positions
 from omni_runner.data.packing import Sample, first_fit
 from omni_runner.data.render import render_sample, template_for
 from omni_runner.data.sources import DataSource, active_capabilities
@@ -57,11 +57,14 @@ class Prepared:
 class SamplePreparer:
     """Turns a draw into a Sample; DataLoader workers (forked from the trainer) each run a copy."""
 
-    def __init__(self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None) -> None:
+    def __init__(
+        self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None, thinker: Any = None,
+    ) -> None:
         self.sources = sources
         self.tokenizer = tokenizer
         self.seq_len = seq_len
         self.processor = processor
+        self.thinker = thinker  # its `get_rope_index` gives media samples their positions (config only, no weights)
 
     def sample(self, draw: Draw) -> Sample:
         """The draw's sample; RecordError (with the reason) when its record cannot become one."""
@@ -78,8 +81,10 @@ class SamplePreparer:
             if len(input_ids) > self.seq_len:
                 raise RecordError(f"{len(input_ids)} tokens after rendering with its media, "
                                   f"more than training.seq_len = {self.seq_len}")
+        with_track = bool(media and conversation.videos and source.media.use_audio_in_video)
+        positions = rope_positions(self.thinker, input_ids, tensors, with_track) if media and self.thinker is not None else None
         return Sample(input_ids, labels, draw.capability, draw.dataset, source.location(draw.position),
-                      media=tensors, use_audio_in_video=bool(media and conversation.videos and source.media.use_audio_in_video))
+                      media=tensors, use_audio_in_video=with_track, positions=positions)
 
     def __call__(self, item: tuple[Draw, dict[str, Any]]) -> Prepared:
         draw, mixer_state = item
@@ -124,11 +129,11 @@ class SampleStream:
 
     def __init__(
         self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
-        *, processor: Any = None, num_workers: int = 0,
+        *, processor: Any = None, thinker: Any = None, num_workers: int = 0,
     ) -> None:
         self.sources = sources
         self.mixer = mixer
-        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor)
+        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker)
         self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
         self.seen: dict[str, int] = {}

@@ -24,8 +24,7 @@ import torch
 
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
-from omni_runner.data.multimodal import rope_positions
-from omni_runner.data.packing import Sample, collate_packed, collate_padded
+from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 from omni_runner.models.export import save_final
@@ -167,7 +166,7 @@ class Trainer:
             self.batches.stream.close()
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
                               self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
-                              num_workers=int(self.recipe["training"]["num_workers"]))
+                              thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]))
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
         self.optimizer = make_optimizer(self.model, lr=float(stage["lr"]),
@@ -261,14 +260,11 @@ class Trainer:
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
         if self.batches.packing:
             batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype,
-                                   sliding_window=self.loaded.sliding_window, media_positions=self._media_positions)
+                                   sliding_window=self.loaded.sliding_window)
         else:
-            batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True, media_positions=self._media_positions)
+            batch = collate_padded([row[0] for row in rows], self.pad_id, mrope=True)
         batch["rows"] = rows
         return batch
-
-    def _media_positions(self, sample: Sample) -> torch.Tensor:
-        return rope_positions(self.loaded.thinker, sample.input_ids, sample.media or {}, sample.use_audio_in_video)
 
     def _skip_step(self, loss: float, grad_norm: float) -> None:
         self.progress.skipped_steps += 1

@@ -10,7 +10,6 @@ import torch
 
 from conftest import REPO
 from omni_runner.data.mixer import Draw
-from omni_runner.data.multimodal import rope_positions
 from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import SamplePreparer, SampleStream, mixer_for
@@ -41,13 +40,9 @@ def sources(recipe):
 @pytest.fixture(scope="module")
 def samples(loaded, sources):
     """One sample of each media kind: an image, a video, an audio clip, and a video with its audio track."""
-    preparer = SamplePreparer(sources, loaded.tokenizer, 256, loaded.processor)
+    preparer = SamplePreparer(sources, loaded.tokenizer, 256, loaded.processor, loaded.thinker)
     draws = [("vision-qa", "shapes"), ("video-understanding", "motion"), ("podcast", "beeps"), ("tri-streaming", "omni")]
     return [preparer.sample(Draw(capability, dataset, 0, 0)) for capability, dataset in draws]
-
-
-def _positions(loaded):
-    return lambda sample: rope_positions(loaded.thinker, sample.input_ids, sample.media, sample.use_audio_in_video)
 
 
 def _token_losses(loaded, batch):
@@ -70,7 +65,7 @@ def test_positions_are_the_models_own(loaded, samples):
     loaded.model.eval()
     with torch.no_grad():
         for sample in samples:
-            batch = collate_padded([sample], loaded.tokenizer.pad_token_id, media_positions=_positions(loaded))
+            batch = collate_padded([sample], loaded.tokenizer.pad_token_id)
             ours = _token_losses(loaded, batch)
             del batch["position_ids"]  # the thinker computes them itself from the grids
             batch["use_audio_in_video"] = sample.use_audio_in_video
@@ -84,11 +79,11 @@ def test_a_packed_media_sample_has_the_loss_it_has_alone(loaded, samples):
     loaded.model.eval()
     with torch.no_grad():
         packed = collate_packed([samples], loaded.tokenizer.pad_token_id, dtype=torch.float32,
-                                sliding_window=loaded.sliding_window, media_positions=_positions(loaded))
+                                sliding_window=loaded.sliding_window)
         packed_losses = _token_losses(loaded, packed)
         start = 0
         for sample in samples:
-            alone = _token_losses(loaded, collate_padded([sample], loaded.tokenizer.pad_token_id, media_positions=_positions(loaded)))
+            alone = _token_losses(loaded, collate_padded([sample], loaded.tokenizer.pad_token_id))
             torch.testing.assert_close(packed_losses[0, start:start + len(sample)], alone[0], rtol=1e-4, atol=1e-5)
             start += len(sample)
     loaded.model.train()
@@ -97,7 +92,7 @@ def test_a_packed_media_sample_has_the_loss_it_has_alone(loaded, samples):
 def test_gradients_reach_what_trains_and_nothing_else(loaded, samples):
     loaded.model.zero_grad(set_to_none=True)
     batch = collate_packed([samples[:2], samples[2:]], loaded.tokenizer.pad_token_id, dtype=torch.float32,
-                           sliding_window=loaded.sliding_window, media_positions=_positions(loaded))
+                           sliding_window=loaded.sliding_window)
     _token_losses(loaded, batch).sum().backward()
     trained = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
     reached = {n for n, p in loaded.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
@@ -112,7 +107,7 @@ def test_gradients_reach_what_trains_and_nothing_else(loaded, samples):
 def test_dataloader_workers_give_the_same_samples_and_resume_position(recipe, loaded, sources):
     def stream(workers: int) -> SampleStream:
         return SampleStream(sources, mixer_for(recipe, sources), loaded.tokenizer, 256,
-                            processor=loaded.processor, num_workers=workers)
+                            processor=loaded.processor, thinker=loaded.thinker, num_workers=workers)
 
     inline, workers = stream(0), stream(2)
     first = list(itertools.islice(inline, 6))
