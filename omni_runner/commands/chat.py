@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         messages.append({"role": "user", "content": [*parts, {"type": "text", "text": text}] if first and parts else text})
         prompt = list(messages)  # the tool listing may join the system turn of this copy only
         reply = generate_text(loaded.model, loaded.processor, prompt, max_new_tokens=args.max_new_tokens,
-                              tools=tools_argument(loaded.tokenizer, tools, prompt), media=media)
+                              tools=tools_argument(loaded.tokenizer, tools, prompt), media=media,
+                              external=loaded.external)
         messages.append({"role": "assistant", "content": reply})
         return reply
 

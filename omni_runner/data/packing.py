@@ -121,10 +121,11 @@ def media_batch(samples: list[Sample]) -> dict[str, Any]:
     """The samples' media tensors concatenated in sample order (empty when none has media)."""
     import torch
 
+    from omni_runner.data.external import EXTERNAL_KEYS
     from omni_runner.data.multimodal import MEDIA_KEYS
 
     batch = {}
-    for key in MEDIA_KEYS:
+    for key in (*MEDIA_KEYS, *EXTERNAL_KEYS):
         parts = [s.media[key] for s in samples if s.media and key in s.media]
         if key in ("input_features", "feature_attention_mask") and parts:
             # Audio features are as long as each sample's longest clip; the mask marks the real frames.

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from omni_runner.data.conversation import BadRecord, DataError, RecordError
+from omni_runner.data.external import ExternalFeatures, encode_sample_media
 from omni_runner.data.mixer import Draw, Mixer
-from omni_runner.data.multimodal import encode_media, has_media, rope_positions
+from omni_runner.data.multimodal import has_media
 from omni_runner.data.packing import Sample, first_fit
 from omni_runner.data.render import render_sample, template_for
 from omni_runner.data.sources import DataSource, active_capabilities
@@ -59,12 +60,14 @@ class SamplePreparer:
 
     def __init__(
         self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None, thinker: Any = None,
+        external: ExternalFeatures | None = None,
     ) -> None:
         self.sources = sources
         self.tokenizer = tokenizer
         self.seq_len = seq_len
         self.processor = processor
         self.thinker = thinker  # its `get_rope_index` gives media samples their positions (config only, no weights)
+        self.external = external  # media for the external encoders, when the recipe has any
 
     def sample(self, draw: Draw) -> Sample:
         """The draw's sample; RecordError (with the reason) when its record cannot become one."""
@@ -73,16 +76,16 @@ class SamplePreparer:
         media = has_media(conversation)
         rendered = render_sample(conversation, self.tokenizer, template_for(draw.capability),
                                  max_tokens=None if media else self.seq_len)
-        input_ids, labels, tensors = rendered.input_ids, rendered.labels, None
-        if media:
-            if self.processor is None:
-                raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
-            input_ids, labels, tensors = encode_media(conversation, rendered, self.processor, source.media)
-            if len(input_ids) > self.seq_len:
-                raise RecordError(f"{len(input_ids)} tokens after rendering with its media, "
-                                  f"more than training.seq_len = {self.seq_len}")
-        with_track = bool(media and conversation.videos and source.media.use_audio_in_video)
-        positions = rope_positions(self.thinker, input_ids, tensors, with_track) if media and self.thinker is not None else None
+        if not media:
+            return Sample(rendered.input_ids, rendered.labels, draw.capability, draw.dataset, source.location(draw.position))
+        if self.processor is None:
+            raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
+        with_track = bool(conversation.videos and source.media.use_audio_in_video)
+        input_ids, labels, tensors, positions = encode_sample_media(conversation, rendered, self.processor, source.media,
+                                                                    self.thinker, self.external)
+        if len(input_ids) > self.seq_len:
+            raise RecordError(f"{len(input_ids)} tokens after rendering with its media, "
+                              f"more than training.seq_len = {self.seq_len}")
         return Sample(input_ids, labels, draw.capability, draw.dataset, source.location(draw.position),
                       media=tensors, use_audio_in_video=with_track, positions=positions)
 
@@ -129,11 +132,11 @@ class SampleStream:
 
     def __init__(
         self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
-        *, processor: Any = None, thinker: Any = None, num_workers: int = 0,
+        *, processor: Any = None, thinker: Any = None, num_workers: int = 0, external: ExternalFeatures | None = None,
     ) -> None:
         self.sources = sources
         self.mixer = mixer
-        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker)
+        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external)
         self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
         self.seen: dict[str, int] = {}

@@ -31,10 +31,11 @@ from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES
 from omni_runner.data.conversation import Message, RecordError
-from omni_runner.data.multimodal import has_media, media_order, processor_features
+from omni_runner.data.multimodal import media_order
 from omni_runner.data.render import assistant_text, render_prompt, template_for
 from omni_runner.data.sources import open_source
 from omni_runner.data.toolcalls import tool_calls_match
+from omni_runner.models.export import generate_ids, prompt_inputs
 
 SUPPORTED_METRICS = ("tool_call_exact_match", "answer_exact_match")
 RESULTS_FILE = "results.json"
@@ -100,13 +101,12 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
         prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
         reply = expected.messages[-1]
         try:
-            inputs = (processor_features(conversation, prompt, loaded.processor, source.media) if has_media(conversation)
-                      else loaded.tokenizer(prompt, add_special_tokens=False, return_tensors="pt"))
+            inputs = prompt_inputs(loaded.model, loaded.processor, conversation, prompt, source.media, loaded.external)
         except RecordError as exc:
             skipped.append({"location": source.location(position), "reason": str(exc)})
             continue
-        generated = generate_from_inputs(loaded.model, loaded.tokenizer, inputs, max_new_tokens,
-                                         use_audio_in_video=bool(conversation.videos) and source.media.use_audio_in_video)
+        generated = generate_reply(loaded, inputs, max_new_tokens,
+                                   use_audio_in_video=bool(conversation.videos) and source.media.use_audio_in_video)
         samples.append({"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
                         "match": reply_matches(metric, generated, reply)})
     hits = sum(sample["match"] for sample in samples)
@@ -123,24 +123,13 @@ def reply_matches(metric: str, generated: str, reply: Message) -> bool:
     return _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
 
 
-def generate_from_inputs(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, *, use_audio_in_video: bool = False) -> str:
-    """Greedy continuation of an already rendered and tokenised prompt (with its media tensors, if any),
-    up to the end-of-turn token."""
-    import torch
-
-    device = next(model.parameters()).device
+def generate_reply(loaded: Any, inputs: dict[str, Any], max_new_tokens: int, *, use_audio_in_video: bool = False) -> str:
+    """Greedy continuation of a rendered prompt's `prompt_inputs`, up to the end-of-turn token."""
     extra = {"use_audio_in_video": True} if use_audio_in_video else {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            output = model.generate(**{k: v.to(device) for k, v in inputs.items()}, **extra, max_new_tokens=max_new_tokens,
-                                    do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id)
-    finally:
-        model.train(was_training)
+    ids = generate_ids(loaded.model, inputs, max_new_tokens, loaded.external,
+                       pad_token_id=loaded.tokenizer.pad_token_id, **extra)
     # Special tokens stay: `<tool_call>` is one; the reply ends at the end-of-turn token.
-    text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
-    return text.split(END_OF_TURN)[0]
+    return loaded.tokenizer.decode(ids, skip_special_tokens=False).split(END_OF_TURN)[0]
 
 
 def _normalise(text: str) -> str:

@@ -9,6 +9,9 @@ Layout of `RUN/final/` (written by `save_final`):
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
   `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor. (Only when a stage
   trained the talker does the tuned talker take its place; without merge it goes to `final/talker/`.)
+- with external encoders (`encoders.vision`/`encoders.audio`): their projectors in
+  `external_encoders.safetensors` and the encoders' folders and projector settings in
+  `external_encoders.json`, beside the model (and in `merged/`); `load_for_inference` rebuilds them.
 - method full: `final/` itself is that complete folder (`"kind": "merged"`); from a thinker-only base,
   the tuned thinker folder.
 
@@ -22,9 +25,13 @@ Public API:
   model names them).
 - `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
   or any Qwen2.5-Omni folder; the model is in eval mode.
-- `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None) -> str`:
+- `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None, external=None) -> str`:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
-  `media`), without the prompt and special tokens.
+  `media`, read through the external encoders `external` where the run has them), without the prompt
+  and special tokens.
+- `prompt_inputs(model, processor, conversation, prompt, settings, external=None)` and
+  `generate_ids(model, inputs, max_new_tokens, external=None, **generate_kwargs)`: the same in two
+  steps, for a prompt rendered already (the evaluation).
 - `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_DIR`.
 """
 
@@ -132,6 +139,12 @@ def save_final(
                 loaded.thinker.save_pretrained(staging)
                 loaded.processor.save_pretrained(staging)
             _write_manifest(staging, kind="merged", method=loaded.method, **_base_record(loaded.model_dir))
+        if loaded.external is not None:
+            from omni_runner.models.encoders import save_projectors
+
+            for folder in (staging, staging / MERGED_DIR):
+                if folder.is_dir():
+                    save_projectors(loaded.external, folder)
     return Path(final_dir)
 
 
@@ -203,7 +216,10 @@ def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
     model.eval()
     model.requires_grad_(False)
     processor = load_processor(processor_dir)
-    return LoadedModel(model, thinker, processor, model_dir, device, dtype, method)
+    from omni_runner.models.encoders import load_projectors
+
+    external = load_projectors(folder, thinker.config.text_config.hidden_size, device, dtype)
+    return LoadedModel(model, thinker, processor, model_dir, device, dtype, method, external=external)
 
 
 def _load_trained_modules(thinker: Any, folder: Path) -> None:
@@ -237,33 +253,61 @@ def generate_text(
     max_new_tokens: int = 128,
     tools: list[dict[str, Any]] | None = None,
     media: dict[str, list[str]] | None = None,
+    external: Any = None,
 ) -> str:
     """Greedy decoding of the assistant's reply to `messages`.
 
     `media` holds the files behind the messages' media parts (`{"images": [...], "videos": [...],
-    "audios": [...]}`, in reading order); they are decoded and expanded as in training.
+    "audios": [...]}`, in reading order); they are decoded and expanded as in training, through the
+    run's external encoders (`external`, `LoadedModel.external`) where it has them.
     Works on a model in training too (the trainer's end-of-run evaluation): it generates in eval mode
     with the KV cache on, and puts the model back in the mode it found it in.
     """
-    import torch
-
     from omni_runner.data.conversation import Conversation, Message
-    from omni_runner.data.multimodal import MediaSettings, processor_features
+    from omni_runner.data.multimodal import MediaSettings
 
     text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-    if media and any(media.values()):
-        conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **media)
-        inputs = processor_features(conversation, text, processor, MediaSettings())
-    else:
-        inputs = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **(media or {}))
+    inputs = prompt_inputs(model, processor, conversation, text, MediaSettings(), external)
+    return processor.tokenizer.decode(generate_ids(model, inputs, max_new_tokens, external), skip_special_tokens=True)
+
+
+def prompt_inputs(
+    model: Any, processor: Any, conversation: Any, prompt: str, settings: Any, external: Any = None,
+) -> dict[str, Any]:
+    """The generate() inputs for a rendered `prompt` and its conversation's media (batch of one), with
+    the media expanded as in training: the base model's processor, and the external encoders' inputs."""
+    import torch
+
+    from omni_runner.data.external import encode_sample_media
+    from omni_runner.data.multimodal import has_media
+    from omni_runner.data.render import IGNORE_INDEX, Rendered
+
+    ids = processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    tensors: dict[str, Any] = {}
+    if has_media(conversation):
+        rendered = Rendered(ids, [IGNORE_INDEX] * len(ids), prompt, [])
+        features = external.features(model.config) if external is not None else None
+        ids, _, tensors, _ = encode_sample_media(conversation, rendered, processor, settings, None, features)
+    input_ids = torch.tensor([ids])
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **tensors}
+
+
+def generate_ids(model: Any, inputs: dict[str, Any], max_new_tokens: int, external: Any = None, **extra: Any) -> Any:
+    """Greedy continuation of `prompt_inputs`: the new token ids only. External media enter as
+    embeddings; the ids stay beside them for the model's position bookkeeping."""
+    import torch
+
     device = next(model.parameters()).device
     inputs = {name: value.to(device) for name, value in inputs.items()}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
+            if external is not None:
+                input_ids = inputs["input_ids"]
+                inputs = {**external.embed_inputs(model, dict(inputs)), "input_ids": input_ids}
+            output = model.generate(**inputs, **extra, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
     finally:
         model.train(was_training)
-    reply_ids = output[0, inputs["input_ids"].shape[1] :]
-    return processor.tokenizer.decode(reply_ids, skip_special_tokens=True)
+    return output[0, inputs["input_ids"].shape[1]:]

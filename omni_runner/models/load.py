@@ -36,21 +36,28 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
-from omni_runner.paths import BUILTIN_PREFIX, builtin_name, is_builtin, resolve_model_path
+from omni_runner.paths import (
+    BUILTIN_PREFIX,
+    builtin_name,
+    is_builtin,
+    resolve_model_path,
+)
 
 GROUPS = ("thinker", "vision_tower", "vision_merger", "audio_tower", "audio_projection", "talker")
 # Small projection groups that always train all their weights, whatever training.method says: like a
 # LLaVA projector they are what a new data distribution first moves, and adapters would cost as much.
 FULLY_TRAINED_GROUPS = ("vision_merger", "audio_projection")
-# Stage groups that live outside the base model (encoder/decoder projectors, generation queries):
-# other modules own them, so base-model loading leaves them alone.
-EXTERNAL_GROUPS = ("vision_projector", "audio_projector", "image_projector", "video_projector", "query_tokens")
+# Projectors of the external encoders (`encoders.vision`, `encoders.audio`): they live beside the
+# thinker (models/encoders.py) and always train in full.
+PROJECTOR_GROUPS = ("vision_projector", "audio_projector")
+# Stage groups of the generation path, which does not train (the planner refuses them).
+EXTERNAL_GROUPS = ("image_projector", "video_projector", "query_tokens")
 OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 LORA_METHODS = ("lora", "qlora")
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -73,6 +80,7 @@ class LoadedModel:
     lora_targets: list[str] = field(default_factory=list)
     trainable_groups: tuple[str, ...] = ()
     talker: Any = None  # loaded only when a stage trains it; its parameters are not in `model`
+    external: Any = None  # encoders.ExternalEncoders (frozen encoders + projectors), beside `model`
 
     @property
     def tokenizer(self) -> Any:
@@ -89,14 +97,37 @@ class LoadedModel:
             "audio_tower": [inner.audio_tower],
             "audio_projection": [inner.audio_tower.ln_post, inner.audio_tower.proj],
             "talker": [self.talker] if self.talker is not None else [],
+            **(self.external.groups if self.external is not None else {}),
         }
+
+    def named_parameters(self) -> Iterator[tuple[str, Any]]:
+        """Everything the optimizer and checkpoints see: `model`'s parameters under their own names,
+        the external encoders' (projectors, frozen encoders) under `external.`."""
+        yield from self.model.named_parameters()
+        if self.external is not None:
+            yield from self.external.named_parameters(prefix="external")
+
+    def external_features(self) -> Any:
+        """What the data workers need for the external encoders (`data.external.ExternalFeatures`), or None."""
+        return self.external.features(self.thinker.config) if self.external is not None else None
+
+    def load_weights(self, weights: dict[str, Any]) -> list[str]:
+        """Load checkpointed weights (names as `named_parameters` gives them); returns the names that fit nothing."""
+        external = {name.removeprefix("external."): value for name, value in weights.items() if name.startswith("external.")}
+        unexpected = self.model.load_state_dict({n: v for n, v in weights.items() if not n.startswith("external.")},
+                                                strict=False).unexpected_keys
+        if external and self.external is None:
+            return [*unexpected, *external]
+        if external:
+            unexpected += self.external.load_state_dict(external, strict=False).unexpected_keys
+        return list(unexpected)
 
     @property
     def sliding_window(self) -> int | None:
         return sliding_window(self.thinker)
 
     def parameter_counts(self) -> dict[str, int]:
-        parameters = list(self.model.parameters())
+        parameters = [parameter for _, parameter in self.named_parameters()]
         return {
             "trainable": sum(p.numel() for p in parameters if p.requires_grad),
             "total": sum(p.numel() for p in parameters),
@@ -324,7 +355,10 @@ def load_thinker(
 
 def _load_talker(folder: Path, dtype: Any, device: Any) -> Any:
     """Only the talker, for stages that train it: its own class maps the checkpoint's `talker.` keys."""
-    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniTalkerForConditionalGeneration
+    from transformers import (
+        Qwen2_5OmniConfig,
+        Qwen2_5OmniTalkerForConditionalGeneration,
+    )
 
     with quiet_transformers():
         talker_config = Qwen2_5OmniConfig.from_pretrained(folder, local_files_only=True).talker_config
@@ -387,7 +421,12 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
 def _apply_lora(
     thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool
 ) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+    from peft import (
+        LoraConfig,
+        TaskType,
+        get_peft_model,
+        prepare_model_for_kbit_training,
+    )
 
     if quantized:
         thinker = prepare_model_for_kbit_training(
@@ -410,12 +449,16 @@ def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
     groups = _base_groups(groups)
     if "talker" in groups and loaded.talker is None:
         raise ModelLoadError("a stage trains the talker, but it was not loaded: list 'talker' in stages[*].train.")
-    for module in [loaded.model, *loaded.groups["talker"]]:
+    missing = [group for group in groups if group in PROJECTOR_GROUPS and group not in loaded.groups]
+    if missing:
+        raise ModelLoadError(f"a stage trains {', '.join(missing)}, but the recipe has no "
+                             f"{' or '.join('encoders.' + g.removesuffix('_projector') for g in missing)}.")
+    for module in [loaded.model, *loaded.groups["talker"], *([loaded.external] if loaded.external is not None else [])]:
         module.requires_grad_(False)
     # The merger and projection sit inside their towers: set them last so a tower's LoRA rule
     # (adapters only) does not undo their full training.
     for group in sorted(groups, key=lambda g: g in FULLY_TRAINED_GROUPS):
-        adapters_only = loaded.method in LORA_METHODS and group not in ("talker", *FULLY_TRAINED_GROUPS)
+        adapters_only = loaded.method in LORA_METHODS and group not in ("talker", *FULLY_TRAINED_GROUPS, *PROJECTOR_GROUPS)
         for module in loaded.groups[group]:
             for name, parameter in module.named_parameters():
                 if adapters_only:
@@ -439,13 +482,13 @@ def set_activation_checkpointing(loaded: LoadedModel, enabled: bool) -> None:
 def _base_groups(groups: Iterable[str]) -> tuple[str, ...]:
     """The base-model groups among a stage's `train` list (external ones are dropped, unknown ones refused)."""
     groups = tuple(groups)
-    unknown = [group for group in groups if group not in GROUPS + EXTERNAL_GROUPS]
+    unknown = [group for group in groups if group not in GROUPS + PROJECTOR_GROUPS + EXTERNAL_GROUPS]
     if unknown:
         raise ModelLoadError(
             f"stages[*].train: unknown module group(s) {', '.join(unknown)}; "
-            f"known: {', '.join(GROUPS + EXTERNAL_GROUPS)}."
+            f"known: {', '.join(GROUPS + PROJECTOR_GROUPS + EXTERNAL_GROUPS)}."
         )
-    return tuple(group for group in groups if group in GROUPS)
+    return tuple(group for group in groups if group in GROUPS + PROJECTOR_GROUPS)
 
 
 def _stage_groups(recipe_data: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -506,7 +549,11 @@ def load_for_training(
     if method in LORA_METHODS:
         targets = lora_target_names(thinker, training.get("lora", {}).get("target_modules", ()), all_groups)
         model = _apply_lora(thinker, training.get("lora", {}), targets, quantization != "none", gradient_checkpointing)
-    loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker)
+    from omni_runner.models.encoders import load_external_encoders
+
+    external = load_external_encoders(recipe_data, Path(recipe_dir), thinker.config.text_config.hidden_size, device, dtype)
+    loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker,
+                         external=external)
     set_activation_checkpointing(loaded, gradient_checkpointing)
     set_trainable_groups(loaded, first_groups)
     loaded.model.train()

@@ -92,8 +92,15 @@ def capability_inputs(capability: str, data: dict[str, Any]) -> frozenset[str]:
     return requires | {"audio_in"} if with_audio else requires
 
 
+# External encoders' projectors: group -> (the encoder slot, the inputs it reads).
+_ENCODER_GROUPS = {"vision_projector": ("encoders.vision", ("image_in", "video_in")),
+                   "audio_projector": ("encoders.audio", ("audio_in",))}
+
+
 def tower_inputs(group: str) -> tuple[str, ...]:
-    """The input modalities whose samples reach a tower group (the tower itself or a piece of it)."""
+    """The input modalities whose samples reach a tower group (a tower, a piece of it, or an encoder's projector)."""
+    if group in _ENCODER_GROUPS:
+        return _ENCODER_GROUPS[group][1]
     return _BASE_TOWERS[_TOWER_PIECES[group][0] if group in _TOWER_PIECES else group]
 
 
@@ -102,7 +109,8 @@ def feeds(capability: str, group: str, sources: dict[str, str], data: dict[str, 
     if group == "thinker":
         return CAPABILITIES[capability].loss_on != LOSS_DENOISING
     inputs = capability_inputs(capability, data)
-    return any(m in inputs and sources.get(m) == "base_model" for m in tower_inputs(group))
+    source = _ENCODER_GROUPS[group][0] if group in _ENCODER_GROUPS else "base_model"
+    return any(m in inputs and sources.get(m) == source for m in tower_inputs(group))
 
 
 def stage_modules(

@@ -44,15 +44,10 @@ UNTRAINED_FORMATS: dict[str, Gap] = {
     ),
 }
 
-_OWN_VISION = "images and video go through the base model's own vision tower"
 _OWN_AUDIO = "audio goes through the base model's own audio tower"
 
 # Model slots whose models the trainer never loads.
 UNWIRED_MODELS: dict[str, Gap] = {
-    "encoders.vision": Gap("external vision encoders (SigLIP2 through a projector) are not wired into the trainer",
-                           f"remove encoders.vision: {_OWN_VISION}"),
-    "encoders.audio": Gap("external audio encoders (Whisper through a projector) are not wired into the trainer",
-                          f"remove encoders.audio: {_OWN_AUDIO}"),
     "encoders.asr": Gap("external speech recognisers (Parakeet) are not wired into the trainer",
                         f"remove encoders.asr: {_OWN_AUDIO}"),
     "decoders.image": Gap("image decoders (SD3) are not wired: image generation does not train yet", "remove decoders.image"),
@@ -62,10 +57,6 @@ UNWIRED_MODELS: dict[str, Gap] = {
 # `stages[].train` groups the trainer cannot train.
 UNTRAINED_GROUPS: dict[str, Gap] = {
     "talker": Gap("the speech loss is not trained: the talker stays frozen", "remove talker; the thinker learns the text reply"),
-    "vision_projector": Gap("it projects encoders.vision, which is not wired",
-                            "train vision_merger, the base model's own projection of its vision tower"),
-    "audio_projector": Gap("it projects encoders.audio, which is not wired",
-                           "train audio_projection, the base model's own projection of its audio tower"),
     "image_projector": Gap("it feeds decoders.image, and image generation does not train yet", "remove it"),
     "video_projector": Gap("it feeds decoders.video, and video generation does not train yet", "remove it"),
     "query_tokens": Gap("generation queries exist only for image and video generation, which do not train yet", "remove it"),
@@ -79,8 +70,13 @@ UNTRAINED_OUTPUTS: dict[str, str] = {
 _ONE_PROCESS = Gap("multi-process training is not wired: the trainer runs one process on one device",
                    "remove the field (training runs on one device)")
 
+_FROZEN_ENCODER = Gap("external encoders stay frozen: only their projectors train (vision_projector, audio_projector)",
+                      "remove freeze (the encoder stays frozen)")
+
 # Fields the trainer does not read: any value but the schema default is refused at its line.
 IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
+    ("encoders", "vision", "freeze"): _FROZEN_ENCODER,
+    ("encoders", "audio", "freeze"): _FROZEN_ENCODER,
     ("distributed", "strategy"): _ONE_PROCESS,
     ("distributed", "num_processes"): _ONE_PROCESS,
     ("distributed", "num_machines"): _ONE_PROCESS,
@@ -90,6 +86,9 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
                                 "set training.max_steps (or max_steps per stage) instead"),
     ("decoders", "speech", "freeze"): Gap("the talker is never trained", "remove freeze (the talker stays frozen)"),
 }
+
+# `encoders.*.kind` values the trainer loads (models/encoders.py picks the class from the folder's config).
+LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "siglip"), "audio": ("whisper",)}
 
 # Base-model types the trainer loads (omni_runner/models/load.py loads the Qwen2.5-Omni thinker only).
 TRAINED_BASE_MODEL_TYPES: tuple[str, ...] = ("qwen2_5_omni", "qwen2_5_omni_thinker")
@@ -101,6 +100,7 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
     return [
         *_base_model(recipe, models),
         *_model_slots(recipe),
+        *_encoders(recipe),
         *_capabilities(recipe),
         *_formats(recipe),
         *_groups(recipe),
@@ -130,6 +130,29 @@ def _model_slots(recipe: Any) -> Iterator[Diagnostic]:
             yield _refusal(recipe, f"the trainer does not load {slot}", gap, path)
 
 
+def _encoders(recipe: Any) -> Iterator[Diagnostic]:
+    """Encoder kinds the loader has no class for, and media settings the external path cannot honour."""
+    sections = recipe.data.get("encoders") or {}
+    for slot, kinds in LOADED_ENCODER_KINDS.items():
+        section = sections.get(slot)
+        if section is not None and section.get("kind", kinds[0]) not in kinds:
+            gap = Gap(f"the trainer loads {' and '.join(kinds)} {slot} encoders only",
+                      f"use a {kinds[0]} encoder, or remove encoders.{slot} so the base model's own tower reads it")
+            yield _refusal(recipe, f"encoders.{slot}.kind is {section['kind']!r}", gap, ("encoders", slot, "kind"))
+    pool = ((sections.get("vision") or {}).get("projector") or {}).get("pool", 1)
+    if round(pool ** 0.5) ** 2 != pool:
+        gap = Gap("a vision projector pools a square of patches", "use 1, 4, 9, 16, ... (4 averages 2 x 2 patches)")
+        yield _refusal(recipe, f"encoders.vision.projector.pool is {pool}", gap, ("encoders", "vision", "projector", "pool"))
+    if not (sections.get("vision") or sections.get("audio")):
+        return
+    for name, spec in sorted((recipe.data.get("datasets") or {}).items()):
+        if (spec or {}).get("use_audio_in_video"):
+            gap = Gap("a video's audio track interleaves with its frames only inside the base model's own towers, "
+                      "and the recipe routes video or audio through an external encoder",
+                      "remove use_audio_in_video (the track is not used), or remove the external encoders")
+            yield _refusal(recipe, f"data set {name!r} sets use_audio_in_video", gap, ("datasets", name, "use_audio_in_video"))
+
+
 def _capabilities(recipe: Any) -> Iterator[Diagnostic]:
     for name in enabled_capabilities(recipe.data):
         if name in UNTRAINED_CAPABILITIES:
@@ -150,12 +173,22 @@ def _formats(recipe: Any) -> Iterator[Diagnostic]:
             yield _refusal(recipe, f"data set {name!r} has format {fmt}, which does not train yet", UNTRAINED_FORMATS[fmt], path)
 
 
+# A projector group needs its external encoder: group -> (the encoder, the base model's own counterpart).
+_PROJECTED_BY = {"vision_projector": ("vision", "vision_merger"), "audio_projector": ("audio", "audio_projection")}
+
+
 def _groups(recipe: Any) -> Iterator[Diagnostic]:
+    encoders = recipe.data.get("encoders") or {}
     for index, stage in enumerate(recipe.data.get("stages") or ()):
         for position, group in enumerate(stage.get("train") or ()):
+            path = ("stages", index, "train", position)
             if group in UNTRAINED_GROUPS:
-                path = ("stages", index, "train", position)
                 yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", UNTRAINED_GROUPS[group], path)
+            elif group in _PROJECTED_BY and not encoders.get(_PROJECTED_BY[group][0]):
+                slot, own = _PROJECTED_BY[group]
+                gap = Gap(f"it projects encoders.{slot}, which the recipe does not have",
+                          f"add encoders.{slot}, or train {own}, the base model's own projection of its {slot} tower")
+                yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", gap, path)
 
 
 def _ignored_fields(recipe: Any) -> Iterator[Diagnostic]:

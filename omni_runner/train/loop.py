@@ -24,6 +24,7 @@ import torch
 
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
+from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
@@ -45,9 +46,10 @@ from omni_runner.train.precision import resolve_device, resolve_precision
 from omni_runner.train.schedule import lr_multiplier
 
 EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
-# What the thinker's forward takes from a collated batch; the media tensors only when present.
+# What the forward takes from a collated batch; the media tensors only when present (the external
+# encoders' inputs become `inputs_embeds` in `ExternalEncoders.embed_inputs`).
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw",
-                "pixel_values_videos", "video_grid_thw", "input_features", "feature_attention_mask")
+                "pixel_values_videos", "video_grid_thw", "input_features", "feature_attention_mask", *EXTERNAL_KEYS)
 
 
 class NonFiniteLossAbort(RuntimeError):
@@ -161,15 +163,16 @@ class Trainer:
         if stage.get("train"):
             set_trainable_groups(self.loaded, stage["train"])
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
-        self.trained_weights |= {n for n, p in self.model.named_parameters() if p.requires_grad}
+        self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
         if self.batches is not None:
             self.batches.stream.close()
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
                               self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
-                              thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]))
+                              thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]),
+                              external=self.loaded.external_features())
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
-        self.optimizer = make_optimizer(self.model, lr=float(stage["lr"]),
+        self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
                                         weight_decay=float(self.recipe["training"]["weight_decay"]),
                                         device_type=self.device.type)
         warmup, schedule, steps = int(self.recipe["training"]["warmup_steps"]), self.recipe["training"]["lr_scheduler"], int(stage["max_steps"])
@@ -178,7 +181,7 @@ class Trainer:
         self.scaler = self.precision.grad_scaler()
         if state is not None:
             self.trained_weights |= set(state.weights)
-            missing = self.model.load_state_dict(state.weights, strict=False).unexpected_keys
+            missing = self.loaded.load_weights(state.weights)
             if missing:
                 raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
             self.optimizer.load_state_dict(state.optimizer)
@@ -227,6 +230,8 @@ class Trainer:
         for batch in micro_batches:
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
             inputs = {k: _to_device(batch[k], self.device) for k in MODEL_INPUTS if k in batch}
+            if self.loaded.external is not None:
+                inputs = self.loaded.external.embed_inputs(self.loaded.thinker, inputs)
             with self.precision.autocast():
                 logits = self.model(**inputs).logits
             targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
@@ -238,7 +243,7 @@ class Trainer:
             sums += batch_sums
             counts += batch_counts
         self.scaler.unscale_(self.optimizer)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        trainable = [p for _, p in self.loaded.named_parameters() if p.requires_grad]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"])))
         loss_value = float(sums.sum() / counts.sum().clamp(min=1))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -303,7 +308,7 @@ class Trainer:
     def save_checkpoint(self, reason: str) -> Path:
         """Write everything exact resume needs (the controller decides when, and records it)."""
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
-        weights = {n: p for n, p in self.model.named_parameters() if n in self.trained_weights or "lora_" in n}
+        weights = {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
         contents = ckpt.CheckpointContents(
             weights=weights,
             optimizer=self.optimizer.state_dict(),

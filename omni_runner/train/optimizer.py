@@ -6,13 +6,15 @@ scales or other vectors: decaying a norm's gain towards zero fights the normalis
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def decay_groups(parameters: Iterable[torch.nn.Parameter], weight_decay: float) -> list[dict]:
     """Two parameter groups: matrices (decayed) and vectors/scalars (not decayed)."""
     decay, no_decay = [], []
-    for _, parameter in model.named_parameters():
+    for parameter in parameters:
         if parameter.requires_grad:
             (decay if parameter.dim() >= 2 else no_decay).append(parameter)
     return [
@@ -21,9 +23,12 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, device_type: str) -> torch.optim.AdamW:
-    """AdamW; the fused CUDA kernel when on a GPU (one launch per step instead of one per tensor)."""
-    groups = decay_groups(model, weight_decay)
+def make_optimizer(
+    parameters: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float, device_type: str
+) -> torch.optim.AdamW:
+    """AdamW over the parameters that require gradients; the fused CUDA kernel when on a GPU (one
+    launch per step instead of one per tensor)."""
+    groups = decay_groups(parameters, weight_decay)
     if not any(group["params"] for group in groups):
         raise ValueError("nothing to train: every parameter is frozen")
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=device_type == "cuda")

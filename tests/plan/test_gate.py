@@ -79,14 +79,17 @@ def test_every_blocked_capability_is_reported_at_once(write_recipe):
     assert [d.field for d in _blocked(path)] == ["capabilities.vision-qa", "capabilities.image-generation"]
 
 
-def test_an_external_vision_encoder_is_refused_at_its_section_even_when_it_would_unblock_vision_qa(write_recipe):
+def test_an_external_vision_encoder_takes_the_images_of_vision_qa_and_its_projector_trains(write_recipe):
     path = write_recipe(
         OMNI_BASE.replace("datasets:\n", "encoders:\n  vision: {path: {models}/siglip2-so400m-patch16-512}\ndatasets:\n", 1)
         + "  vision-qa: {datasets: [captions]}\n"
+        + "stages:\n  - {name: align, capabilities: [vision-qa], train: [vision_projector]}\n"
+        + "  - {name: instruct, train: [thinker, vision_projector]}\n"
     )
-    [problem] = [d for d in _refused(path) if d.severity == "error"]
-    assert problem.field == "encoders.vision" and problem.location.line == line_of(path, "  vision:")
-    assert "base model's own vision tower" in problem.hint
+    align, _ = compile_plan(load_recipe(path)).stages
+    trains = {group.module: group for group in align.modules.trainable}
+    assert set(trains) == {"vision_projector"}
+    assert trains["vision_projector"].parameters == 1152 * 3584 + 3584 + 3584 * 3584 + 3584  # MLP 1152 -> 3584 -> 3584
 
 
 def test_disabled_capability_is_neither_gated_nor_refused(write_recipe):

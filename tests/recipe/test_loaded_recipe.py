@@ -25,7 +25,7 @@ def test_every_schema_field_is_present_with_its_default(write):
 def test_nested_optional_sections_get_defaults_only_when_present(write):
     text = VALID + "encoders:\n  vision: {path: builtin:siglip2}\n"
     data = load_recipe(write("r.yaml", text), environ={}).data
-    assert data["encoders"]["vision"]["projector"] == {"type": "mlp", "hidden_size": None}
+    assert data["encoders"]["vision"]["projector"] == {"type": "mlp", "hidden_size": None, "pool": 1}
     assert "audio" not in data["encoders"]
 
 
