@@ -53,10 +53,19 @@ UNWIRED_MODELS: dict[str, Gap] = {
                            f"remove encoders.vision: {_OWN_VISION}"),
     "encoders.audio": Gap("external audio encoders (Whisper through a projector) are not wired into the trainer",
                           f"remove encoders.audio: {_OWN_AUDIO}"),
-    "encoders.asr": Gap("external speech recognisers (Parakeet) are not wired into the trainer",
-                        f"remove encoders.asr: {_OWN_AUDIO}"),
     "decoders.image": Gap("image decoders (SD3) are not wired: image generation does not train yet", "remove decoders.image"),
     "decoders.video": Gap("video decoders (SVD) are not wired: video generation does not train yet", "remove decoders.video"),
+}
+
+# encoders.asr transcribes speech records without text in `omni-run data prepare` (omni_runner/models/asr.py);
+# it is a data tool, never loaded in training, and it runs Hugging Face or NeMo Parakeet checkpoints.
+ASR_SLOT = "encoders.asr"
+ASR_MODEL_TYPES: tuple[str, ...] = ("parakeet_tdt", "parakeet_rnnt", "parakeet_ctc", "nemo-asr")
+_ASR_GAPS = {
+    "freeze": Gap("encoders.asr only transcribes data in `omni-run data prepare`; nothing trains it",
+                  "remove freeze (the recogniser is never trained)"),
+    "kind": Gap("data prepare transcribes with Parakeet models only; Whisper is not wired",
+                "use a Parakeet folder or .nemo file with kind: parakeet"),
 }
 
 # `stages[].train` groups the trainer cannot train.
@@ -101,6 +110,7 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
     return [
         *_base_model(recipe, models),
         *_model_slots(recipe),
+        *_asr(recipe, models),
         *_capabilities(recipe),
         *_formats(recipe),
         *_groups(recipe),
@@ -128,6 +138,20 @@ def _model_slots(recipe: Any) -> Iterator[Diagnostic]:
         section, key = recipe.data.get(path[0]) or {}, path[1]
         if section.get(key) is not None:
             yield _refusal(recipe, f"the trainer does not load {slot}", gap, path)
+
+
+def _asr(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
+    section = (recipe.data.get("encoders") or {}).get("asr") or {}
+    if section.get("freeze") is False:
+        yield _refusal(recipe, "encoders.asr.freeze is false", _ASR_GAPS["freeze"], ("encoders", "asr", "freeze"))
+    if section.get("kind", "parakeet") != "parakeet":
+        yield _refusal(recipe, f"encoders.asr.kind is {section['kind']!r}", _ASR_GAPS["kind"], ("encoders", "asr", "kind"))
+    elif ASR_SLOT in models and models[ASR_SLOT].detection.model_type not in ASR_MODEL_TYPES:
+        yield error(
+            f"encoders.asr.path holds a {models[ASR_SLOT].detection.model_type} model, and data prepare transcribes with Parakeet models only",
+            recipe.location(("encoders", "asr", "path")), "encoders.asr.path",
+            "point it at a Parakeet folder (parakeet_tdt, parakeet_rnnt, parakeet_ctc) or a .nemo file",
+        )
 
 
 def _capabilities(recipe: Any) -> Iterator[Diagnostic]:
