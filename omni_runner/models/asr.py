@@ -120,9 +120,24 @@ def _transcribe_hf(model: Any, processor: Any, waveforms: list[np.ndarray], samp
         warnings.filterwarnings("ignore", message="Using the model-agnostic default `max_length`")
         output = model.generate(**inputs, **extra)
     sequences = output.sequences if hasattr(output, "sequences") else output
+    rows = [[int(t) for t in row] for row in sequences]
+    if getattr(output, "durations", None) is not None:
+        rows = _within_own_audio(model, inputs["attention_mask"], rows, output.durations)
     dropped = {getattr(config, "blank_token_id", None), processor.tokenizer.pad_token_id}
-    kept = [[int(t) for t in row if int(t) not in dropped] for row in sequences]
+    kept = [[t for t in row if t not in dropped] for row in rows]
     return [text.strip() for text in processor.batch_decode(kept, skip_special_tokens=True)]
+
+
+def _within_own_audio(model: Any, attention_mask: Any, rows: list[list[int]], durations: Any) -> list[list[int]]:
+    """Each row's tokens emitted at encoder frames of its own audio.
+
+    A transducer batch decodes until every clip's frames are used up, and a clip that finished early
+    keeps emitting tokens at its last frame meanwhile (generate has no end-of-sequence token to pad
+    with); those would make a clip's transcript depend on the longer clips beside it.
+    """
+    frames = model.encoder._get_subsampling_output_length(attention_mask.sum(-1)).tolist()
+    starts = (durations.cumsum(dim=-1) - durations).tolist()  # the frame each step's token was emitted at
+    return [[t for t, at in zip(row, start) if at < length] for row, start, length in zip(rows, starts, frames)]
 
 
 def _load_nemo(archive: Path, device: str) -> SpeechRecognizer:
