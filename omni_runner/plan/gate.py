@@ -13,7 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, MODALITIES, describe_missing, enabled_capabilities
+from omni_runner.capabilities import (
+    CAPABILITIES,
+    MODALITIES,
+    describe_missing,
+    enabled_capabilities,
+)
 from omni_runner.plan.models import PlannedModel
 from omni_runner.plan.support import ASR_SLOT, UNTRAINED_CAPABILITIES
 from omni_runner.recipe.errors import Diagnostic, error

@@ -9,8 +9,18 @@ import pytest
 
 from omni_runner.data.bundled.media import ensure_media_data
 from omni_runner.data.media import load_audio
-from omni_runner.models.asr import NEMO_INSTALL, AsrLoadError, load_asr, resolve_asr_path
-from omni_runner.models.tiny_asr import STAMP_FILE, TINY_ASR_NAME, build_tiny_asr, read_stamp
+from omni_runner.models.asr import (
+    NEMO_INSTALL,
+    AsrLoadError,
+    load_asr,
+    resolve_asr_path,
+)
+from omni_runner.models.tiny_asr import (
+    STAMP_FILE,
+    TINY_ASR_NAME,
+    build_tiny_asr,
+    read_stamp,
+)
 
 
 @pytest.fixture(scope="module")
