@@ -23,3 +23,11 @@ def _omni_runner_cache() -> Path:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     return TEST_CACHE
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_dir(_omni_runner_cache: Path) -> Path:
+    """The built-in tiny Parakeet (`builtin:tiny-parakeet`), built once into the test cache."""
+    from omni_runner.models.tiny_asr import ensure_tiny_asr
+
+    return ensure_tiny_asr()

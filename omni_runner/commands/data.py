@@ -6,7 +6,9 @@ locations (unreadable media included), token-length and media statistics and the
 mixture; it exits 1 when a data set passes its `max_bad_fraction`. `preview` shows rendered samples
 with the trained (assistant) tokens made visible (highlighted on a terminal, `[[...]]` otherwise),
 each media placeholder with the tokens it expands into (`<|IMAGE|>×4`), and below the sample where
-each medium's tokens sit in the expanded sequence.
+each medium's tokens sit in the expanded sequence. `prepare` transcribes speech-transcript records
+that have no text with the recipe's `encoders.asr` into a cache beside the data (training reads it),
+and reports the recogniser's word error rate against the records that have transcripts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from omni_runner.data.check import PlacedMedium, Preview
     from omni_runner.data.conversation import RecordError
 
-HELP = "Check a recipe's data (counts, bad records, token lengths, media, mixture) or preview rendered samples."
+HELP = ("Check a recipe's data (counts, bad records, token lengths, media, mixture), preview rendered samples, "
+        "or prepare it (transcribe speech that has no text).")
 
 TRAINED_START, TRAINED_END = "[[", "]]"
 HIGHLIGHT_START, HIGHLIGHT_END = "\x1b[1;32m", "\x1b[0m"
@@ -33,10 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="prepare every record as training does; report problems and statistics")
     preview = actions.add_parser("preview", help="show rendered samples with the loss mask visible")
-    for sub in (check, preview):
+    prepare = actions.add_parser("prepare", help="transcribe speech records without text with encoders.asr; report WER")
+    for sub in (check, preview, prepare):
         sub.add_argument("recipe", metavar="RECIPE", type=Path, help="recipe YAML file")
         add_recipe_options(sub)
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    for sub in (check, prepare):
+        sub.add_argument("--json", action="store_true", help="print the report as JSON")
+    prepare.add_argument("--batch-size", type=int, default=8, help="audio files per recogniser batch (default 8)")
+    prepare.add_argument("--score", type=int, default=16, metavar="N",
+                         help="also transcribe the first N records that have transcripts and report the word error "
+                              "rate against them (default 16; 0 skips scoring)")
     preview.add_argument("--capability", required=True, help="capability whose samples to show")
     preview.add_argument("-n", type=int, default=3, help="number of samples (default 3)")
 
@@ -132,6 +141,51 @@ def _print_preview(previews: list[tuple[str, Preview | RecordError]], start: str
         print(f"({sample.length} tokens, {rendered.trained_tokens} trained)")
 
 
+def _print_prepare(report: dict[str, Any]) -> None:
+    if not report["datasets"]:
+        print("no speech-transcript data set among the recipe's enabled capabilities: nothing to transcribe")
+    for name, info in report["datasets"].items():
+        wer = "-" if info["wer"] is None else f"{info['wer']:.3f}"
+        print(f"{name} ({info['format']}): {info['records']} records with audio, {info['without_text']} without text")
+        print(f"  transcribed now {info['transcribed']}, taken from the cache {info['from_cache']}")
+        print(f"  WER {wer} over {info['scored']} records with their own transcripts (lower-cased, punctuation removed)")
+        for example in info["examples"]:
+            print(f"    {example['reference']!r} -> {example['transcript']!r}")
+        print(f"  cache {info['cache']}")
+        for failure in info["failures"]:
+            print(f"  not transcribed: {failure['location']}: {failure['reason']}")
+
+
+def _prepare(recipe: Any, args: argparse.Namespace) -> int:
+    from omni_runner.data.transcribe import prepare_transcripts, speech_datasets
+    from omni_runner.models.asr import AsrLoadError, load_asr, resolve_asr_path
+
+    section = (recipe.data.get("encoders") or {}).get("asr")
+    if speech_datasets(recipe.data) and not section:
+        print("error: the recipe has speech-transcript data but no encoders.asr to transcribe it with; add "
+              "`encoders: {asr: {path: <Parakeet folder or .nemo file>}}` (builtin:tiny-parakeet for a test)", file=sys.stderr)
+        return 1
+    base_dir = Path(recipe.source).parent
+    on_cpu = (recipe.data.get("hardware") or {}).get("device") == "cpu"
+
+    def load() -> Any:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() and not on_cpu else "cpu"
+        return load_asr(resolve_asr_path(str(section["path"]), base_dir), section.get("kind", "parakeet"), device)
+
+    try:
+        report = prepare_transcripts(recipe.data, base_dir, load, batch_size=args.batch_size, score=args.score)
+    except AsrLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_prepare(report)
+    return 0 if report["ok"] else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from omni_runner.data.conversation import DataError
     from omni_runner.models.load import ModelLoadError
@@ -142,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         from omni_runner.models.hf_env import offline_hub
 
         offline_hub()
+        if args.action == "prepare":
+            return _prepare(recipe, args)
         from omni_runner.data.check import (
             check_data,
             load_processor_for,

@@ -448,7 +448,8 @@ def speech_transcript(record: Record) -> Conversation:
     path = _text(record, "audio")
     transcript = _text(record, "transcript", optional=True) or _text(record, "text", optional=True)
     if not transcript or not transcript.strip():
-        raise RecordError("missing field 'transcript' (or 'text')")
+        raise RecordError("missing field 'transcript' (or 'text'), and no cached transcript of its audio: "
+                          "run `omni-run data prepare RECIPE` to transcribe it with the recipe's encoders.asr")
     _field(record, "speakers", list, optional=True)
     return _described("audio", path, TRANSCRIBE_AUDIO, transcript.strip())
 

@@ -150,6 +150,17 @@ def without_external(conversation: Conversation, features: ExternalFeatures) -> 
     )
 
 
+def _next_kept(rendered_ids: list[int], external_ids: set[int]) -> list[int | None]:
+    """For each position, the next token after it that is not an external placeholder (None at the end)."""
+    following: list[int | None] = [None] * len(rendered_ids)
+    upcoming = None
+    for index in range(len(rendered_ids) - 1, -1, -1):
+        following[index] = upcoming
+        if rendered_ids[index] not in external_ids:
+            upcoming = rendered_ids[index]
+    return following
+
+
 def splice_external(
     rendered_ids: list[int], rendered_labels: list[int], own_ids: list[int], own_labels: list[int], own_positions: Any,
     external_ids: set[int], counts: list[int],
@@ -175,8 +186,11 @@ def splice_external(
         columns.append(last)
         own += 1
 
-    for token, label in zip(rendered_ids, rendered_labels, strict=True):
+    following = _next_kept(rendered_ids, external_ids)
+    for index, (token, label) in enumerate(zip(rendered_ids, rendered_labels, strict=True)):
         if token in external_ids:
+            while own < len(own_ids) and own_ids[own] != following[index]:
+                take_own()  # the rest of the processor's expansion of the medium before this one
             count = next(pending)
             start = int(last.max()) + 1
             ids.extend([token] * count)

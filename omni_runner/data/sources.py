@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.data.adapters import adapt
-from omni_runner.data.conversation import BadRecord, Conversation, DataError, RecordError
+from omni_runner.data.conversation import (
+    BadRecord,
+    Conversation,
+    DataError,
+    RecordError,
+)
 from omni_runner.data.multimodal import MediaSettings
 from omni_runner.data.readers import RecordTable, open_table
+from omni_runner.data.transcripts import TranscriptCache, has_text, transcripts_path
 from omni_runner.paths import cache_dir, is_generated_data, resolve_data_path
 
 DEFAULT_MAX_BAD_FRACTION = 0.05
@@ -34,6 +40,9 @@ class DataSource:
     media: MediaSettings = field(default_factory=MediaSettings)
     good: list[int] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
+    # Speech-transcript sets: `omni-run data prepare`'s transcripts, and those that fill records without text.
+    transcripts: TranscriptCache | None = None
+    filled: dict[int, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -44,11 +53,21 @@ class DataSource:
 
     def conversation(self, position: int) -> Conversation:
         """The `position`-th good record as a Conversation, relative media paths made absolute."""
-        conversation = adapt(self.format, self.table.record(self.good[position]))
-        if self.media_root is not None:
-            for kind in ("images", "videos", "audios"):
-                setattr(conversation, kind, [_under(self.media_root, ref) for ref in getattr(conversation, kind)])
+        conversation = adapt(self.format, self.record(self.good[position]))
+        for kind in ("images", "videos", "audios"):
+            setattr(conversation, kind, [self.media_path(ref) for ref in getattr(conversation, kind)])
         return conversation
+
+    def media_path(self, reference: str) -> str:
+        """A record's media reference resolved against the media root (absolute paths and URLs stay as they are)."""
+        return reference if self.media_root is None else _under(self.media_root, reference)
+
+    def record(self, index: int) -> Any:
+        """The raw record at `index`, its transcript taken from the transcript cache when it has none."""
+        return self._with_transcript(index, self.table.record(index))
+
+    def _with_transcript(self, index: int, record: Any) -> Any:
+        return {**record, "transcript": self.filled[index]} if index in self.filled else record
 
     def location(self, position: int) -> str:
         return self.table.location(self.good[position])
@@ -60,11 +79,23 @@ class DataSource:
             if max_samples is not None and len(self.good) >= max_samples:
                 break
             try:
-                adapt(self.format, self.table.record(index))
+                record = self.table.record(index)
+                self._remember_transcript(index, record)
+                adapt(self.format, self._with_transcript(index, record))
             except RecordError as exc:
                 self.bad.append(BadRecord(self.name, self.table.location(index), str(exc)))
             else:
                 self.good.append(index)
+
+    def _remember_transcript(self, index: int, record: Any) -> None:
+        """Remember the cached transcript of a record that has no text of its own (hashing its audio once, here)."""
+        if self.transcripts is None:
+            return
+        audio = record.get("audio") if isinstance(record, dict) else None
+        if isinstance(audio, str) and audio and not has_text(record):
+            text = self.transcripts.lookup(self.media_path(audio))
+            if text is not None:
+                self.filled[index] = text
 
     def check_bad_fraction(self, extra_bad: list[BadRecord] = ()) -> None:
         """Raise DataError when bad records (scan + `extra_bad`, e.g. too long) pass max_bad_fraction."""
@@ -107,6 +138,7 @@ def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
     )
     limit = spec.get("max_bad_fraction")
     media_root = spec.get("media_root")
+    speech = spec["format"] == "speech-transcript"
     return DataSource(
         name=name,
         format=spec["format"],
@@ -114,6 +146,7 @@ def open_source(name: str, spec: dict[str, Any], base_dir: Path) -> DataSource:
         max_bad_fraction=DEFAULT_MAX_BAD_FRACTION if limit is None else float(limit),
         media_root=resolve_data_path(str(media_root), base_dir) if media_root else (path if path.is_dir() else path.parent),
         media=MediaSettings.from_spec(spec),
+        transcripts=TranscriptCache.load(transcripts_path(path)) if speech else None,
     )
 
 

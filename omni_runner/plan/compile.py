@@ -18,7 +18,7 @@ from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
 from omni_runner.plan.modules import DEFAULT_TRAIN, StageModules, feeds, stage_modules, tower_inputs
-from omni_runner.plan.support import UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, unsupported_diagnostics
+from omni_runner.plan.support import ASR_SLOT, UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, unsupported_diagnostics
 from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
 DEFAULT_STAGE = "train"
@@ -246,7 +246,7 @@ def _compile_stage(
         generation=native_generation_shape(modules),
     )
     fit = fit_stage(modules, shape, precision, vram_gb, policy)
-    scope = _scope_decisions(capabilities)
+    scope = _scope_decisions(capabilities) + _asr_decisions(models)
     if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
         need = fit.estimate.total / 1024**3
         diagnostics.append(error(
@@ -301,6 +301,17 @@ def _feeders(group: str) -> str:
     if "audio_in" in inputs:
         text += ", or video-understanding with `use_audio_in_video: true` on its data sets"
     return text
+
+
+def _asr_decisions(models: dict[str, PlannedModel]) -> list[dict[str, str]]:
+    """Where encoders.asr runs: in `omni-run data prepare`, so training neither loads nor counts it."""
+    if ASR_SLOT not in models:
+        return []
+    return [{
+        "what": "encoders.asr transcribes in `omni-run data prepare`, not in the training forward",
+        "why": "its transcripts fill speech-transcript records without text from the cache beside the data; "
+               "the recogniser is not loaded during training, so the memory estimate leaves it out",
+    }]
 
 
 def _scope_decisions(capabilities: list[str]) -> list[dict[str, str]]:

@@ -3,8 +3,9 @@
 The base model contributes everything it detects; encoders add input modalities and decoders add
 output modalities (an encoder's ASR text output or a decoder's conditioning input do not count).
 A modality a recipe encoder or decoder provides is served by it, not by the base model's own
-tower: the person configured it on purpose. Of two encoders for one modality the first in recipe
-order serves it (`encoders.audio` before `encoders.asr`).
+tower: the person configured it on purpose. `encoders.asr` serves nothing to training: it
+transcribes data in `omni-run data prepare`, and the audio itself still reaches the base model's
+audio tower.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, MODALITIES, describe_missing, enabled_capabilities
+from omni_runner.capabilities import (
+    CAPABILITIES,
+    MODALITIES,
+    describe_missing,
+    enabled_capabilities,
+)
 from omni_runner.plan.models import PlannedModel
-from omni_runner.plan.support import UNTRAINED_CAPABILITIES
+from omni_runner.plan.support import ASR_SLOT, UNTRAINED_CAPABILITIES
 from omni_runner.recipe.errors import Diagnostic, error
 
 _INPUTS = frozenset({"image_in", "video_in", "audio_in"})
@@ -49,10 +55,12 @@ def modality_sources(models: dict[str, PlannedModel]) -> dict[str, str]:
     if base is not None:
         sources.update({m: "base_model" for m in base.detection.modalities})
     for slot, planned in models.items():
+        if slot == ASR_SLOT:
+            continue
         kind = slot.split(".")[0]
         offered = _INPUTS if kind == "encoders" else _OUTPUTS if kind == "decoders" else frozenset()
         for modality in planned.detection.modalities:
-            # The first recipe encoder for a modality wins (encoders.audio before encoders.asr).
+            # The first recipe encoder for a modality wins.
             if modality in offered and sources.get(modality, "base_model") == "base_model":
                 sources[modality] = slot
     return {m: sources[m] for m in MODALITIES if m in sources}

@@ -17,8 +17,9 @@ from typing import Any
 from omni_runner.capabilities import CAPABILITIES, LOSS_DENOISING
 from omni_runner.param_count import projection_shapes
 from omni_runner.plan.models import PlannedModel
+from omni_runner.plan.support import ASR_SLOT
 
-_ENCODER_PROJECTORS = {"encoders.vision": "vision_projector", "encoders.audio": "audio_projector", "encoders.asr": "audio_projector"}
+_ENCODER_PROJECTORS = {"encoders.vision": "vision_projector", "encoders.audio": "audio_projector"}
 _DECODER_PROJECTORS = {"image_out": ("decoders.image", "image_projector"), "video_out": ("decoders.video", "video_projector")}
 # The base model's towers and the inputs that go through them.
 _BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",)}
@@ -162,6 +163,10 @@ def stage_modules(
         if projector_name in train and used:
             params = projector_parameters(int(tower.get("hidden_size") or lm_width), lm_width, models[slot].section.get("projector"), lm_width)
             out.trainable.append(ModuleGroup(projector_name, params, f"{slot} -> language model", added=True))
+
+    if ASR_SLOT in models:
+        recogniser = models[ASR_SLOT].detection
+        out.frozen.append(ModuleGroup(ASR_SLOT, int(recogniser.parameters or 0), "transcribes in `omni-run data prepare`, not loaded in training", resident=False))
 
     for modality, (slot, projector_name) in _DECODER_PROJECTORS.items():
         if slot not in models:

@@ -44,14 +44,22 @@ UNTRAINED_FORMATS: dict[str, Gap] = {
     ),
 }
 
-_OWN_AUDIO = "audio goes through the base model's own audio tower"
 
 # Model slots whose models the trainer never loads.
 UNWIRED_MODELS: dict[str, Gap] = {
-    "encoders.asr": Gap("external speech recognisers (Parakeet) are not wired into the trainer",
-                        f"remove encoders.asr: {_OWN_AUDIO}"),
     "decoders.image": Gap("image decoders (SD3) are not wired: image generation does not train yet", "remove decoders.image"),
     "decoders.video": Gap("video decoders (SVD) are not wired: video generation does not train yet", "remove decoders.video"),
+}
+
+# encoders.asr transcribes speech records without text in `omni-run data prepare` (omni_runner/models/asr.py);
+# it is a data tool, never loaded in training, and it runs Hugging Face or NeMo Parakeet checkpoints.
+ASR_SLOT = "encoders.asr"
+ASR_MODEL_TYPES: tuple[str, ...] = ("parakeet_tdt", "parakeet_rnnt", "parakeet_ctc", "nemo-asr")
+_ASR_GAPS = {
+    "freeze": Gap("encoders.asr only transcribes data in `omni-run data prepare`; nothing trains it",
+                  "remove freeze (the recogniser is never trained)"),
+    "kind": Gap("data prepare transcribes with Parakeet models only; Whisper is not wired",
+                "use a Parakeet folder or .nemo file with kind: parakeet"),
 }
 
 # `stages[].train` groups the trainer cannot train.
@@ -101,6 +109,7 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
         *_base_model(recipe, models),
         *_model_slots(recipe),
         *_encoders(recipe),
+        *_asr(recipe, models),
         *_capabilities(recipe),
         *_formats(recipe),
         *_groups(recipe),
@@ -151,6 +160,20 @@ def _encoders(recipe: Any) -> Iterator[Diagnostic]:
                       "and the recipe routes video or audio through an external encoder",
                       "remove use_audio_in_video (the track is not used), or remove the external encoders")
             yield _refusal(recipe, f"data set {name!r} sets use_audio_in_video", gap, ("datasets", name, "use_audio_in_video"))
+
+
+def _asr(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
+    section = (recipe.data.get("encoders") or {}).get("asr") or {}
+    if section.get("freeze") is False:
+        yield _refusal(recipe, "encoders.asr.freeze is false", _ASR_GAPS["freeze"], ("encoders", "asr", "freeze"))
+    if section.get("kind", "parakeet") != "parakeet":
+        yield _refusal(recipe, f"encoders.asr.kind is {section['kind']!r}", _ASR_GAPS["kind"], ("encoders", "asr", "kind"))
+    elif ASR_SLOT in models and models[ASR_SLOT].detection.model_type not in ASR_MODEL_TYPES:
+        yield error(
+            f"encoders.asr.path holds a {models[ASR_SLOT].detection.model_type} model, and data prepare transcribes with Parakeet models only",
+            recipe.location(("encoders", "asr", "path")), "encoders.asr.path",
+            "point it at a Parakeet folder (parakeet_tdt, parakeet_rnnt, parakeet_ctc) or a .nemo file",
+        )
 
 
 def _capabilities(recipe: Any) -> Iterator[Diagnostic]:

@@ -16,6 +16,7 @@ from omni_runner.data.bundled.media import (
     MEDIA_DATA_NAME,
     NUMBER_WORDS,
     PITCHES,
+    SPEECH_REFERENCES,
     STAMP_FILE,
     VIDEO_FPS,
     VIDEO_FRAMES,
@@ -37,6 +38,7 @@ RECORD_FILES = {
     "omni_train.jsonl": 200,
     "omni_heldout.jsonl": 24,
     "speech_transcript.jsonl": 12,
+    "speech_untranscribed.jsonl": 12,
 }
 
 
@@ -115,6 +117,8 @@ def test_record_files_have_their_real_layouts(media_data: Path) -> None:
                 assert set(record) == {"messages", "videos"}
                 assert [message["role"] for message in record["messages"]] == ["user", "assistant"]
                 assert record["messages"][0]["content"].startswith("<video>")
+            elif name == "speech_untranscribed.jsonl":  # the transcript layout, most records without text
+                assert set(record) in ({"audio", "transcript", "speakers"}, {"audio", "speakers"})
             else:
                 assert set(record) == {"audio", "transcript", "speakers"}
 
@@ -178,6 +182,14 @@ def test_speech_has_one_tone_per_transcript_word(media_data: Path) -> None:
     for record in records:
         samples = load_audio(str(media_data / record["audio"]), RATE)
         assert _count_bursts(samples, RATE) == len(record["transcript"].split()), record["audio"]
+
+
+def test_untranscribed_speech_keeps_the_first_transcripts_as_references(media_data: Path) -> None:
+    transcribed = _records(media_data, "speech_transcript.jsonl")
+    untranscribed = _records(media_data, "speech_untranscribed.jsonl")
+    assert [r["audio"] for r in untranscribed] == [r["audio"] for r in transcribed]
+    assert untranscribed[:SPEECH_REFERENCES] == transcribed[:SPEECH_REFERENCES]
+    assert all("transcript" not in record for record in untranscribed[SPEECH_REFERENCES:])
 
 
 def test_heldout_media_never_repeat_training_media(media_data: Path) -> None:

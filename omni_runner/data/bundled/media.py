@@ -45,6 +45,10 @@ are relative to the folder):
   0.07 s pause between words; speaker S2 speaks an octave lower, with a harmonic. Records with two
   speakers give S1 the first half of the words and S2 the rest. It exercises the format, the
   loaders and word-aligned audio, not speech recognition.
+- `speech_untranscribed.jsonl` (12): the same clips in the same layout, of which only the first
+  `SPEECH_REFERENCES` keep their transcript; the others have `audio` and `speakers` only, as
+  recordings without transcripts arrive. `omni-run data prepare` transcribes those with
+  `encoders.asr` and scores the recogniser on the ones with references.
 
 Held-out items are drawn after the training items and never repeat one (the same colour, shape,
 size and position, or the same beep pattern), so held-out scores measure the learned property.
@@ -66,7 +70,7 @@ from omni_runner.paths import TINY_MEDIA, cache_dir
 
 MEDIA_DATA_NAME = TINY_MEDIA
 # Bump whenever a rule here changes the files.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 STAMP_FILE = "omni_runner_media.json"
 SEED = 20260301
 FINGERPRINT_LIBRARIES = ("Pillow", "av", "soundfile", "numpy")
@@ -93,6 +97,7 @@ COUNT_QUESTION = "How many beeps do you hear?"
 PITCH_QUESTION = "Is the tone high or low?"
 
 SPEECH_RATE, SPEECH_RECORDS = 16000, 12
+SPEECH_REFERENCES = 4
 SPEECH_WORD_S, SPEECH_PAUSE_S = 0.18, 0.07
 SPEECH_WORDS = ("the", "cat", "dog", "sees", "a", "red", "ball", "runs", "home", "now", "we", "play",
                 "today", "good", "morning", "friend")
@@ -353,6 +358,10 @@ def _write_folder(folder: Path) -> None:
     for stem, splits in (*_write_videos(folder, videos).items(), ("audio_qa", _write_clips(folder, clips))):
         files.update({f"{stem}_{split}.jsonl": records for split, records in splits.items()})
     files["speech_transcript.jsonl"] = _write_speech(folder, speech)
+    files["speech_untranscribed.jsonl"] = [
+        record if number < SPEECH_REFERENCES else {"audio": record["audio"], "speakers": record["speakers"]}
+        for number, record in enumerate(files["speech_transcript.jsonl"])
+    ]
     for name, records in files.items():
         _write_records(folder / name, records)
     stamp = {
