@@ -102,3 +102,18 @@ def test_projectors_saved_beside_a_final_model_load_back_bitwise(siglip2_dir, wh
 
 def test_a_final_folder_without_external_encoders_has_none(tmp_path):
     assert load_projectors(tmp_path, LM_WIDTH, torch.device("cpu"), torch.float32) is None
+
+
+@pytest.mark.parametrize("name", ["tiny-siglip2", "tiny-whisper"])
+def test_tiny_model_command_builds_the_cached_encoder_bit_for_bit(name, siglip2_dir, whisper_dir, tmp_path):
+    import argparse
+    import hashlib
+
+    from omni_runner.commands import tiny_model as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args([str(tmp_path / name), "--model", name])) == 0
+    cached = {"tiny-siglip2": siglip2_dir, "tiny-whisper": whisper_dir}[name]
+    digest = lambda folder: hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # noqa: E731
+    assert digest(tmp_path / name) == digest(cached)
