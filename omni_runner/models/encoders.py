@@ -10,6 +10,8 @@ or beside the thinker's adapters afterwards.
 
 Public API:
 - `load_external_encoders(recipe_data, recipe_dir, lm_width, device, dtype) -> ExternalEncoders | None`.
+- `external_features_for(recipe_data, recipe_dir, processor) -> ExternalFeatures | None`: the data side
+  alone (preprocessors and pooling, no weights), for `data check` and `data preview`.
 - `ExternalEncoders` (a torch module): `.vision`, `.audio` (`ProjectedEncoder` or None), `.groups`,
   `.embed_inputs(thinker, inputs) -> inputs` (input_ids become inputs_embeds when external media are in
   the batch), `.features(thinker_config) -> ExternalFeatures` for the data workers,
@@ -194,48 +196,75 @@ def _model_type(folder: Path, slot: str) -> str:
     return str(config.get("model_type", ""))
 
 
-def _load_encoder(slot: str, folder: Path, dtype: Any, device: Any) -> tuple[Any, Any, int]:
-    """The frozen encoder module, its preprocessor and its output width."""
-    import transformers
-
+def _encoder_class(slot: str, folder: Path) -> str:
+    """The transformers class that loads the encoder in `folder`; ModelLoadError for any other model."""
     model_type = _model_type(folder, slot)
     known = VISION_TYPES if slot == "vision" else AUDIO_TYPES
     if model_type not in known:
         raise ModelLoadError(f"encoders.{slot}.path: {folder} holds a {model_type or 'unknown'!r} model; "
                              f"encoders.{slot} loads {', '.join(sorted(set(known)))} models.")
+    return known[model_type]
+
+
+def _encoder_inputs(slot: str, folder: Path, config: Any, pool: int) -> VisionInputs | AudioInputs:
+    """The data side of one encoder: its preprocessor (from `folder`) and the pooling of its tokens."""
+    import transformers
+
+    if slot == "vision":
+        side = round(pool ** 0.5)
+        if side * side != pool:
+            raise ModelLoadError(f"encoders.vision.projector.pool is {pool}: vision pools a square of patches "
+                                 "(1, 4, 9, 16, ...).")
     try:
         with quiet_transformers():
-            model = getattr(transformers, known[model_type]).from_pretrained(folder, dtype=dtype, local_files_only=True)
             if slot == "vision":
-                preprocessor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-            else:
-                preprocessor = transformers.WhisperFeatureExtractor.from_pretrained(folder, local_files_only=True)
+                processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+                return VisionInputs(processor, int(config.patch_size), side)
+            return AudioInputs(transformers.WhisperFeatureExtractor.from_pretrained(folder, local_files_only=True), pool)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"cannot load the preprocessor of encoders.{slot} from {folder}: {error}") from None
+
+
+def _load_encoder(slot: str, folder: Path, dtype: Any, device: Any) -> tuple[Any, int]:
+    """The frozen encoder module and its output width."""
+    import transformers
+
+    class_name = _encoder_class(slot, folder)
+    try:
+        with quiet_transformers():
+            model = getattr(transformers, class_name).from_pretrained(folder, dtype=dtype, local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(f"cannot load encoders.{slot} from {folder}: {error}") from None
     if slot == "audio":
         model = model.get_encoder()  # the decoder of a Whisper checkpoint is never used
     width = model.config.hidden_size if slot == "vision" else model.config.d_model
-    return model.to(device), preprocessor, int(width)
-
-
-def _inputs(slot: str, preprocessor: Any, encoder: Any, pool: int) -> Any:
-    if slot == "vision":
-        side = int(round(pool ** 0.5))
-        if side * side != pool:
-            raise ModelLoadError(f"encoders.vision.projector.pool is {pool}: vision pools a square of patches "
-                                 "(1, 4, 9, 16, ...).")
-        return VisionInputs(preprocessor, int(encoder.config.patch_size), side)
-    return AudioInputs(preprocessor, pool)
+    return model.to(device), int(width)
 
 
 def build_encoder(slot: str, settings: dict[str, Any], lm_width: int, device: Any, dtype: Any) -> ProjectedEncoder:
     """One external encoder from its settings (`folder`, `pool`, `projector_type`, `projector_hidden`)."""
-    encoder, preprocessor, width = _load_encoder(slot, Path(settings["folder"]), dtype, device)
-    pool = int(settings.get("pool") or 1)
+    folder, pool = Path(settings["folder"]), int(settings.get("pool") or 1)
+    encoder, width = _load_encoder(slot, folder, dtype, device)
+    inputs = _encoder_inputs(slot, folder, encoder.config, pool)
     projector = Projector(width, lm_width, settings.get("projector_type") or "mlp", settings.get("projector_hidden"))
     # Projectors train in fp32 like LoRA weights (ARCHITECTURE.md): they are small and new.
     projector.to(device=device, dtype=torch.float32)
-    return ProjectedEncoder(slot, encoder, _inputs(slot, preprocessor, encoder, pool), projector, settings)
+    return ProjectedEncoder(slot, encoder, inputs, projector, settings)
+
+
+def _recipe_settings(recipe_data: dict[str, Any], recipe_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per slot present: the encoder's folder (built-in tiny ones built) and its projector settings."""
+    sections = recipe_data.get("encoders") or {}
+    settings = {}
+    for slot in ("vision", "audio"):
+        section = sections.get(slot)
+        if section:
+            projector = section.get("projector") or {}
+            settings[slot] = {"path": str(section["path"]),
+                              "folder": str(resolve_encoder_dir(str(section["path"]), Path(recipe_dir))),
+                              "pool": int(projector.get("pool") or 1), "projector_type": projector.get("type") or "mlp",
+                              "projector_hidden": projector.get("hidden_size")}
+    return settings
 
 
 def load_external_encoders(
@@ -243,18 +272,27 @@ def load_external_encoders(
 ) -> ExternalEncoders | None:
     """The recipe's `encoders.vision` / `encoders.audio`, frozen, with fresh projectors (seeded by the caller)."""
     offline_hub()
-    sections = recipe_data.get("encoders") or {}
-    built: dict[str, ProjectedEncoder] = {}
-    for slot in ("vision", "audio"):
-        section = sections.get(slot)
-        if not section:
-            continue
-        projector = section.get("projector") or {}
-        settings = {"path": str(section["path"]), "folder": str(resolve_encoder_dir(str(section["path"]), Path(recipe_dir))),
-                    "pool": int(projector.get("pool") or 1), "projector_type": projector.get("type") or "mlp",
-                    "projector_hidden": projector.get("hidden_size")}
-        built[slot] = build_encoder(slot, settings, lm_width, device, dtype)
+    built = {slot: build_encoder(slot, settings, lm_width, device, dtype)
+             for slot, settings in _recipe_settings(recipe_data, recipe_dir).items()}
     return ExternalEncoders(built.get("vision"), built.get("audio")) if built else None
+
+
+def external_features_for(recipe_data: dict[str, Any], recipe_dir: Path, processor: Any) -> ExternalFeatures | None:
+    """The data side of the recipe's external encoders without loading their weights (for `data check`
+    and `data preview`): preprocessors, pooling, and the base processor's placeholder ids."""
+    import transformers
+
+    offline_hub()
+    inputs = {}
+    for slot, settings in _recipe_settings(recipe_data, recipe_dir).items():
+        folder = Path(settings["folder"])
+        _encoder_class(slot, folder)
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True) if slot == "vision" else None
+        inputs[slot] = _encoder_inputs(slot, folder, getattr(config, "vision_config", config), settings["pool"])
+    if not inputs:
+        return None
+    placeholders = {"image": processor.image_token_id, "video": processor.video_token_id, "audio": processor.audio_token_id}
+    return ExternalFeatures(inputs.get("vision"), inputs.get("audio"), placeholders)
 
 
 # ---------------------------------------------------------------- final/

@@ -124,3 +124,16 @@ def test_preview_places_a_videos_interleaved_audio_inside_its_run(recipe, capsys
     # The expansion adds <|audio_bos|> after <|vision_bos|>, so the run starts one token later than an image's.
     assert (f"video 1 (videos/clip.mp4, 56x56, 2.00 s, audio track): {16 + audio} tokens "
             f"(16 <|VIDEO|> + {audio} <|AUDIO|>) at 16-{16 + 16 + audio - 1}\n") in output
+
+
+def test_check_counts_the_external_encoders_tokens_when_the_recipe_has_them(capsys):
+    """The same shapes: 4 tokens each for the base model's own tower (tiny_omni_media.yaml), 16 through
+    the tiny SigLIP2 of tiny_omni_encoders.yaml (its 8 x 8 patch grid pooled 2 x 2)."""
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    own_tower, external = (_shape_tokens(recipes / name, capsys) for name in ("tiny_omni_media.yaml", "tiny_omni_encoders.yaml"))
+    assert external == own_tower + 16 - 4
+
+
+def _shape_tokens(recipe: Path, capsys) -> int:
+    assert run_data("check", str(recipe), "--json", "--capabilities", "vision-qa") == 0
+    return json.loads(capsys.readouterr().out)["datasets"]["shapes"]["tokens"]["max"]
