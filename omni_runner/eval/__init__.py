@@ -19,6 +19,10 @@ reply, rendered with that capability's template), compared with the reply the re
   same arguments (any order).
 - `answer_exact_match`: the generated reply equals the expected one, whitespace-normalised.
 
+Data sets of speech-output capabilities (`audio_out`) also get `talker_consistency` and
+`talker_consistency_floor` when the caller passes a `TalkerConsistency` (the trainer does): the talker's
+codec loss on the original model's own speech, reading the tuned thinker (docs/speech.md).
+
 Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
 computed, with the reason, rather than guessed.
 """
@@ -65,8 +69,10 @@ def record_needs(source: Any) -> frozenset[str]:
     return frozenset(_MEDIA_INPUTS[kind] for kind in kinds)
 
 
-def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given."""
+def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None,
+             consistency: Any = None) -> dict[str, dict[str, Any]]:
+    """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given. With a
+    `TalkerConsistency` (eval/talker_consistency.py), its data sets also get the talker-consistency loss."""
     settings = recipe_data["eval"]
     results, samples = {}, {}
     for name in settings.get("datasets") or []:
@@ -74,6 +80,9 @@ def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_di
         source.scan(int(settings["max_samples"]))
         capability = capability_for_format(source.format, recipe_data.get("capabilities") or {}, record_needs(source))
         results[name], samples[name] = score_dataset(loaded, source, capability, int(settings["max_new_tokens"]))
+    if consistency is not None:
+        for name, metrics in consistency.score(loaded).items():
+            results[name].update(metrics)
     if eval_dir is not None:
         _write_results(Path(eval_dir), results, samples)
     return results
@@ -97,11 +106,8 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
     samples, skipped = [], []
     for position in range(len(source)):
         conversation = source.conversation(position)
-        prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
-        reply = expected.messages[-1]
         try:
-            inputs = (processor_features(conversation, prompt, loaded.processor, source.media) if has_media(conversation)
-                      else loaded.tokenizer(prompt, add_special_tokens=False, return_tensors="pt"))
+            inputs, reply = prompt_inputs(loaded, source, position, template)
         except RecordError as exc:
             skipped.append({"location": source.location(position), "reason": str(exc)})
             continue
@@ -114,6 +120,16 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
     if skipped:
         result["skipped"] = skipped
     return result, samples
+
+
+def prompt_inputs(loaded: Any, source: Any, position: int, template: str) -> tuple[Any, Message]:
+    """A record's prompt (everything before its last assistant reply) rendered and tokenised with its
+    media tensors, and that reply; RecordError when its media cannot be read."""
+    conversation = source.conversation(position)
+    prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
+    inputs = (processor_features(conversation, prompt, loaded.processor, source.media) if has_media(conversation)
+              else loaded.tokenizer(prompt, add_special_tokens=False, return_tensors="pt"))
+    return inputs, expected.messages[-1]
 
 
 def reply_matches(metric: str, generated: str, reply: Message) -> bool:

@@ -7,10 +7,11 @@ Layout of `RUN/final/` (written by `save_final`):
   "base_fingerprint": <tiny-model build or null>, "method": ...}`);
   with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
-  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor. (Only when a stage
-  trained the talker does the tuned talker take its place; without merge it goes to `final/talker/`.)
+  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor.
 - method full: `final/` itself is that complete folder (`"kind": "merged"`); from a thinker-only base,
   the tuned thinker folder.
+- either method, after a talker_realign stage: `final/talker_adapter/`, the talker's peft adapter. It is
+  never merged: complete folders keep the original talker, and chat puts the adapter on top of it.
 
 Merging always starts from the unquantized base weights on the CPU (a 4-bit base cannot hold merged
 weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base cannot be de-quantized and
@@ -25,7 +26,7 @@ Public API:
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None) -> str`:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
   `media`), without the prompt and special tokens.
-- `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_DIR`.
+- `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_ADAPTER_DIR`, `speech_folder(final_dir) -> Path`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
 FINAL_MANIFEST = "omni_runner_final.json"
 MERGED_DIR = "merged"
-TALKER_DIR = "talker"  # a trained talker beside an adapter, when no merged folder holds it
+TALKER_ADAPTER_DIR = "talker_adapter"  # a talker_realign stage's adapter, on the base (or merged) talker
 SPEAKER_FILE = "spk_dict.pt"
 TRAINED_MODULES_FILE = "trained_modules.safetensors"
 _PEFT_PREFIX = "base_model.model."
@@ -103,7 +104,6 @@ def save_final(
     trained_modules: dict[str, Any] | None = None,
 ) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
-    talker_state = _cpu_state(loaded.talker) if loaded.talker is not None else None
     base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
     with atomic_folder(Path(final_dir)) as staging, quiet_transformers():
         if loaded.method in LORA_METHODS:
@@ -117,21 +117,17 @@ def save_final(
                 loaded.processor.save_pretrained(staging)
             if merge:
                 (staging / MERGED_DIR).mkdir()
-                _write_omni_folder(
-                    loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state
-                )
-            elif loaded.talker is not None:
-                loaded.talker.save_pretrained(staging / TALKER_DIR)
+                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging)
             _write_manifest(staging, kind="adapter", method=loaded.method, **_base_record(loaded.model_dir))
         else:
             if base_is_omni:
-                _write_omni_folder(
-                    loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker), talker_state=talker_state
-                )
+                _write_omni_folder(loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker))
             else:
                 loaded.thinker.save_pretrained(staging)
                 loaded.processor.save_pretrained(staging)
             _write_manifest(staging, kind="merged", method=loaded.method, **_base_record(loaded.model_dir))
+        if loaded.talker is not None:
+            loaded.talker.save_pretrained(staging / TALKER_ADAPTER_DIR)
     return Path(final_dir)
 
 
@@ -141,11 +137,9 @@ def _write_omni_folder(
     *,
     adapter_dir: Path | None = None,
     thinker_state: dict[str, Any] | None = None,
-    talker_state: dict[str, Any] | None = None,
 ) -> None:
-    """A complete Qwen2.5-Omni folder: the base's talker/token2wav (or `talker_state`, when a stage
-    trained the talker) beside a tuned thinker, given as a LoRA `adapter_dir` to merge or a full
-    `thinker_state`."""
+    """A complete Qwen2.5-Omni folder: the base's talker/token2wav beside a tuned thinker, given as a
+    LoRA `adapter_dir` to merge or a full `thinker_state`."""
     offline_hub()
     from transformers import Qwen2_5OmniForConditionalGeneration
 
@@ -170,8 +164,6 @@ def _write_omni_folder(
             _load_trained_modules(full.thinker, adapter_dir)
         else:
             full.thinker.load_state_dict(thinker_state)
-        if talker_state is not None:
-            full.talker.load_state_dict(talker_state)
         full.save_pretrained(folder)
     speaker_table = base_dir / SPEAKER_FILE
     if speaker_table.exists():
@@ -267,3 +259,12 @@ def generate_text(
         model.train(was_training)
     reply_ids = output[0, inputs["input_ids"].shape[1] :]
     return processor.tokenizer.decode(reply_ids, skip_special_tokens=True)
+
+
+def speech_folder(final_dir: Path) -> Path:
+    """The complete Omni folder whose talker, token2wav and speakers a final model speaks with: the
+    final folder itself when it is complete (method full), else the base an adapter was trained on."""
+    final_dir = Path(final_dir)
+    if (final_dir / "adapter_config.json").exists():
+        return _adapter_base_dir(final_dir)
+    return final_dir

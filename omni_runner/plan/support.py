@@ -61,7 +61,6 @@ UNWIRED_MODELS: dict[str, Gap] = {
 
 # `stages[].train` groups the trainer cannot train.
 UNTRAINED_GROUPS: dict[str, Gap] = {
-    "talker": Gap("the speech loss is not trained: the talker stays frozen", "remove talker; the thinker learns the text reply"),
     "vision_projector": Gap("it projects encoders.vision, which is not wired",
                             "train vision_merger, the base model's own projection of its vision tower"),
     "audio_projector": Gap("it projects encoders.audio, which is not wired",
@@ -71,9 +70,11 @@ UNTRAINED_GROUPS: dict[str, Gap] = {
     "query_tokens": Gap("generation queries exist only for image and video generation, which do not train yet", "remove it"),
 }
 
-# Outputs a trained capability asks for that the trainer does not train; the stage trains the rest.
+# Outputs a trained capability asks for that the trainer does not train directly; the stage trains the rest.
 UNTRAINED_OUTPUTS: dict[str, str] = {
-    "audio_out": "the speech reply is not trained: the talker stays frozen; only the text reply trains",
+    "audio_out": ("the speech reply has no ground-truth target (Qwen's speech tokenizer is unreleased): the text reply "
+                  "trains and the frozen talker speaks it; eval reports talker_consistency (the talker's loss on the "
+                  "original model's own speech), and a stage with `train: [talker]` realigns the talker (docs/speech.md)"),
 }
 
 _ONE_PROCESS = Gap("multi-process training is not wired: the trainer runs one process on one device",
@@ -88,7 +89,6 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
     ("distributed", "launcher"): _ONE_PROCESS,
     ("training", "epochs"): Gap("the trainer runs a fixed number of optimizer steps; epochs are not turned into steps",
                                 "set training.max_steps (or max_steps per stage) instead"),
-    ("decoders", "speech", "freeze"): Gap("the talker is never trained", "remove freeze (the talker stays frozen)"),
 }
 
 # Base-model types the trainer loads (omni_runner/models/load.py loads the Qwen2.5-Omni thinker only).
@@ -156,6 +156,24 @@ def _groups(recipe: Any) -> Iterator[Diagnostic]:
             if group in UNTRAINED_GROUPS:
                 path = ("stages", index, "train", position)
                 yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", UNTRAINED_GROUPS[group], path)
+        yield from _talker_stage(recipe, index, stage)
+
+
+def _talker_stage(recipe: Any, index: int, stage: dict[str, Any]) -> Iterator[Diagnostic]:
+    """A stage that trains the talker runs the talker_realign objective (train/talker_realign.py): the
+    talker alone learns, reading a frozen thinker, and only where the recipe unfroze it."""
+    train = list(stage.get("train") or ())
+    if "talker" not in train:
+        return
+    path = ("stages", index, "train", train.index("talker"))
+    if train != ["talker"]:
+        yield error(f"stage {stage['name']!r} trains the talker with {', '.join(g for g in train if g != 'talker')}: "
+                    "a talker stage realigns the talker alone, reading the frozen thinker",
+                    recipe.location(path), field_name(path), "put the other groups in a stage of their own, before it")
+    speech = (recipe.data.get("decoders") or {}).get("speech") or {}
+    if speech.get("freeze", True):
+        yield error(f"stage {stage['name']!r} trains the talker, but decoders.speech.freeze is true (the default)",
+                    recipe.location(path), field_name(path), "set decoders.speech.freeze: false to let it realign the talker")
 
 
 def _ignored_fields(recipe: Any) -> Iterator[Diagnostic]:
