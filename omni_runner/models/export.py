@@ -26,6 +26,7 @@ Public API:
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None) -> str`:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
   `media`), without the prompt and special tokens.
+- `prompt_features(processor, messages, tools=None, media=None) -> dict`: the rendered, tokenised prompt.
 - `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_ADAPTER_DIR`, `speech_folder(final_dir) -> Path`.
 """
 
@@ -222,6 +223,20 @@ def _adapter_base(folder: Path) -> str:
     return base
 
 
+def prompt_features(processor: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+                    media: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The chat rendered up to the assistant's turn, tokenised, with its media decoded and expanded as in
+    training (`media`: the files behind the messages' media parts, in reading order)."""
+    from omni_runner.data.conversation import Conversation, Message
+    from omni_runner.data.multimodal import MediaSettings, processor_features
+
+    text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+    if media and any(media.values()):
+        conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **media)
+        return dict(processor_features(conversation, text, processor, MediaSettings()))
+    return dict(processor.tokenizer(text, add_special_tokens=False, return_tensors="pt"))
+
+
 def generate_text(
     model: Any,
     processor: Any,
@@ -239,15 +254,7 @@ def generate_text(
     """
     import torch
 
-    from omni_runner.data.conversation import Conversation, Message
-    from omni_runner.data.multimodal import MediaSettings, processor_features
-
-    text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-    if media and any(media.values()):
-        conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **media)
-        inputs = processor_features(conversation, text, processor, MediaSettings())
-    else:
-        inputs = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    inputs = prompt_features(processor, messages, tools, media)
     device = next(model.parameters()).device
     inputs = {name: value.to(device) for name, value in inputs.items()}
     was_training = model.training

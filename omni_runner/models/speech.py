@@ -27,6 +27,7 @@ Public API:
   token2wav, speakers; `read_speakers(folder)`, `speaker_entry(speakers, name)`.
 - `load_talker(folder, dtype, device, adapter_dir=None)`: a talker, with a trained adapter on top.
 - `add_talker_adapter(talker, lora) -> PeftModel`: the talker with LoRA adapters, for realign stages.
+- `speak(thinker, parts, inputs, reply_ids, speaker, max_codec_tokens) -> Tensor`: a reply, spoken.
 - `synthesize(parts, codes, speaker) -> Tensor`: the waveform token2wav renders (24 kHz).
 - `SpeechError`, `SAMPLE_RATE`.
 """
@@ -227,8 +228,8 @@ def load_speech_parts(folder: Path, device: Any, dtype: Any, adapter_dir: Path |
     state = {}
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as handle:
-            state.update({key.removeprefix("token2wav."): handle.get_tensor(key)
-                          for key in handle.keys() if key.startswith("token2wav.")  # noqa: SIM118 (safe_open is no dict)})
+            names = [key for key in handle.keys() if key.startswith("token2wav.")]  # noqa: SIM118 (not a dict)
+            state.update({key.removeprefix("token2wav."): handle.get_tensor(key) for key in names})
     if not state:
         raise SpeechError(f"{folder} has no token2wav weights: it cannot turn codec tokens into sound.")
     with quiet_transformers():
@@ -279,3 +280,11 @@ def add_talker_adapter(talker: Any, lora: dict[str, Any]) -> Any:
                         lora_dropout=float(lora.get("dropout", 0.05)), bias="none",
                         target_modules=list(lora.get("target_modules") or ("q_proj", "k_proj", "v_proj", "o_proj")))
     return get_peft_model(talker, config)
+
+
+def speak(thinker: Any, parts: SpeechParts, inputs: dict[str, Any], reply_ids: list[int], speaker: str = DEFAULT_SPEAKER,
+          max_codec_tokens: int = 4096) -> Any:
+    """The reply `reply_ids` to the prompt `inputs`, spoken: greedy codec tokens, rendered by token2wav."""
+    entry = speaker_entry(parts.speakers, speaker)
+    conditioning = condition_talker(thinker, inputs, reply_ids, parts.talker.config, int(entry["bos_token"]))
+    return synthesize(parts, greedy_codes(parts.talker, conditioning, max_codec_tokens), speaker)
