@@ -18,17 +18,17 @@ from omni_runner.run.prepare import prepare_run
 from omni_runner.run.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
-THINKER_STEPS, REALIGN_STEPS = 12, 8
+THINKER_STEPS, REALIGN_STEPS = 8, 4
 SHORT_SPEECH = f"""\
 extends: {REPO / 'recipes' / 'tiny_omni_speech.yaml'}
 name: tiny-speech-test
-decoders: {{speech: {{freeze: false, max_codec_tokens: 16}}}}
+decoders: {{speech: {{freeze: false, max_codec_tokens: 12}}}}
 training: {{micro_batch: 2, warmup_steps: 2}}
 stages:
   - {{name: answer, train: [thinker], max_steps: {THINKER_STEPS}}}
-  - {{name: talker_realign, train: [talker], max_steps: {REALIGN_STEPS}, lr: 3.0e-3}}
-controller: {{checkpoint: {{every_steps: 4, keep_last: 10}}}}
-eval: {{every_steps: {THINKER_STEPS}, max_samples: 4}}
+  - {{name: talker_realign, train: [talker], max_steps: {REALIGN_STEPS}, lr: 5.0e-3}}
+controller: {{checkpoint: {{every_steps: 2, keep_last: 10}}}}
+eval: {{every_steps: {THINKER_STEPS}, max_samples: 3}}
 """
 
 
@@ -112,7 +112,7 @@ def test_consistency_rises_with_the_thinker_and_comes_back_down_after_realign(sp
     assert after_realign["talker_consistency_floor"] == floor
     assert after_thinker["talker_consistency"] > floor
     assert after_realign["talker_consistency"] < after_thinker["talker_consistency"]
-    assert after_thinker["talker_consistency_n"] == 4
+    assert after_thinker["talker_consistency_n"] == 3
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_chat_audio_out_writes_a_wav_with_the_realigned_talker(speech_run, tmp_p
 
     wav = tmp_path / "reply.wav"
     result = subprocess.run([sys.executable, "-m", "omni_runner.cli", "chat", str(speech_run.path), "--prompt", "hello",
-                             "--audio-out", str(wav), "--max-codec-tokens", "16"],
+                             "--audio-out", str(wav), "--max-codec-tokens", "6"],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-2000:]
     samples, rate = soundfile.read(wav)
