@@ -120,8 +120,17 @@ def _voice(final_dir: Path, loaded: Any, args: argparse.Namespace) -> Any:
     if any) and token2wav of the folder the final model speaks with."""
     import soundfile
 
-    from omni_runner.models.export import TALKER_ADAPTER_DIR, prompt_features, speech_folder
-    from omni_runner.models.speech import DEFAULT_SPEAKER, SAMPLE_RATE, load_speech_parts, speak
+    from omni_runner.models.export import (
+        TALKER_ADAPTER_DIR,
+        prompt_features,
+        speech_folder,
+    )
+    from omni_runner.models.speech import (
+        DEFAULT_SPEAKER,
+        SAMPLE_RATE,
+        load_speech_parts,
+        speak,
+    )
 
     adapter = final_dir / TALKER_ADAPTER_DIR
     parts = load_speech_parts(speech_folder(final_dir), loaded.device, loaded.dtype,
