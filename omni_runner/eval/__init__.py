@@ -19,6 +19,10 @@ reply, rendered with that capability's template), compared with the reply the re
   same arguments (any order).
 - `answer_exact_match`: the generated reply equals the expected one, whitespace-normalised.
 
+Data sets of speech-output capabilities (`audio_out`) also get `talker_consistency` and
+`talker_consistency_floor` when the caller passes a `TalkerConsistency` (the trainer does): the talker's
+codec loss on the original model's own speech, reading the tuned thinker (docs/speech.md).
+
 Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
 computed, with the reason, rather than guessed.
 """
@@ -66,8 +70,10 @@ def record_needs(source: Any) -> frozenset[str]:
     return frozenset(_MEDIA_INPUTS[kind] for kind in kinds)
 
 
-def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given."""
+def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_dir: Path | None = None,
+             consistency: Any = None) -> dict[str, dict[str, Any]]:
+    """Score every data set in `eval.datasets`; write `eval_dir/results.json` when given. With a
+    `TalkerConsistency` (eval/talker_consistency.py), its data sets also get the talker-consistency loss."""
     settings = recipe_data["eval"]
     results, samples = {}, {}
     for name in settings.get("datasets") or []:
@@ -75,6 +81,9 @@ def evaluate(loaded: Any, recipe_data: dict[str, Any], recipe_dir: Path, eval_di
         source.scan(int(settings["max_samples"]))
         capability = capability_for_format(source.format, recipe_data.get("capabilities") or {}, record_needs(source))
         results[name], samples[name] = score_dataset(loaded, source, capability, int(settings["max_new_tokens"]))
+    if consistency is not None:
+        for name, metrics in consistency.score(loaded).items():
+            results[name].update(metrics)
     if eval_dir is not None:
         _write_results(Path(eval_dir), results, samples)
     return results
@@ -98,10 +107,8 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
     samples, skipped = [], []
     for position in range(len(source)):
         conversation = source.conversation(position)
-        prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
-        reply = expected.messages[-1]
         try:
-            inputs = prompt_inputs(loaded.model, loaded.processor, conversation, prompt, source.media, loaded.external)
+            inputs, reply = record_prompt(loaded, source, position, template)
         except RecordError as exc:
             skipped.append({"location": source.location(position), "reason": str(exc)})
             continue
@@ -114,6 +121,16 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
     if skipped:
         result["skipped"] = skipped
     return result, samples
+
+
+def record_prompt(loaded: Any, source: Any, position: int, template: str) -> tuple[dict[str, Any], Message]:
+    """A record's prompt (everything before its last assistant reply) rendered and tokenised with its
+    media tensors (through the run's external encoders where it has them), and that reply;
+    RecordError when its media cannot be read."""
+    conversation = source.conversation(position)
+    prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
+    inputs = prompt_inputs(loaded.model, loaded.processor, conversation, prompt, source.media, loaded.external)
+    return inputs, expected.messages[-1]
 
 
 def reply_matches(metric: str, generated: str, reply: Message) -> bool:

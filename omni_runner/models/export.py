@@ -7,13 +7,14 @@ Layout of `RUN/final/` (written by `save_final`):
   "base_fingerprint": <tiny-model build or null>, "method": ...}`);
   with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
   thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
-  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor. (Only when a stage
-  trained the talker does the tuned talker take its place; without merge it goes to `final/talker/`.)
+  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor.
 - with external encoders (`encoders.vision`/`encoders.audio`): their projectors in
   `external_encoders.safetensors` and the encoders' folders and projector settings in
   `external_encoders.json`, beside the model (and in `merged/`); `load_for_inference` rebuilds them.
 - method full: `final/` itself is that complete folder (`"kind": "merged"`); from a thinker-only base,
   the tuned thinker folder.
+- either method, after a talker_realign stage: `final/talker_adapter/`, the talker's peft adapter. It is
+  never merged: complete folders keep the original talker, and chat puts the adapter on top of it.
 
 Merging always starts from the unquantized base weights on the CPU (a 4-bit base cannot hold merged
 weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base cannot be de-quantized and
@@ -29,10 +30,12 @@ Public API:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
   `media`, read through the external encoders `external` where the run has them), without the prompt
   and special tokens.
+- `prompt_features(processor, messages, tools=None, media=None, *, model=None, external=None) -> dict`:
+  the rendered, tokenised chat prompt with its media, as `generate_text` feeds it.
 - `prompt_inputs(model, processor, conversation, prompt, settings, external=None)` and
   `generate_ids(model, inputs, max_new_tokens, external=None, **generate_kwargs)`: the same in two
   steps, for a prompt rendered already (the evaluation).
-- `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_DIR`.
+- `FINAL_MANIFEST`, `MERGED_DIR`, `TALKER_ADAPTER_DIR`, `speech_folder(final_dir) -> Path`.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
 FINAL_MANIFEST = "omni_runner_final.json"
 MERGED_DIR = "merged"
-TALKER_DIR = "talker"  # a trained talker beside an adapter, when no merged folder holds it
+TALKER_ADAPTER_DIR = "talker_adapter"  # a talker_realign stage's adapter, on the base (or merged) talker
 SPEAKER_FILE = "spk_dict.pt"
 TRAINED_MODULES_FILE = "trained_modules.safetensors"
 _PEFT_PREFIX = "base_model.model."
@@ -110,7 +113,6 @@ def save_final(
     trained_modules: dict[str, Any] | None = None,
 ) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
-    talker_state = _cpu_state(loaded.talker) if loaded.talker is not None else None
     base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
     with atomic_folder(Path(final_dir)) as staging, quiet_transformers():
         if loaded.method in LORA_METHODS:
@@ -124,17 +126,11 @@ def save_final(
                 loaded.processor.save_pretrained(staging)
             if merge:
                 (staging / MERGED_DIR).mkdir()
-                _write_omni_folder(
-                    loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging, talker_state=talker_state
-                )
-            elif loaded.talker is not None:
-                loaded.talker.save_pretrained(staging / TALKER_DIR)
+                _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging)
             _write_manifest(staging, kind="adapter", method=loaded.method, **_base_record(loaded.model_dir))
         else:
             if base_is_omni:
-                _write_omni_folder(
-                    loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker), talker_state=talker_state
-                )
+                _write_omni_folder(loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker))
             else:
                 loaded.thinker.save_pretrained(staging)
                 loaded.processor.save_pretrained(staging)
@@ -145,6 +141,8 @@ def save_final(
             for folder in (staging, staging / MERGED_DIR):
                 if folder.is_dir():
                     save_projectors(loaded.external, folder)
+        if loaded.talker is not None:
+            loaded.talker.save_pretrained(staging / TALKER_ADAPTER_DIR)
     return Path(final_dir)
 
 
@@ -154,11 +152,9 @@ def _write_omni_folder(
     *,
     adapter_dir: Path | None = None,
     thinker_state: dict[str, Any] | None = None,
-    talker_state: dict[str, Any] | None = None,
 ) -> None:
-    """A complete Qwen2.5-Omni folder: the base's talker/token2wav (or `talker_state`, when a stage
-    trained the talker) beside a tuned thinker, given as a LoRA `adapter_dir` to merge or a full
-    `thinker_state`."""
+    """A complete Qwen2.5-Omni folder: the base's talker/token2wav beside a tuned thinker, given as a
+    LoRA `adapter_dir` to merge or a full `thinker_state`."""
     offline_hub()
     from transformers import Qwen2_5OmniForConditionalGeneration
 
@@ -183,8 +179,6 @@ def _write_omni_folder(
             _load_trained_modules(full.thinker, adapter_dir)
         else:
             full.thinker.load_state_dict(thinker_state)
-        if talker_state is not None:
-            full.talker.load_state_dict(talker_state)
         full.save_pretrained(folder)
     speaker_table = base_dir / SPEAKER_FILE
     if speaker_table.exists():
@@ -246,6 +240,21 @@ def _adapter_base(folder: Path) -> str:
     return base
 
 
+def prompt_features(
+    processor: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+    media: dict[str, list[str]] | None = None, *, model: Any = None, external: Any = None,
+) -> dict[str, Any]:
+    """The chat rendered up to the assistant's turn, tokenised, with its media decoded and expanded as in
+    training (`media`: the files behind the messages' media parts, in reading order; read through the
+    run's external encoders `external`, for the thinker `model`, where it has them)."""
+    from omni_runner.data.conversation import Conversation, Message
+    from omni_runner.data.multimodal import MediaSettings
+
+    text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+    conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **(media or {}))
+    return prompt_inputs(model, processor, conversation, text, MediaSettings(), external)
+
+
 def generate_text(
     model: Any,
     processor: Any,
@@ -263,12 +272,7 @@ def generate_text(
     Works on a model in training too (the trainer's end-of-run evaluation): it generates in eval mode
     with the KV cache on, and puts the model back in the mode it found it in.
     """
-    from omni_runner.data.conversation import Conversation, Message
-    from omni_runner.data.multimodal import MediaSettings
-
-    text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-    conversation = Conversation([Message(m["role"], m["content"]) for m in messages], **(media or {}))
-    inputs = prompt_inputs(model, processor, conversation, text, MediaSettings(), external)
+    inputs = prompt_features(processor, messages, tools, media, model=model, external=external)
     return processor.tokenizer.decode(generate_ids(model, inputs, max_new_tokens, external), skip_special_tokens=True)
 
 
@@ -311,3 +315,12 @@ def generate_ids(model: Any, inputs: dict[str, Any], max_new_tokens: int, extern
     finally:
         model.train(was_training)
     return output[0, inputs["input_ids"].shape[1]:]
+
+
+def speech_folder(final_dir: Path) -> Path:
+    """The complete Omni folder whose talker, token2wav and speakers a final model speaks with: the
+    final folder itself when it is complete (method full), else the base an adapter was trained on."""
+    final_dir = Path(final_dir)
+    if (final_dir / "adapter_config.json").exists():
+        return _adapter_base_dir(final_dir)
+    return final_dir

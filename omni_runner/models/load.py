@@ -19,11 +19,12 @@ Public API:
     `export.generate_text` (or pass `use_cache=True`).
 - `LoadedModel`: `model` (the trainable module: a peft model for lora/qlora, the thinker for full),
   `thinker` (the underlying thinker), `processor`, `tokenizer`, `groups` (group name → modules),
-  `talker` (only when a stage trains it), `model_dir`, `device`, `dtype`, `method`, `quantization`,
+  `talker` (only when a stage trains it: the talker with LoRA adapters), `model_dir`, `device`, `dtype`, `method`, `quantization`,
   `lora_targets`, `trainable_groups`; `.parameter_counts() -> {"trainable": n, "total": n}`.
 - `set_trainable_groups(loaded, groups)`: freeze everything except the named groups
   (`thinker`, `vision_tower`, `vision_merger`, `audio_tower`, `audio_projection`, `talker`); with LoRA
-  only adapter weights train, except in the merger and the audio projection, which train fully.
+  only adapter weights train, except in the merger and the audio projection, which train fully; the
+  talker always trains its adapters only (train/talker_realign.py).
   Stage groups outside the base model (`EXTERNAL_GROUPS`: projectors, query tokens) are ignored here.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
@@ -353,21 +354,6 @@ def load_thinker(
     return thinker
 
 
-def _load_talker(folder: Path, dtype: Any, device: Any) -> Any:
-    """Only the talker, for stages that train it: its own class maps the checkpoint's `talker.` keys."""
-    from transformers import (
-        Qwen2_5OmniConfig,
-        Qwen2_5OmniTalkerForConditionalGeneration,
-    )
-
-    with quiet_transformers():
-        talker_config = Qwen2_5OmniConfig.from_pretrained(folder, local_files_only=True).talker_config
-        talker = Qwen2_5OmniTalkerForConditionalGeneration.from_pretrained(
-            folder, config=talker_config, dtype=dtype, local_files_only=True
-        )
-    return talker.to(device)
-
-
 def _group_prefixes() -> dict[str, str]:
     """Module-name prefixes (relative to the thinker) of the groups that can carry LoRA adapters."""
     return {"thinker": "model.language_model.", "vision_tower": "model.visual.", "audio_tower": "model.audio_tower."}
@@ -458,7 +444,8 @@ def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
     # The merger and projection sit inside their towers: set them last so a tower's LoRA rule
     # (adapters only) does not undo their full training.
     for group in sorted(groups, key=lambda g: g in FULLY_TRAINED_GROUPS):
-        adapters_only = loaded.method in LORA_METHODS and group not in ("talker", *FULLY_TRAINED_GROUPS, *PROJECTOR_GROUPS)
+        adapters_only = group == "talker" or (
+            loaded.method in LORA_METHODS and group not in (*FULLY_TRAINED_GROUPS, *PROJECTOR_GROUPS))
         for module in loaded.groups[group]:
             for name, parameter in module.named_parameters():
                 if adapters_only:
@@ -542,7 +529,11 @@ def load_for_training(
     )
     thinker.config.use_cache = False  # the KV cache is useless when training and costs memory
 
-    talker = _load_talker(folder, dtype, device) if "talker" in all_groups else None
+    talker = None
+    if "talker" in all_groups:  # a talker_realign stage: the talker gets LoRA adapters (train/talker_realign.py)
+        from omni_runner.models.speech import add_talker_adapter, load_talker
+
+        talker = add_talker_adapter(load_talker(folder, dtype, device), training.get("lora", {}))
 
     targets: list[str] = []
     model = thinker

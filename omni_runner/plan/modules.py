@@ -109,6 +109,8 @@ def feeds(capability: str, group: str, sources: dict[str, str], data: dict[str, 
     """Whether samples of `capability` reach `group`, so that the stage's loss has a gradient there."""
     if group == "thinker":
         return CAPABILITIES[capability].loss_on != LOSS_DENOISING
+    if group == "talker":  # the talker_realign objective: the capability's replies, spoken
+        return "audio_out" in CAPABILITIES[capability].requires and sources.get("audio_out") == "base_model"
     inputs = capability_inputs(capability, data)
     source = _ENCODER_GROUPS[group][0] if group in _ENCODER_GROUPS else "base_model"
     return any(m in inputs and sources.get(m) == source for m in tower_inputs(group))
@@ -147,7 +149,15 @@ def stage_modules(
             used = any(m in needed and sources.get(m) == "base_model" for m in modalities)
             _plan_tower(out, part, base.components[part], train, used, r if not full else None)
     if "talker" in base.components:
-        out.frozen.append(ModuleGroup("talker", base.components["talker"]["parameters"], "speaks at evaluation and chat only", resident=False))
+        talker = base.components["talker"]
+        speaks = "audio_out" in needed and sources.get("audio_out") == "base_model"
+        if "talker" in train:  # talker_realign: adapters on the talker, which reads the frozen thinker
+            targets = list(lora.get("target_modules") or [])
+            out.frozen.append(ModuleGroup("talker", talker["parameters"], "realigned to the tuned thinker"))
+            out.trainable.append(ModuleGroup("talker.lora", lora_parameters(talker, r, targets), f"LoRA r={r} on {', '.join(targets)}", added=True))
+        else:
+            why = "scores talker consistency at evaluation" if speaks else "speaks at evaluation and chat only"
+            out.frozen.append(ModuleGroup("talker", talker["parameters"], why, resident=speaks))
     if "token2wav" in base.components:
         out.frozen.append(ModuleGroup("token2wav", base.components["token2wav"]["parameters"], "renders speech at evaluation only", resident=False))
 

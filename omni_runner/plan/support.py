@@ -64,15 +64,16 @@ _ASR_GAPS = {
 
 # `stages[].train` groups the trainer cannot train.
 UNTRAINED_GROUPS: dict[str, Gap] = {
-    "talker": Gap("the speech loss is not trained: the talker stays frozen", "remove talker; the thinker learns the text reply"),
     "image_projector": Gap("it feeds decoders.image, and image generation does not train yet", "remove it"),
     "video_projector": Gap("it feeds decoders.video, and video generation does not train yet", "remove it"),
     "query_tokens": Gap("generation queries exist only for image and video generation, which do not train yet", "remove it"),
 }
 
-# Outputs a trained capability asks for that the trainer does not train; the stage trains the rest.
+# Outputs a trained capability asks for that the trainer does not train directly; the stage trains the rest.
 UNTRAINED_OUTPUTS: dict[str, str] = {
-    "audio_out": "the speech reply is not trained: the talker stays frozen; only the text reply trains",
+    "audio_out": ("the speech reply has no ground-truth target (Qwen's speech tokenizer is unreleased): the text reply "
+                  "trains and the frozen talker speaks it; eval reports talker_consistency (the talker's loss on the "
+                  "original model's own speech), and a stage with `train: [talker]` realigns the talker (docs/speech.md)"),
 }
 
 _ONE_PROCESS = Gap("multi-process training is not wired: the trainer runs one process on one device",
@@ -92,7 +93,6 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
     ("distributed", "launcher"): _ONE_PROCESS,
     ("training", "epochs"): Gap("the trainer runs a fixed number of optimizer steps; epochs are not turned into steps",
                                 "set training.max_steps (or max_steps per stage) instead"),
-    ("decoders", "speech", "freeze"): Gap("the talker is never trained", "remove freeze (the talker stays frozen)"),
 }
 
 # `encoders.*.kind` values the trainer loads (models/encoders.py picks the class from the folder's config).
@@ -212,6 +212,24 @@ def _groups(recipe: Any) -> Iterator[Diagnostic]:
                 gap = Gap(f"it projects encoders.{slot}, which the recipe does not have",
                           f"add encoders.{slot}, or train {own}, the base model's own projection of its {slot} tower")
                 yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", gap, path)
+        yield from _talker_stage(recipe, index, stage)
+
+
+def _talker_stage(recipe: Any, index: int, stage: dict[str, Any]) -> Iterator[Diagnostic]:
+    """A stage that trains the talker runs the talker_realign objective (train/talker_realign.py): the
+    talker alone learns, reading a frozen thinker, and only where the recipe unfroze it."""
+    train = list(stage.get("train") or ())
+    if "talker" not in train:
+        return
+    path = ("stages", index, "train", train.index("talker"))
+    if train != ["talker"]:
+        yield error(f"stage {stage['name']!r} trains the talker with {', '.join(g for g in train if g != 'talker')}: "
+                    "a talker stage realigns the talker alone, reading the frozen thinker",
+                    recipe.location(path), field_name(path), "put the other groups in a stage of their own, before it")
+    speech = (recipe.data.get("decoders") or {}).get("speech") or {}
+    if speech.get("freeze", True):
+        yield error(f"stage {stage['name']!r} trains the talker, but decoders.speech.freeze is true (the default)",
+                    recipe.location(path), field_name(path), "set decoders.speech.freeze: false to let it realign the talker")
 
 
 def _ignored_fields(recipe: Any) -> Iterator[Diagnostic]:

@@ -44,6 +44,13 @@ from omni_runner.train.losses import capability_sums, count_targets, shifted_tar
 from omni_runner.train.optimizer import make_optimizer
 from omni_runner.train.precision import resolve_device, resolve_precision
 from omni_runner.train.schedule import lr_multiplier
+from omni_runner.train.talker_realign import (
+    RunSpeech,
+    is_realign_stage,
+    restore_talker_weights,
+    split_talker_weights,
+    talker_weights,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 # What the forward takes from a collated batch; the media tensors only when present (the external
@@ -131,6 +138,8 @@ class Trainer:
         state = ckpt.load_checkpoint(resumed_from, map_location=self.device) if resumed_from else None
         if state is not None:
             self.progress = Progress(**state.trainer_state["progress"])
+        # Before any step: the model is still the original one that speech targets come from.
+        self.speech = RunSpeech.for_run(self.loaded, self.recipe, self.run.path, self.stages, pristine=state is None)
         self._setup_stage(self.progress.stage, state)
         if state is not None:
             ckpt.restore_rng_state(state.rng)  # last: building the stage must not shift the generators
@@ -172,7 +181,8 @@ class Trainer:
                               external=self.loaded.external_features())
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
-        self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
+        trainable = self.loaded.talker.parameters() if is_realign_stage(stage) else (p for _, p in self.loaded.named_parameters())
+        self.optimizer = make_optimizer(trainable, lr=float(stage["lr"]),
                                         weight_decay=float(self.recipe["training"]["weight_decay"]),
                                         device_type=self.device.type)
         warmup, schedule, steps = int(self.recipe["training"]["warmup_steps"]), self.recipe["training"]["lr_scheduler"], int(stage["max_steps"])
@@ -180,8 +190,10 @@ class Trainer:
             self.optimizer, lambda s: lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
         self.scaler = self.precision.grad_scaler()
         if state is not None:
-            self.trained_weights |= set(state.weights)
-            missing = self.loaded.load_weights(state.weights)
+            weights, talker = split_talker_weights(state.weights)
+            restore_talker_weights(self.loaded, talker)
+            self.trained_weights |= set(weights)
+            missing = self.loaded.load_weights(weights)
             if missing:
                 raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
             self.optimizer.load_state_dict(state.optimizer)
@@ -219,6 +231,8 @@ class Trainer:
 
     def train_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step over `grad_accum` micro-batches, token-weighted across all of them."""
+        if is_realign_stage(stage):
+            return self.realign_step(stage)
         waiting = time.monotonic()
         micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
         data_wait_s = time.monotonic() - waiting  # preparing samples the workers had not finished, and collating
@@ -242,10 +256,33 @@ class Trainer:
             batch_sums, batch_counts = capability_sums(losses, targets, remap[token_caps.clamp(min=0)], len(capabilities))
             sums += batch_sums
             counts += batch_counts
-        self.scaler.unscale_(self.optimizer)
-        trainable = [p for _, p in self.loaded.named_parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"])))
         loss_value = float(sums.sum() / counts.sum().clamp(min=1))
+        grad_norm, lr = self._apply_gradients(loss_value)
+        self.progress.tokens += input_tokens
+        self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
+        return {
+            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
+            "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
+            "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
+        }
+
+    def realign_step(self, stage: dict[str, Any]) -> dict[str, Any]:
+        """One optimizer step of a talker_realign stage (train/talker_realign.py): the talker adapter
+        learns the original model's codec tokens while reading the tuned, frozen thinker."""
+        loss_value, codec_tokens, prompts = self.speech.realign[self.progress.stage].backward(
+            self.loaded, self.progress.stage_step, int(stage["micro_batch"]) * int(stage["grad_accum"]),
+            self.scaler.scale, self.precision.autocast)
+        grad_norm, lr = self._apply_gradients(loss_value)
+        self.progress.samples += prompts
+        return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": codec_tokens, "data_wait_s": 0.0,
+                "samples": prompts, "capability_losses": {}}
+
+    def _apply_gradients(self, loss_value: float) -> tuple[float, float]:
+        """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
+        Returns the gradient norm and the learning rate the step used."""
+        self.scaler.unscale_(self.optimizer)
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"])))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self._skip_step(loss_value, grad_norm)
         else:
@@ -254,13 +291,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        self.progress.tokens += input_tokens
-        self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
-        return {
-            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
-            "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
-            "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
-        }
+        return grad_norm, lr
 
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
         if self.batches.packing:
@@ -309,6 +340,7 @@ class Trainer:
         """Write everything exact resume needs (the controller decides when, and records it)."""
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
         weights = {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
+        weights.update(talker_weights(self.loaded))
         contents = ckpt.CheckpointContents(
             weights=weights,
             optimizer=self.optimizer.state_dict(),
@@ -351,7 +383,7 @@ class Trainer:
         try:
             from omni_runner.eval import evaluate
 
-            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=eval_dir)
+            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=eval_dir, consistency=self.speech.consistency)
         except Exception as exc:
             traceback.print_exc()
             self.events.emit("error", self.progress.step, message=f"evaluation failed: {exc}", source="eval")

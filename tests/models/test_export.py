@@ -132,27 +132,50 @@ def test_generate_text_returns_only_the_reply(tuned):
     assert "<|im_start|>" not in reply and "What is the weather" not in reply
 
 
-@pytest.mark.parametrize(
-    ("stage", "weight"), [("thinker", "thinker.lm_head.weight"), ("talker", "talker.codec_head.weight")]
-)
-def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(tiny_model_dir, tmp_path, stage, weight):
+def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(tiny_model_dir, tmp_path):
     from transformers import Qwen2_5OmniForConditionalGeneration
 
     data = {
         "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
         "training": {"method": "full"},
-        "stages": [{"name": "s", "train": [stage]}],
+        "stages": [{"name": "s", "train": ["thinker"]}],
     }
     loaded = load_for_training(data, tiny_model_dir)
-    tuned = loaded.thinker.lm_head.weight if stage == "thinker" else loaded.talker.codec_head.weight
+    tuned = loaded.thinker.lm_head.weight
     with torch.no_grad():
         tuned.mul_(2.0)
 
     final = save_final(loaded, tmp_path / "final")
 
     reloaded = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
-    assert torch.equal(reloaded.get_parameter(weight), tuned)
+    assert torch.equal(reloaded.get_parameter("thinker.lm_head.weight"), tuned)
     assert json.loads((final / "omni_runner_final.json").read_text())["kind"] == "merged"
+
+
+def test_a_realigned_talker_lands_as_an_adapter_beside_the_original_talker(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    from omni_runner.models.speech import load_talker
+
+    data = {
+        "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+        "training": {"method": "full", "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}},
+        "stages": [{"name": "t", "train": ["thinker"]}, {"name": "realign", "train": ["talker"]}],
+    }
+    loaded = load_for_training(data, tiny_model_dir)
+    adapter = next(p for name, p in loaded.talker.named_parameters() if "lora_B" in name)
+    with torch.no_grad():
+        adapter.add_(0.5)
+
+    final = save_final(loaded, tmp_path / "final")
+
+    original = Qwen2_5OmniForConditionalGeneration.from_pretrained(tiny_model_dir)
+    kept = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
+    assert torch.equal(kept.talker.codec_head.weight, original.talker.codec_head.weight)
+    reloaded = load_talker(final, torch.float32, torch.device("cpu"), adapter_dir=final / "talker_adapter")
+    assert isinstance(reloaded, PeftModel)
+    assert torch.equal(dict(reloaded.named_parameters())[next(n for n, p in loaded.talker.named_parameters() if p is adapter)], adapter)
 
 
 def test_inference_from_a_missing_folder_is_a_clear_error(tmp_path):

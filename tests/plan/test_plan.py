@@ -78,9 +78,10 @@ def test_speech_capabilities_train_the_text_reply_and_say_so_in_the_stage_decisi
     plan = _full_omni(no_data_root)
     omni = _stage(plan, "omni")
     assert omni["decisions"][0]["what"] == "audio_out not trained (tri-streaming)"
-    assert "the talker stays frozen; only the text reply trains" in omni["decisions"][0]["why"]
-    assert {g["module"]: g["resident"] for g in omni["frozen"]}["talker"] is False  # not loaded for training
-    assert any(w.startswith("capabilities.podcast: the speech reply is not trained") for w in plan["warnings"])
+    assert "the speech reply has no ground-truth target" in omni["decisions"][0]["why"]
+    assert "talker_consistency" in omni["decisions"][0]["why"]
+    assert {g["module"]: g["resident"] for g in omni["frozen"]}["talker"] is True  # it scores talker consistency
+    assert any(w.startswith("capabilities.podcast: the speech reply has no ground-truth target") for w in plan["warnings"])
 
 
 def test_gradient_checkpointing_off_is_respected_and_the_batch_is_lowered_instead(no_data_root):
@@ -256,7 +257,21 @@ def test_a_stage_cannot_train_a_group_the_trainer_does_not_have(write_recipe, no
         "stages:\n  - name: speak\n    capabilities: [podcast]\n    train: [thinker, talker, audio_projector]\n"
     )
     problems = _errors(path, no_data_root)
-    assert [p.field for p in problems] == ["stages[0].train[1]", "stages[0].train[2]"]
+    by_field = {p.field: [q for q in problems if q.field == p.field] for p in problems}
+    assert sorted(by_field) == ["stages[0].train[1]", "stages[0].train[2]"]
     assert all(p.location.line == line_of(path, "train:") for p in problems)
-    assert "the speech loss is not trained" in problems[0].message and "train audio_projection" in problems[1].hint
+    assert "train audio_projection" in by_field["stages[0].train[2]"][0].hint
+    talker = " ".join(f"{p.message} {p.hint}" for p in by_field["stages[0].train[1]"])
+    assert "realigns the talker alone" in talker and "decoders.speech.freeze: false" in talker
+
+
+def test_a_talker_realign_stage_plans_talker_adapters(write_recipe, no_data_root):
+    path = write_recipe(
+        f"extends: {RECIPES / 'full_omni.yaml'}\nname: realign\ndecoders: {{speech: {{freeze: false}}}}\n"
+        "stages:\n  - {name: omni, capabilities: [podcast], train: [thinker]}\n"
+        "  - {name: talker_realign, capabilities: [podcast], train: [talker]}\n"
+    )
+    plan = compile_plan(load_recipe(path, environ=no_data_root)).to_json()
+    realign = _stage(plan, "talker_realign")
+    assert [g["module"] for g in realign["trainable"]] == ["talker.lora"]
 
