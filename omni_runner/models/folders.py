@@ -6,11 +6,15 @@ Public API:
   removed and `target` is left as it was. Files are flushed to disk before the rename.
 - `ensure_built(folder, fingerprint, read_stamp, build)`: the cached build in `folder`, built when its
   stamp's fingerprint differs; safe when several processes ask at once (a file lock serialises builds).
+- `read_stamp_file(folder, name)`: a build's JSON stamp, or None when the folder is not a complete build.
+- `build_target(out_dir, read_stamp, what)`: `out_dir` resolved, refused (FileExistsError) when it holds
+  anything but a `what` build, so a build never replaces a folder it did not make.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -66,3 +70,17 @@ def ensure_built(
             if not current():  # another process may have built it while we waited
                 build(folder)
     return folder
+
+
+def read_stamp_file(folder: Path, name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_target(out_dir: Path, read_stamp: Callable[[Path], dict[str, Any] | None], what: str) -> Path:
+    out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
+        raise FileExistsError(f"{out_dir} already exists and is not a {what} build; choose an empty or new folder.")
+    return out_dir

@@ -28,7 +28,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omni_runner.models.folders import atomic_folder, ensure_built
+from omni_runner.models.folders import (
+    atomic_folder,
+    build_target,
+    ensure_built,
+    read_stamp_file,
+)
 from omni_runner.models.hf_env import quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, BUNDLED_DATA_DIR, resolve_model_path
 
@@ -173,7 +178,12 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _processor(tokenizer: Any) -> Any:
-    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
 
     from omni_runner.models.chat_template import CHAT_TEMPLATE
 
@@ -201,9 +211,17 @@ def _corpus_fingerprint(corpus: list[str]) -> str:
 
 def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
     import torch
-    from transformers import GenerationConfig, Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5OmniConfig,
+        Qwen2_5OmniForConditionalGeneration,
+    )
 
-    from omni_runner.models.tokenizer import NON_SPECIAL_ADDED_TOKENS, SPECIAL_TOKENS, train_tokenizer
+    from omni_runner.models.tokenizer import (
+        NON_SPECIAL_ADDED_TOKENS,
+        SPECIAL_TOKENS,
+        train_tokenizer,
+    )
 
     tokenizer = train_tokenizer(corpus, TOKENIZER_VOCAB_SIZE)
     token_ids = {
@@ -285,19 +303,14 @@ def _parameter_counts(model: Any) -> dict[str, int]:
 
 def read_stamp(folder: Path) -> dict[str, Any] | None:
     """The build record of a tiny-model folder, or None when the folder is not a (complete) build."""
-    try:
-        return json.loads((Path(folder) / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_stamp_file(folder, STAMP_FILE)
 
 
 def build_tiny_model(out_dir: Path) -> Path:
     """Build the tiny model into `out_dir`; the folder appears complete or not at all."""
     from omni_runner.models.tokenizer import training_corpus
 
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
-        raise FileExistsError(f"{out_dir} already exists and is not a tiny-model build; choose an empty or new folder.")
+    out_dir = build_target(out_dir, read_stamp, "tiny-model")
     corpus = training_corpus(BUNDLED_DATA_DIR)
     # The real checkpoint's talker config also names thinker ids past the talker vocabulary;
     # transformers warns about that on every build, so builds run quietly.

@@ -26,7 +26,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omni_runner.models.folders import atomic_folder, ensure_built
+from omni_runner.models.folders import (
+    atomic_folder,
+    build_target,
+    ensure_built,
+    read_stamp_file,
+)
 from omni_runner.models.hf_env import quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
@@ -165,17 +170,12 @@ def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
 
 def read_stamp(folder: Path) -> dict[str, Any] | None:
     """The build record of a tiny-parakeet folder, or None when the folder is not a (complete) build."""
-    try:
-        return json.loads((Path(folder) / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_stamp_file(folder, STAMP_FILE)
 
 
 def build_tiny_asr(out_dir: Path) -> Path:
     """Build the tiny Parakeet into `out_dir`; the folder appears complete or not at all."""
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
-        raise FileExistsError(f"{out_dir} already exists and is not a {TINY_ASR_NAME} build; choose an empty or new folder.")
+    out_dir = build_target(out_dir, read_stamp, TINY_ASR_NAME)
     corpus = _corpus()
     with atomic_folder(out_dir) as staging, quiet_transformers():
         _write_folder(staging, corpus, _fingerprint(corpus))

@@ -21,7 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omni_runner.models.folders import atomic_folder, ensure_built
+from omni_runner.models.folders import (
+    atomic_folder,
+    build_target,
+    ensure_built,
+    read_stamp_file,
+)
 from omni_runner.models.hf_env import quiet_transformers
 from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
@@ -78,19 +83,14 @@ def _fingerprint(name: str) -> str:
 
 
 def read_stamp(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(folder) / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_stamp_file(folder, STAMP_FILE)
 
 
 def build_tiny_encoder(name: str, out_dir: Path) -> Path:
     """Build the tiny encoder `name` into `out_dir`; the folder appears complete or not at all."""
     import torch
 
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
-        raise FileExistsError(f"{out_dir} already exists and is not a tiny-model build; choose an empty or new folder.")
+    out_dir = build_target(out_dir, read_stamp, "tiny-model")
     with atomic_folder(out_dir) as staging, quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         parameters = _BUILDERS[name](staging)

@@ -204,7 +204,15 @@ def training_corpus(bundled_dir: Path) -> list[str]:
 
 def train_tokenizer(corpus: list[str], vocab_size: int) -> Qwen2Tokenizer:
     """Train byte-level BPE on `corpus`, then add Qwen's special tokens after the learned vocabulary."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import AddedToken, Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())

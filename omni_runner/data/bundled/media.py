@@ -65,7 +65,12 @@ from typing import Any
 
 import numpy as np
 
-from omni_runner.models.folders import atomic_folder, ensure_built
+from omni_runner.models.folders import (
+    atomic_folder,
+    build_target,
+    ensure_built,
+    read_stamp_file,
+)
 from omni_runner.paths import TINY_MEDIA, cache_dir
 
 MEDIA_DATA_NAME = TINY_MEDIA
@@ -376,18 +381,12 @@ def _write_folder(folder: Path) -> None:
 
 def read_stamp(folder: Path) -> dict[str, Any] | None:
     """The build record of a media-data folder, or None when the folder is not a (complete) build."""
-    try:
-        return json.loads((Path(folder) / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_stamp_file(folder, STAMP_FILE)
 
 
 def build_media_data(out_dir: Path) -> Path:
     """Generate the data set into `out_dir`; the folder appears complete or not at all."""
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and read_stamp(out_dir) is None:
-        raise FileExistsError(f"{out_dir} already exists and is not a {MEDIA_DATA_NAME} build; "
-                              "choose an empty or new folder.")
+    out_dir = build_target(out_dir, read_stamp, MEDIA_DATA_NAME)
     with atomic_folder(out_dir) as staging:
         _write_folder(staging)
     return out_dir
