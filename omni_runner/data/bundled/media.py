@@ -126,16 +126,19 @@ def _beeps(rate: int, seconds: float, starts: list[float], length_s: float, hz: 
     return samples.astype(np.float32)
 
 
-def _distinct(rng: np.random.Generator, draw: Callable[[np.random.Generator], tuple], count: int,
-              seen: set[tuple]) -> list[tuple]:
-    """`count` draws that repeat nothing in `seen` (which they join), so held-out items are new."""
-    items: list[tuple] = []
-    while len(items) < count:
-        item = draw(rng)
-        if item not in seen:
-            seen.add(item)
-            items.append(item)
-    return items
+def _splits(rng: np.random.Generator, draw: Callable[[np.random.Generator], tuple], train: int,
+            heldout: int) -> dict[str, list[tuple]]:
+    """`train` then `heldout` draws, none repeated across both, so held-out items are new."""
+    seen: set[tuple] = set()
+    splits: dict[str, list[tuple]] = {}
+    for split, count in (("train", train), ("heldout", heldout)):
+        splits[split] = []
+        while len(splits[split]) < count:
+            item = draw(rng)
+            if item not in seen:
+                seen.add(item)
+                splits[split].append(item)
+    return splits
 
 
 # --- images ---------------------------------------------------------------------------------------
@@ -170,9 +173,7 @@ def _write_images(folder: Path, rng: np.random.Generator) -> dict[str, list[dict
     from PIL import Image
 
     (folder / "images").mkdir()
-    seen: set[tuple] = set()
-    splits = {"train": _distinct(rng, _draw_shape, TRAIN_IMAGES, seen),
-              "heldout": _distinct(rng, _draw_shape, HELDOUT_IMAGES, seen)}
+    splits = _splits(rng, _draw_shape, TRAIN_IMAGES, HELDOUT_IMAGES)
     records: dict[str, list[dict[str, Any]]] = {}
     number = 0
     for split, shapes in splits.items():
@@ -241,9 +242,7 @@ def _count_phrase(beeps: int) -> str:
 def _write_videos(folder: Path, rng: np.random.Generator) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Videos and both record sets that use them: captions (MSR-VTT) and direction + beeps (omni)."""
     (folder / "videos").mkdir()
-    seen: set[tuple] = set()
-    splits = {"train": _distinct(rng, _draw_video, TRAIN_VIDEOS, seen),
-              "heldout": _distinct(rng, _draw_video, HELDOUT_VIDEOS, seen)}
+    splits = _splits(rng, _draw_video, TRAIN_VIDEOS, HELDOUT_VIDEOS)
     captions: dict[str, list[dict[str, Any]]] = {}
     omni: dict[str, list[dict[str, Any]]] = {}
     number = 0
@@ -282,9 +281,7 @@ def _write_clips(folder: Path, rng: np.random.Generator) -> dict[str, list[dict[
     import soundfile
 
     (folder / "audio").mkdir()
-    seen: set[tuple] = set()
-    splits = {"train": _distinct(rng, _draw_clip, TRAIN_CLIPS, seen),
-              "heldout": _distinct(rng, _draw_clip, HELDOUT_CLIPS, seen)}
+    splits = _splits(rng, _draw_clip, TRAIN_CLIPS, HELDOUT_CLIPS)
     records: dict[str, list[dict[str, Any]]] = {}
     number = 0
     for split, clips in splits.items():
