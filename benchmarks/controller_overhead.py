@@ -11,7 +11,6 @@ drift of a shared machine; the medians of per-step times are compared. Goal: at 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -21,17 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay import Replay  # noqa: E402
-from report import machine_summary, update_section  # noqa: E402
+from report import block_parser, machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.01
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps a block (default %(default)s)")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
+    parser = block_parser(__doc__, blocks=6, steps=8)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # the medians are only as quiet as the machine was
 

@@ -10,25 +10,21 @@ waiting for prepared samples and collating them. Goal: with workers, under 10 % 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine_summary, update_section  # noqa: E402
+from report import block_parser, machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.10
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = block_parser(__doc__, blocks=3, steps=10)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the second trainer (default %(default)s)")
-    parser.add_argument("--blocks", type=int, default=3, help="blocks of each kind (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps a block (default %(default)s)")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args()
 
     from omni_runner.run.prepare import prepare_run

@@ -12,24 +12,20 @@ count, never padding. Goal: packed at least 1.5x padded.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine_summary, update_section  # noqa: E402
+from report import block_parser, machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 1.5
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=3, help="blocks of each kind (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps a block (default %(default)s)")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
+    parser = block_parser(__doc__, blocks=3, steps=6)
     args = parser.parse_args()
 
     from omni_runner.run.prepare import prepare_run

@@ -6,6 +6,7 @@ so scripts can be re-run in any order without disturbing each other's figures.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import re
 import statistics
@@ -14,6 +15,16 @@ from pathlib import Path
 
 PERFORMANCE_PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 _HEADER = "# Performance\n\nFigures written by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
+
+
+def block_parser(doc: str, *, blocks: int, steps: int) -> argparse.ArgumentParser:
+    """The arguments every side-by-side benchmark takes: alternating blocks of each kind, optimizer steps
+    a block, and whether to record the result (a script adds its own on top)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=blocks, help="blocks of each kind (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps a block (default %(default)s)")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
+    return parser
 
 
 def machine_summary() -> str:

@@ -12,7 +12,6 @@ consecutive step ends; each block's first steps are warm-up and dropped. Goal: a
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay import Replay  # noqa: E402
-from report import machine_summary, update_section  # noqa: E402
+from report import block_parser, machine_summary, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.03
@@ -83,11 +82,8 @@ def hugging_face(run_path: Path, rows: list, steps: int, collate) -> list[float]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=2, help="blocks of each kind (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps a block (default %(default)s)")
+    parser = block_parser(__doc__, blocks=2, steps=10)
     parser.add_argument("--micro-batch", type=int, default=2, help="rows a micro-batch (default %(default)s)")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args()
 
     from omni_runner.run.prepare import prepare_run
