@@ -102,11 +102,16 @@ class LoadedModel:
         }
 
     def named_parameters(self) -> Iterator[tuple[str, Any]]:
-        """Everything the optimizer and checkpoints see: `model`'s parameters under their own names,
-        the external encoders' (projectors, frozen encoders) under `external.`."""
+        """Everything the optimizer and checkpoints see: `model`'s parameters under their own names, and
+        those of the modules beside it under their prefix (`external.`: the external encoders and their
+        projectors; `talker.`: the talker with its realign adapter, when loaded)."""
         yield from self.model.named_parameters()
-        if self.external is not None:
-            yield from self.external.named_parameters(prefix="external")
+        for prefix, module in self._beside().items():
+            yield from module.named_parameters(prefix=prefix)
+
+    def _beside(self) -> dict[str, Any]:
+        return {prefix: module for prefix, module in (("external", self.external), ("talker", self.talker))
+                if module is not None}
 
     def external_features(self) -> Any:
         """What the data workers need for the external encoders (`data.external.ExternalFeatures`), or None."""
@@ -114,14 +119,18 @@ class LoadedModel:
 
     def load_weights(self, weights: dict[str, Any]) -> list[str]:
         """Load checkpointed weights (names as `named_parameters` gives them); returns the names that fit nothing."""
-        external = {name.removeprefix("external."): value for name, value in weights.items() if name.startswith("external.")}
-        unexpected = self.model.load_state_dict({n: v for n, v in weights.items() if not n.startswith("external.")},
-                                                strict=False).unexpected_keys
-        if external and self.external is None:
-            return [*unexpected, *external]
-        if external:
-            unexpected += self.external.load_state_dict(external, strict=False).unexpected_keys
-        return list(unexpected)
+        own: dict[str, Any] = {}
+        parts: dict[str, dict[str, Any]] = {"external": {}, "talker": {}}
+        for name, value in weights.items():
+            prefix, _, rest = name.partition(".")
+            (parts[prefix] if prefix in parts else own)[rest if prefix in parts else name] = value
+        unexpected = list(self.model.load_state_dict(own, strict=False).unexpected_keys)
+        beside = self._beside()
+        for prefix, part in parts.items():
+            if part:
+                misfits = beside[prefix].load_state_dict(part, strict=False).unexpected_keys if prefix in beside else part
+                unexpected += [f"{prefix}.{name}" for name in misfits]
+        return unexpected
 
     @property
     def sliding_window(self) -> int | None:

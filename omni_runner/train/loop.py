@@ -40,16 +40,18 @@ from omni_runner.run.events import EventLog
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.train import checkpoint as ckpt
-from omni_runner.train.losses import capability_sums, count_targets, shifted_targets, token_losses
+from omni_runner.train.losses import (
+    capability_sums,
+    count_targets,
+    shifted_targets,
+    token_losses,
+)
 from omni_runner.train.optimizer import make_optimizer
 from omni_runner.train.precision import resolve_device, resolve_precision
 from omni_runner.train.schedule import lr_multiplier
 from omni_runner.train.talker_realign import (
     RunSpeech,
     is_realign_stage,
-    restore_talker_weights,
-    split_talker_weights,
-    talker_weights,
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
@@ -181,8 +183,7 @@ class Trainer:
                               external=self.loaded.external_features())
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
-        trainable = self.loaded.talker.parameters() if is_realign_stage(stage) else (p for _, p in self.loaded.named_parameters())
-        self.optimizer = make_optimizer(trainable, lr=float(stage["lr"]),
+        self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
                                         weight_decay=float(self.recipe["training"]["weight_decay"]),
                                         device_type=self.device.type)
         warmup, schedule, steps = int(self.recipe["training"]["warmup_steps"]), self.recipe["training"]["lr_scheduler"], int(stage["max_steps"])
@@ -190,10 +191,8 @@ class Trainer:
             self.optimizer, lambda s: lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
         self.scaler = self.precision.grad_scaler()
         if state is not None:
-            weights, talker = split_talker_weights(state.weights)
-            restore_talker_weights(self.loaded, talker)
-            self.trained_weights |= set(weights)
-            missing = self.loaded.load_weights(weights)
+            self.trained_weights |= set(state.weights)
+            missing = self.loaded.load_weights(state.weights)
             if missing:
                 raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
             self.optimizer.load_state_dict(state.optimizer)
@@ -340,7 +339,6 @@ class Trainer:
         """Write everything exact resume needs (the controller decides when, and records it)."""
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
         weights = {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
-        weights.update(talker_weights(self.loaded))
         contents = ckpt.CheckpointContents(
             weights=weights,
             optimizer=self.optimizer.state_dict(),

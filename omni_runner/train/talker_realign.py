@@ -18,8 +18,7 @@ Public API:
 - `is_realign_stage(stage) -> bool`.
 - `TalkerRealign.for_stage(loaded, recipe, recipe_dir, stage, targets)`; `.prepare(loaded, pristine)`;
   `.backward(loaded, stage_step, prompts_per_step, scale, autocast) -> (mean loss, codec tokens, prompts)`.
-- `talker_weights(loaded)`, `split_talker_weights(weights)`, `restore_talker_weights(loaded, weights)`:
-  the talker adapter's weights in checkpoints (names prefixed `talker.`).
+- The talker adapter's weights reach checkpoints as `talker.*` through `LoadedModel.named_parameters`.
 """
 
 from __future__ import annotations
@@ -34,8 +33,6 @@ from omni_runner.eval.talker_consistency import (
     original_model,
     spoken_prompts,
 )
-
-TALKER_PREFIX = "talker."
 
 
 def is_realign_stage(stage: dict[str, Any]) -> bool:
@@ -109,29 +106,6 @@ class TalkerRealign:
             scale(losses.sum() / tokens).backward()
             total += float(losses.detach().sum())
         return total / tokens, tokens, len(chosen)
-
-
-def talker_weights(loaded: Any) -> dict[str, Any]:
-    """The talker adapter's weights, for checkpoints (none when no stage realigns the talker)."""
-    if loaded.talker is None:
-        return {}
-    return {TALKER_PREFIX + name: parameter for name, parameter in loaded.talker.named_parameters() if "lora_" in name}
-
-
-def split_talker_weights(weights: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A checkpoint's weights as (the trainer model's, the talker adapter's without the prefix)."""
-    talker = {name.removeprefix(TALKER_PREFIX): value for name, value in weights.items() if name.startswith(TALKER_PREFIX)}
-    return {name: value for name, value in weights.items() if not name.startswith(TALKER_PREFIX)}, talker
-
-
-def restore_talker_weights(loaded: Any, weights: dict[str, Any]) -> None:
-    if not weights:
-        return
-    if loaded.talker is None:
-        raise RealignError("the checkpoint holds talker adapter weights, but no stage of this recipe trains the talker")
-    result = loaded.talker.load_state_dict(weights, strict=False)
-    if result.unexpected_keys:
-        raise RealignError(f"checkpoint talker weights do not fit this talker: {result.unexpected_keys[:3]} …")
 
 
 class RunSpeech:
