@@ -19,7 +19,10 @@ from omni_runner.param_count import projection_shapes
 from omni_runner.plan.models import PlannedModel
 from omni_runner.plan.support import ASR_SLOT
 
-_ENCODER_PROJECTORS = {"encoders.vision": "vision_projector", "encoders.audio": "audio_projector"}
+# External encoders' projectors: group -> (the encoder slot, the inputs it reads).
+_ENCODER_GROUPS = {"vision_projector": ("encoders.vision", ("image_in", "video_in")),
+                   "audio_projector": ("encoders.audio", ("audio_in",))}
+_ENCODER_PROJECTORS = {slot: group for group, (slot, _) in _ENCODER_GROUPS.items()}
 _DECODER_PROJECTORS = {"image_out": ("decoders.image", "image_projector"), "video_out": ("decoders.video", "video_projector")}
 # The base model's towers and the inputs that go through them.
 _BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",)}
@@ -93,9 +96,6 @@ def capability_inputs(capability: str, data: dict[str, Any]) -> frozenset[str]:
     return requires | {"audio_in"} if with_audio else requires
 
 
-# External encoders' projectors: group -> (the encoder slot, the inputs it reads).
-_ENCODER_GROUPS = {"vision_projector": ("encoders.vision", ("image_in", "video_in")),
-                   "audio_projector": ("encoders.audio", ("audio_in",))}
 
 
 def tower_inputs(group: str) -> tuple[str, ...]:
