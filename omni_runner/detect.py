@@ -406,6 +406,7 @@ def _parameters(folder: Path, components: dict[str, dict[str, Any]], findings: _
 
 
 def _index_parameters(folder: Path, findings: _Findings, prefix: str = "") -> int | None:
+    """The sharded checkpoint's index total_size; else, for one unsharded file, the shapes in its header."""
     for index in sorted(folder.glob("*.safetensors.index.json")):
         size = (_read_json(index).get("metadata") or {}).get("total_size")
         if isinstance(size, int) and size > 0:
@@ -413,7 +414,33 @@ def _index_parameters(folder: Path, findings: _Findings, prefix: str = "") -> in
             params = size // _BYTES_PER_PARAM.get(dtype, 2)
             findings.add(prefix + index.name, "metadata.total_size", f"{size} bytes of {dtype or '16-bit'} weights: about {params / 1e9:.2f} B parameters")
             return params
+    weights = sorted(folder.glob("*.safetensors"))
+    if len(weights) == 1:
+        params = _safetensors_header_parameters(weights[0])
+        if params:
+            findings.add(prefix + weights[0].name, "(header)", f"tensor shapes: {params:,} parameters")
+            return params
     return None
+
+
+def _safetensors_header_parameters(path: Path) -> int | None:
+    """Parameters counted from a safetensors file's JSON header (8-byte length, then the header); no weights read."""
+    try:
+        with path.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length < 100_000_000:
+                return None
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError):
+        return None
+    total = 0
+    for name, tensor in header.items():
+        if name != "__metadata__" and isinstance(tensor, dict):
+            count = 1
+            for side in tensor.get("shape", ()):
+                count *= int(side)
+            total += count
+    return total or None
 
 
 def _folder_dtype(folder: Path) -> str | None:
@@ -459,7 +486,7 @@ def _detect_diffusers(folder: Path) -> Detection:
 
 
 def _diffusers_component(class_name: str, config: dict[str, Any], folder: Path, findings: _Findings) -> dict[str, Any] | None:
-    """Size one pipeline component from its config; fall back to its safetensors index."""
+    """Size one pipeline component from its config; fall back to its safetensors index or header."""
     if class_name == "SD3Transformer2DModel":
         hidden = int(config.get("num_attention_heads", 24)) * int(config.get("attention_head_dim", 64))
         component = param_count.diffusion_transformer(hidden_size=hidden, num_layers=int(config.get("num_layers", 24)), streams=2)

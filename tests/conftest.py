@@ -31,3 +31,19 @@ def tiny_asr_dir(_omni_runner_cache: Path) -> Path:
     from omni_runner.models.tiny_asr import ensure_tiny_asr
 
     return ensure_tiny_asr()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_dir(_omni_runner_cache: Path) -> Path:
+    """The built-in tiny SD3 pipeline (`builtin:tiny-sd3`), built once into the test cache."""
+    from omni_runner.models.tiny_decoders import ensure_tiny_decoder
+
+    return ensure_tiny_decoder("tiny-sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_svd_dir(_omni_runner_cache: Path) -> Path:
+    """The built-in tiny SVD pipeline (`builtin:tiny-svd`), built once into the test cache."""
+    from omni_runner.models.tiny_decoders import ensure_tiny_decoder
+
+    return ensure_tiny_decoder("tiny-svd")

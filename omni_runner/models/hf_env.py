@@ -6,6 +6,7 @@ Public API:
   before the switch was set.
 - `quiet_transformers()`: a context that silences transformers' warnings and progress bars, for
   builds and loads whose output would otherwise flood `trainer.log` and the terminal.
+- `quiet_diffusers()`: the same for diffusers (pipeline saves and loads, their progress bars).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
@@ -26,6 +28,21 @@ def offline_hub() -> None:
 def quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
+    with _quiet(hf_logging):
+        yield
+
+
+@contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    from diffusers.utils import logging as diffusers_logging
+
+    with _quiet(diffusers_logging):
+        yield
+
+
+@contextmanager
+def _quiet(hf_logging: Any) -> Iterator[None]:
+    """Errors only and no progress bars from a Hugging Face library's `utils.logging`, restored after."""
     verbosity = hf_logging.get_verbosity()
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
