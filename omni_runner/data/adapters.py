@@ -12,9 +12,15 @@ import ast
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from omni_runner.data.conversation import Conversation, Message, RecordError
+from omni_runner.data.conversation import (
+    Conversation,
+    MediaTarget,
+    Message,
+    RecordError,
+)
 
 Record = dict[str, Any]
 
@@ -414,32 +420,86 @@ def _described(kind: str, path: str, request: str, answer: str) -> Conversation:
     return Conversation([user, Message("assistant", answer)], **{column: [path]})
 
 
+# The generation chain of thought (GoT) of the GoT releases (JourneyDB-GoT, Laion-Aesthetics-High-Resolution-GoT,
+# OmniEdit-GoT): the planned layout, objects and boxes, written before the picture is drawn.
+_GOT_FIELDS = ("got", "got_description", "reasoning")
+_SOURCE_IMAGE_FIELDS = ("source_image", "src_img", "input_image")
+_TARGET_IMAGE_FIELDS = ("target_image", "tgt_img", "edited_image", "edited_img", "output_image")
+
+
+def _first_text(record: Record, names: tuple[str, ...], *, required: bool = True) -> str | None:
+    """The first of `names` that the record fills with text, stripped; a RecordError naming them all when required."""
+    for name in names:
+        value = _text(record, name, optional=True)
+        if value and value.strip():
+            return value.strip()
+    if not required:
+        return None
+    others = " / ".join(f"'{name}'" for name in names[1:])
+    raise RecordError(f"missing field '{names[0]}'" + (f" (or {others})" if others else ""))
+
+
+def _generation_request(prompt: str | list[dict[str, Any]], record: Record, target: MediaTarget,
+                        images: list[str] | None = None) -> Conversation:
+    """The user's prompt answered by the record's generation chain of thought ("" without one), producing `target`."""
+    reasoning = _first_text(record, _GOT_FIELDS, required=False) or ""
+    return Conversation([Message("user", prompt), Message("assistant", reasoning)], images=images or [], target=target)
+
+
 def image_caption(record: Record) -> Conversation:
-    """An image and its caption (JourneyDB, LAION aesthetics): `image` (or `img_path`), `caption`
-    (or `prompt`, as generation sets name it). Trains vision-qa as "describe the image"."""
-    path = _text(record, "image", optional=True) or _text(record, "img_path", optional=True)
-    if not path:
-        raise RecordError("missing field 'image' (or 'img_path')")
-    caption = _text(record, "caption", optional=True) or _text(record, "prompt", optional=True)
-    if not caption or not caption.strip():
-        raise RecordError("missing field 'caption' (or 'prompt')")
-    return _described("image", path, DESCRIBE_IMAGE, caption.strip())
+    """An image and its caption (JourneyDB, LAION aesthetics, and their GoT releases JourneyDB-GoT and
+    Laion-Aesthetics-High-Resolution-GoT): `image` (or `img_path`), `caption` (or `prompt`, as generation
+    sets name it), optional `got` (or `got_description`, `reasoning`): the generation chain of thought.
+    Trains vision-qa as "describe the image"; its `generation` is the image-generation request: the
+    prompt (`prompt`, else `caption`) -> the image, the chain of thought as the assistant's text."""
+    path = _first_text(record, ("image", "img_path"))
+    caption = _first_text(record, ("caption", "prompt"))
+    understanding = _described("image", path, DESCRIBE_IMAGE, caption)
+    prompt = _first_text(record, ("prompt", "caption"))
+    understanding.generation = _generation_request(prompt, record, MediaTarget("image", path))
+    return understanding
 
 
 def video_caption(record: Record) -> Conversation:
     """A video and a caption. MSR-VTT: `video_id` (file `<video_id>.mp4` unless `video` names it) and
-    `caption`; VaTeX: `videoID` and `enCap` (a list of ten; the first trains)."""
+    `caption`; VaTeX: `videoID` and `enCap` (a list of ten; the first trains); VideoCoF: `video`,
+    `caption`, optional `got` (as image_caption reads it). Its `generation` is the video-generation
+    request: the caption -> the video."""
     video_id = _text(record, "video_id", optional=True) or _text(record, "videoID", optional=True)
     path = _text(record, "video", optional=True) or (f"{video_id}.mp4" if video_id else None)
     if not path:
         raise RecordError("missing field 'video' (or 'video_id' / 'videoID')")
-    caption = _text(record, "caption", optional=True)
-    if caption is None and "enCap" in record:
-        captions = _field(record, "enCap", list)
-        caption = captions[0] if captions and isinstance(captions[0], str) else None
-    if not caption or not caption.strip():
+    caption = _first_listed(record, "caption", "enCap")
+    if not caption:
         raise RecordError("missing field 'caption' (or a non-empty 'enCap' list)")
-    return _described("video", path, DESCRIBE_VIDEO, caption.strip())
+    understanding = _described("video", path, DESCRIBE_VIDEO, caption)
+    understanding.generation = _generation_request(caption, record, MediaTarget("video", path))
+    return understanding
+
+
+def _first_listed(record: Record, name: str, list_name: str) -> str | None:
+    """`name`'s text, else the first entry of the list `list_name` (VaTeX's `enCap`, OmniEdit's prompt list)."""
+    value = _first_text(record, (name,), required=False)
+    if value is None and list_name in record:
+        values = _field(record, list_name, list)
+        value = values[0].strip() if values and isinstance(values[0], str) else None
+    return value or None
+
+
+def image_edit(record: Record) -> Conversation:
+    """An image edit (OmniEdit, OmniEdit-GoT): `source_image` (or `src_img`, `input_image`), `instruction`
+    (or `edit_prompt`, or the first of OmniEdit's `edited_prompt_list`), `target_image` (or `tgt_img`,
+    `edited_image`, `edited_img`, `output_image`), optional `got` (as image_caption reads it). The record
+    is a generation request only: the source image and the instruction in the user turn, the chain of
+    thought (or "") answering, the edited image as `target`; `generation` holds the same request."""
+    source = _first_text(record, _SOURCE_IMAGE_FIELDS)
+    instruction = _first_text(record, ("instruction",), required=False) or _first_listed(record, "edit_prompt", "edited_prompt_list")
+    if not instruction:
+        raise RecordError("missing field 'instruction' (or 'edit_prompt' / a non-empty 'edited_prompt_list')")
+    target = _first_text(record, _TARGET_IMAGE_FIELDS)
+    request = _generation_request([{"type": "image"}, {"type": "text", "text": instruction}], record,
+                                  MediaTarget("image", target), images=[source])
+    return replace(request, generation=request)
 
 
 def speech_transcript(record: Record) -> Conversation:
@@ -464,6 +524,7 @@ ADAPTERS: dict[str, Callable[[Record], Conversation]] = {
     "hermes": hermes,
     "gorilla": gorilla,
     "image-caption": image_caption,
+    "image-edit": image_edit,
     "video-caption": video_caption,
     "speech-transcript": speech_transcript,
 }

@@ -28,15 +28,33 @@ class Message:
     tool_calls: list[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class MediaTarget:
+    """A medium the model learns to produce: `kind` "image" or "video", `path` to the file."""
+
+    kind: str
+    path: str
+
+
 @dataclass
 class Conversation:
-    """A record in the common form: messages plus the tool catalogue and media references."""
+    """A record in the common form: messages plus the tool catalogue and media references.
+
+    A generation request (a user turn with the prompt, or the source image and the edit instruction,
+    then an assistant turn with the generation chain of thought or "") carries what it produces in
+    `target`; its text trains with the LM loss and the target through the decoder's own loss.
+    `generation` is the record read as such a request, for the generation capabilities, beside its
+    understanding form (a caption record trains vision-qa as itself and image-generation as its
+    `generation`); None when the record cannot be one.
+    """
 
     messages: list[Message]
     tools: list[dict[str, Any]] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)
     audios: list[str] = field(default_factory=list)
+    target: MediaTarget | None = None
+    generation: Conversation | None = None
 
 
 class RecordError(ValueError):

@@ -8,7 +8,7 @@ rather than held in memory, so large memory-mapped data sets stay cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,17 @@ class DataSource:
         return len(self.good)
 
     def conversation(self, position: int) -> Conversation:
-        """The `position`-th good record as a Conversation, relative media paths made absolute."""
-        conversation = adapt(self.format, self.record(self.good[position]))
+        """The `position`-th good record as a Conversation, relative media paths made absolute (its
+        generation target and its generation request's too)."""
+        return self._resolved(adapt(self.format, self.record(self.good[position])))
+
+    def _resolved(self, conversation: Conversation) -> Conversation:
         for kind in ("images", "videos", "audios"):
             setattr(conversation, kind, [self.media_path(ref) for ref in getattr(conversation, kind)])
+        if conversation.target is not None:
+            conversation.target = replace(conversation.target, path=self.media_path(conversation.target.path))
+        if conversation.generation is not None:
+            conversation.generation = self._resolved(conversation.generation)
         return conversation
 
     def media_path(self, reference: str) -> str:

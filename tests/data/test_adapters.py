@@ -7,7 +7,7 @@ import json
 import pytest
 
 from omni_runner.data.adapters import adapt, function_schemas
-from omni_runner.data.conversation import RecordError
+from omni_runner.data.conversation import MediaTarget, Message, RecordError
 
 XLAM_TOOLS = json.dumps([{
     "name": "live_giveaways_by_type",
@@ -280,3 +280,73 @@ def test_speech_transcript_asks_for_a_transcript():
 def test_bad_media_records_are_rejected_with_the_reason(fmt, record, reason):
     with pytest.raises(RecordError, match=reason):
         adapt(fmt, record)
+
+
+def test_image_caption_is_also_a_generation_request_answered_by_its_chain_of_thought():
+    got = "One castle, in the middle of the picture, at (40, 30), (200, 220)."
+    conversation = adapt("image-caption", {"img_path": "j/1.jpg", "prompt": "a castle", "caption": "A castle at dusk.", "got": got})
+    assert conversation.messages[1].content == "A castle at dusk." and conversation.target is None
+    request = conversation.generation
+    assert request.messages == [Message("user", "a castle"), Message("assistant", got)]
+    assert (request.target, request.images, request.generation) == (MediaTarget("image", "j/1.jpg"), [], None)
+
+
+@pytest.mark.parametrize("field", ["got", "got_description", "reasoning"])
+def test_generation_chain_of_thought_is_read_under_each_accepted_name(field):
+    request = adapt("image-caption", {"image": "a.png", "caption": "a fox", field: " Plan: one fox. "}).generation
+    assert request.messages[1].content == "Plan: one fox."
+
+
+def test_generation_request_without_chain_of_thought_answers_with_empty_text():
+    request = adapt("image-caption", {"image": "a.png", "caption": "a fox"}).generation
+    assert request.messages == [Message("user", "a fox"), Message("assistant", "")]
+
+
+def test_video_caption_is_also_a_request_for_the_video():
+    request = adapt("video-caption", {"video_id": "video7020", "caption": "a man is singing"}).generation
+    assert request.messages[0].content == "a man is singing"
+    assert request.target == MediaTarget("video", "video7020.mp4") and request.videos == []
+
+
+OMNIEDIT_GOT = {"source_image": "src/1.png", "instruction": "make the shape blue", "target_image": "tgt/1.png",
+                "got": "Change the red circle on the left to blue."}
+
+
+def test_image_edit_is_a_request_with_the_source_image_the_instruction_and_the_edited_target():
+    conversation = adapt("image-edit", OMNIEDIT_GOT)
+    assert conversation.messages == [
+        Message("user", [{"type": "image"}, {"type": "text", "text": "make the shape blue"}]),
+        Message("assistant", "Change the red circle on the left to blue."),
+    ]
+    assert (conversation.images, conversation.target) == (["src/1.png"], MediaTarget("image", "tgt/1.png"))
+    request = conversation.generation
+    assert (request.messages, request.images, request.target) == (conversation.messages, conversation.images, conversation.target)
+    assert request.generation is None
+
+
+@pytest.mark.parametrize(("aliases", "source", "instruction", "target"), [
+    ({"src_img": "s.png", "edit_prompt": "add a hat", "tgt_img": "t.png"}, "s.png", "add a hat", "t.png"),
+    ({"input_image": "s.png", "edited_prompt_list": ["add a hat", "hat on"], "edited_img": "t.png"}, "s.png", "add a hat", "t.png"),
+    ({"src_img": "s.png", "instruction": "add a hat", "edited_image": "t.png"}, "s.png", "add a hat", "t.png"),
+    ({"src_img": "s.png", "instruction": "add a hat", "output_image": "t.png"}, "s.png", "add a hat", "t.png"),
+])
+def test_image_edit_reads_each_accepted_field_name(aliases, source, instruction, target):
+    conversation = adapt("image-edit", aliases)
+    assert conversation.images == [source] and conversation.target == MediaTarget("image", target)
+    assert conversation.messages[0].content[1]["text"] == instruction and conversation.messages[1].content == ""
+
+
+@pytest.mark.parametrize(("drop", "reason"), [
+    ("source_image", "missing field 'source_image' \\(or 'src_img' / 'input_image'\\)"),
+    ("instruction", "missing field 'instruction' \\(or 'edit_prompt'"),
+    ("target_image", "missing field 'target_image' \\(or 'tgt_img' / 'edited_image' / 'edited_img' / 'output_image'\\)"),
+])
+def test_image_edit_without_a_required_field_is_rejected_naming_every_accepted_name(drop, reason):
+    record = {key: value for key, value in OMNIEDIT_GOT.items() if key != drop}
+    with pytest.raises(RecordError, match=reason):
+        adapt("image-edit", record)
+
+
+def test_image_edit_with_a_non_text_path_is_rejected_with_its_type():
+    with pytest.raises(RecordError, match="field 'src_img' must be str, got dict"):
+        adapt("image-edit", {**OMNIEDIT_GOT, "source_image": None, "src_img": {"bytes": b""}})

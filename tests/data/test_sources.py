@@ -120,3 +120,20 @@ def test_streaming_true_reads_jsonl_lazily_with_the_same_bad_record_locations(tm
     source = build_sources(recipe_for(path, streaming=True, max_bad_fraction=0.5), tmp_path)["d"]
     assert isinstance(source.table, StreamedLinesTable)
     assert (len(source), source.bad[0].location) == (2, "a.jsonl:2")
+
+
+def test_generation_targets_and_requests_resolve_against_the_media_root(tmp_path):
+    edit = {"src_img": "src/1.png", "instruction": "make it blue", "tgt_img": "tgt/1.png"}
+    path = write_jsonl(tmp_path / "edits.jsonl", [edit, {**edit, "tgt_img": "/abs/t.png"}])
+    source = build_sources(recipe_for(path, "image-edit", media_root=str(tmp_path / "media")), tmp_path)["d"]
+    conversation = source.conversation(0)
+    assert conversation.images == [str(tmp_path / "media/src/1.png")]
+    assert conversation.target.path == str(tmp_path / "media/tgt/1.png")
+    assert (conversation.generation.images, conversation.generation.target) == (conversation.images, conversation.target)
+    assert source.conversation(1).target.path == "/abs/t.png"
+
+
+def test_a_caption_records_generation_target_resolves_like_its_image(tmp_path):
+    path = write_jsonl(tmp_path / "captions.jsonl", [{"img_path": "pics/1.jpg", "prompt": "a castle"}])
+    conversation = build_sources(recipe_for(path, "image-caption"), tmp_path)["d"].conversation(0)
+    assert conversation.generation.target.path == conversation.images[0] == str(tmp_path / "pics/1.jpg")
