@@ -8,6 +8,9 @@ Public API:
 - `Video` and `load_video(path, *, fps, max_frames, audio_rate=None) -> Video`: frames sampled at
   `fps` (at most `max_frames`, always an even number), and the audio track when asked for.
 - `media_info(kind, path) -> dict`: header facts for `omni-run data check` statistics.
+- `write_video(path, frames, fps, audio=None, audio_rate=None)`: an MP4 (MPEG-4 Part 2 video, AAC
+  mono audio when given) that every PyAV build writes and reads, byte-identical across machines;
+  the tiny media and `omni-run generate --video` write with it.
 
 Decoders fail in many ways (Pillow's `SyntaxError` for a broken PNG chunk, libsndfile's
 `RuntimeError`, FFmpeg's `InvalidDataError`); every one becomes a `MediaError` naming the file, so
@@ -266,3 +269,33 @@ def media_info(kind: str, path: str) -> dict[str, Any]:
     if kind not in readers:
         raise ValueError(f"media_info: unknown kind {kind!r}; expected one of {', '.join(MEDIA_KINDS)}")
     return readers[kind](path)
+
+
+def write_video(path: str | os.PathLike[str], frames: list[np.ndarray], fps: int,
+                audio: np.ndarray | None = None, audio_rate: int | None = None) -> None:
+    """Write RGB `frames` ((H, W, 3) uint8, H and W even) at `fps`, with a mono float `audio` track at
+    `audio_rate` when given. FFmpeg's built-in MPEG-4 Part 2 and AAC encoders are in every PyAV build;
+    single-threaded encoding and a muxer that writes no dates make the bytes depend on the input only."""
+    import av
+
+    if audio is not None and not audio_rate:
+        raise ValueError("write_video: an audio track needs its audio_rate")
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p"
+        video.bit_rate = 200_000
+        video.codec_context.thread_count = 1  # slice threads would make the bytes depend on the core count
+        if audio is not None:
+            # FFmpeg's AAC encoder dominates the encoding time; its fast coder halves it.
+            track_stream = container.add_stream("aac", rate=audio_rate, layout="mono", options={"aac_coder": "fast"})
+            track_stream.bit_rate = 24_000
+        for pixels in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(video.encode(None))
+        if audio is not None:
+            track = av.AudioFrame.from_ndarray(np.asarray(audio, dtype=np.float32)[None], format="fltp", layout="mono")
+            track.sample_rate = audio_rate
+            container.mux(track_stream.encode(track))
+            container.mux(track_stream.encode(None))

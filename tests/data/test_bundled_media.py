@@ -39,6 +39,10 @@ RECORD_FILES = {
     "omni_heldout.jsonl": 24,
     "speech_transcript.jsonl": 12,
     "speech_untranscribed.jsonl": 12,
+    "image_gen_train.jsonl": 64,
+    "image_gen_heldout.jsonl": 8,
+    "image_edit_train.jsonl": 48,
+    "image_edit_heldout.jsonl": 8,
 }
 
 
@@ -58,7 +62,7 @@ def _records(folder: Path, name: str) -> list[dict[str, Any]]:
 
 
 def _media_refs(record: dict[str, Any]) -> list[str]:
-    refs = [record[key] for key in ("image", "video", "audio") if key in record]
+    refs = [record[key] for key in ("image", "video", "audio", "img_path", "source_image", "target_image") if key in record]
     return refs + record.get("audios", []) + record.get("videos", [])
 
 
@@ -117,6 +121,10 @@ def test_record_files_have_their_real_layouts(media_data: Path) -> None:
                 assert set(record) == {"messages", "videos"}
                 assert [message["role"] for message in record["messages"]] == ["user", "assistant"]
                 assert record["messages"][0]["content"].startswith("<video>")
+            elif name.startswith("image_gen"):  # JourneyDB-GoT
+                assert set(record) == {"img_path", "prompt", "got"}
+            elif name.startswith("image_edit"):  # OmniEdit-GoT
+                assert set(record) == {"source_image", "instruction", "target_image", "got"}
             elif name == "speech_untranscribed.jsonl":  # the transcript layout, most records without text
                 assert set(record) in ({"audio", "transcript", "speakers"}, {"audio", "speakers"})
             else:
@@ -127,6 +135,43 @@ def test_every_media_file_is_referenced_and_exists(media_data: Path) -> None:
     referenced = {ref for name in RECORD_FILES for record in _records(media_data, name) for ref in _media_refs(record)}
     on_disk = {str(path.relative_to(media_data)) for path in media_data.glob("*/*")}
     assert referenced == on_disk
+
+
+def _shape_facts(pixels: np.ndarray) -> tuple[str, str, tuple[int, int, int, int]]:
+    """The one shape's colour, side and bounding box ((x1, y1) inclusive, (x2, y2) exclusive)."""
+    shape = pixels.max(axis=2) > 0
+    rows, columns = np.flatnonzero(shape.any(axis=1)), np.flatnonzero(shape.any(axis=0))
+    side = "left" if columns.max() < pixels.shape[1] // 2 else "right"
+    assert side == "left" or columns.min() >= pixels.shape[1] // 2, "the shape straddles the middle"
+    box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    return _nearest_colour(pixels[shape].mean(axis=0)), side, box
+
+
+def test_generation_prompts_and_chains_of_thought_match_the_pictures(media_data: Path) -> None:
+    for split in ("train", "heldout"):
+        for record in _records(media_data, f"image_gen_{split}.jsonl"):
+            colour, side, box = _shape_facts(np.asarray(load_image(str(media_data / record["img_path"]))))
+            assert record["prompt"].startswith(f"a {colour} ") and record["prompt"].endswith(f" on the {side}")
+            assert record["got"].endswith(f"in the {side} half of the picture, at ({box[0]}, {box[1]}), ({box[2]}, {box[3]})."), record["img_path"]
+
+
+def test_edited_pictures_do_what_the_instruction_says_and_nothing_else(media_data: Path) -> None:
+    kinds = set()
+    for split in ("train", "heldout"):
+        for record in _records(media_data, f"image_edit_{split}.jsonl"):
+            source = _shape_facts(np.asarray(load_image(str(media_data / record["source_image"]))))
+            target = _shape_facts(np.asarray(load_image(str(media_data / record["target_image"]))))
+            *_, new = record["instruction"].split()
+            if record["instruction"].startswith("make the shape"):
+                kinds.add("recolour")
+                assert (target[0], target[1:]) == (new, source[1:]) and new != source[0], record
+                assert record["got"].startswith(f"Change the {source[0]} ") and record["got"].endswith(f" on the {source[1]} to {new}.")
+            else:
+                kinds.add("move")
+                assert (target[0], target[1]) == (source[0], new) and new != source[1], record
+                assert target[2][1::2] == source[2][1::2]  # same rows: moved sideways only
+                assert record["got"].endswith(f"from the {source[1]} half to the {new} half.")
+    assert kinds == {"recolour", "move"}
 
 
 def test_image_answers_match_the_pixels(media_data: Path) -> None:
@@ -196,7 +241,7 @@ def test_heldout_media_never_repeat_training_media(media_data: Path) -> None:
     def contents(name: str) -> set[bytes]:
         return {(media_data / ref).read_bytes() for record in _records(media_data, name) for ref in _media_refs(record)}
 
-    for stem in ("vision_qa", "audio_qa", "omni"):
+    for stem in ("vision_qa", "audio_qa", "omni", "image_gen", "image_edit"):
         suffix = ".json" if stem == "vision_qa" else ".jsonl"
         assert not contents(f"{stem}_train{suffix}") & contents(f"{stem}_heldout{suffix}"), stem
 

@@ -10,7 +10,7 @@ import soundfile
 from PIL import Image
 
 from omni_runner.data.conversation import RecordError
-from omni_runner.data.media import MediaError, load_audio, load_image, load_video, media_info
+from omni_runner.data.media import MediaError, load_audio, load_image, load_video, media_info, write_video
 
 VIDEO_SECONDS = 2.0
 VIDEO_FPS = 10
@@ -247,3 +247,32 @@ def test_media_info_raises_like_the_loaders(tmp_path: Path) -> None:
 def test_media_info_names_the_kinds_it_knows() -> None:
     with pytest.raises(ValueError, match="image, audio, video"):
         media_info("subtitles", "/x/a.srt")
+
+
+def _moving_bar(frames: int, height: int = 32, width: int = 32) -> list[np.ndarray]:
+    clip = [np.zeros((height, width, 3), dtype=np.uint8) for _ in range(frames)]
+    for index, pixels in enumerate(clip):
+        pixels[:, 4 * index:4 * index + 8] = (255, 255, 255)
+    return clip
+
+
+def test_write_video_writes_frames_that_load_video_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "out.mp4"
+    write_video(path, _moving_bar(4), fps=4)
+    video = load_video(str(path), fps=4, max_frames=8, audio_rate=16000)
+    assert video.frames.shape == (4, 32, 32, 3) and video.audio is None
+    bright = [np.flatnonzero(frame.max(axis=(0, 2)) > 128).mean() for frame in video.frames]
+    assert bright == sorted(bright) and bright[0] < bright[-1]  # the bar moves right, in frame order
+
+
+def test_write_video_muxes_a_mono_track_and_writes_the_same_bytes_twice(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for path in (first, second):
+        write_video(path, _moving_bar(8), fps=4, audio=_sine(2.0, 16000), audio_rate=16000)
+    assert first.read_bytes() == second.read_bytes()
+    assert load_video(str(first), fps=4, max_frames=8, audio_rate=16000).audio is not None
+
+
+def test_write_video_asks_for_the_rate_of_an_audio_track(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="audio_rate"):
+        write_video(tmp_path / "a.mp4", _moving_bar(2), fps=4, audio=_sine(0.5, 16000))

@@ -24,6 +24,17 @@ are relative to the folder):
   `{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", ...}]}`.
   The question is "What colour is the shape?" (red/green/blue/yellow) or "Is the shape on the left
   or the right?" (left/right). Learnable: colour from the pixel values, side from where they are.
+- `generation/gNNNN.png` + `image_gen_train.jsonl` (64) / `image_gen_heldout.jsonl` (8): JourneyDB-GoT
+  layout, `{"img_path", "prompt", "got"}`: pictures drawn as the vision-qa ones, the prompt "a red
+  circle on the left", the generation chain of thought "One red circle, in the left half of the
+  picture, at (x1, y1), (x2, y2)." (its box in pixels, end exclusive). The image-caption adapter reads
+  them as captions and as prompt -> picture requests.
+- `edits/eNNNN_source.png`, `edits/eNNNN_target.png` + `image_edit_train.jsonl` (48) /
+  `image_edit_heldout.jsonl` (8): OmniEdit-GoT layout, `{"source_image", "instruction",
+  "target_image", "got"}`: a recolour ("make the shape blue", the same shape in the new colour) or a
+  move ("move the shape to the right", the same shape at the same place in the other half), with the
+  chain of thought "Change the red circle on the left to blue." / "Move the red circle from the left
+  half to the right half."
 - `videos/videoN.mp4`: 8 frames at 4 fps (2 s), 56x56, MPEG-4 Part 2 (FFmpeg's built-in encoder, in
   every PyAV build), a coloured square sliding left to right or right to left; a mono AAC track at
   16 kHz holds one to three 0.2 s beeps at 880 Hz. AAC's encoder delay puts 64 ms of silence first.
@@ -52,6 +63,7 @@ are relative to the folder):
 
 Held-out items are drawn after the training items and never repeat one (the same colour, shape,
 size and position, or the same beep pattern), so held-out scores measure the learned property.
+Each part draws from its own random generator, so adding a part leaves the others' files unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from omni_runner.data.media import write_video
 from omni_runner.models.folders import (
     atomic_folder,
     build_target,
@@ -75,7 +88,7 @@ from omni_runner.paths import TINY_MEDIA, cache_dir
 
 MEDIA_DATA_NAME = TINY_MEDIA
 # Bump whenever a rule here changes the files.
-BUILDER_VERSION = 4
+BUILDER_VERSION = 5
 STAMP_FILE = "omni_runner_media.json"
 SEED = 20260301
 FINGERPRINT_LIBRARIES = ("Pillow", "av", "soundfile", "numpy")
@@ -87,6 +100,9 @@ SIDES = ("left", "right")
 IMAGE_SIZE = 56
 TRAIN_IMAGES, HELDOUT_IMAGES = 400, 48
 COLOUR_QUESTION = "What colour is the shape?"
+TRAIN_GENERATIONS, HELDOUT_GENERATIONS = 64, 8
+TRAIN_EDITS, HELDOUT_EDITS = 48, 8
+EDITS = ("recolour", "move")
 SIDE_QUESTION = "Is the shape on the left or the right?"
 
 VIDEO_FRAMES, VIDEO_FPS = 8, 4
@@ -191,6 +207,67 @@ def _write_images(folder: Path, rng: np.random.Generator) -> dict[str, list[dict
     return records
 
 
+def _box(side: str, size: int, left: int, top: int) -> tuple[int, int, int, int]:
+    """The shape's bounding box in picture pixels: (x1, y1) inclusive, (x2, y2) exclusive."""
+    x1 = left + (IMAGE_SIZE // 2 if side == "right" else 0)
+    return x1, top, x1 + size, top + size
+
+
+def _plan(colour: str, shape: str, side: str, size: int, left: int, top: int) -> str:
+    """A generation chain of thought as the GoT releases write one: what goes where, with its box."""
+    x1, y1, x2, y2 = _box(side, size, left, top)
+    return f"One {colour} {shape}, in the {side} half of the picture, at ({x1}, {y1}), ({x2}, {y2})."
+
+
+def _write_generations(folder: Path, rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+    """Prompt -> picture records with their chain of thought (JourneyDB-GoT layout)."""
+    from PIL import Image
+
+    (folder / "generation").mkdir()
+    records: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for split, shapes in _splits(rng, _draw_shape, TRAIN_GENERATIONS, HELDOUT_GENERATIONS).items():
+        records[split] = []
+        for colour, shape, side, size, left, top in shapes:
+            relative = f"generation/g{number:04d}.png"
+            Image.fromarray(_shape_pixels(colour, shape, side, size, left, top)).save(folder / relative)
+            records[split].append({"img_path": relative, "prompt": f"a {colour} {shape} on the {side}",
+                                   "got": _plan(colour, shape, side, size, left, top)})
+            number += 1
+    return records
+
+
+def _draw_edit(rng: np.random.Generator) -> tuple:
+    colour, shape, side, size, left, top = _draw_shape(rng)
+    edit = str(rng.choice(EDITS))
+    new = str(rng.choice([c for c in COLOURS if c != colour])) if edit == "recolour" else SIDES[1 - SIDES.index(side)]
+    return colour, shape, side, size, left, top, edit, new
+
+
+def _write_edits(folder: Path, rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+    """Source picture + instruction -> edited picture records with their chain of thought (OmniEdit-GoT layout)."""
+    from PIL import Image
+
+    (folder / "edits").mkdir()
+    records: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for split, edits in _splits(rng, _draw_edit, TRAIN_EDITS, HELDOUT_EDITS).items():
+        records[split] = []
+        for colour, shape, side, size, left, top, edit, new in edits:
+            if edit == "recolour":
+                edited = (new, shape, side, size, left, top)
+                instruction, got = f"make the shape {new}", f"Change the {colour} {shape} on the {side} to {new}."
+            else:
+                edited = (colour, shape, new, size, left, top)
+                instruction, got = f"move the shape to the {new}", f"Move the {colour} {shape} from the {side} half to the {new} half."
+            source, target = f"edits/e{number:04d}_source.png", f"edits/e{number:04d}_target.png"
+            Image.fromarray(_shape_pixels(colour, shape, side, size, left, top)).save(folder / source)
+            Image.fromarray(_shape_pixels(*edited)).save(folder / target)
+            records[split].append({"source_image": source, "instruction": instruction, "target_image": target, "got": got})
+            number += 1
+    return records
+
+
 # --- videos ---------------------------------------------------------------------------------------
 
 def _draw_video(rng: np.random.Generator) -> tuple:
@@ -214,27 +291,6 @@ def _video_frames(colour: str, direction: str, size: int, top: int) -> list[np.n
     return frames
 
 
-def _write_mp4(path: Path, frames: list[np.ndarray], sound: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=VIDEO_FPS)
-        video.width = video.height = IMAGE_SIZE
-        video.pix_fmt = "yuv420p"
-        video.bit_rate = 200_000
-        video.codec_context.thread_count = 1  # slice threads would make the bytes depend on the core count
-        # FFmpeg's AAC encoder dominates the build time; its fast coder halves it and beeps lose nothing.
-        audio = container.add_stream("aac", rate=VIDEO_AUDIO_RATE, layout="mono", options={"aac_coder": "fast"})
-        audio.bit_rate = 24_000
-        for pixels in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        container.mux(video.encode(None))
-        track = av.AudioFrame.from_ndarray(sound[None], format="fltp", layout="mono")
-        track.sample_rate = VIDEO_AUDIO_RATE
-        container.mux(audio.encode(track))
-        container.mux(audio.encode(None))
-
-
 def _count_phrase(beeps: int) -> str:
     return f"{NUMBER_WORDS[beeps - 1]} beep{'s' if beeps > 1 else ''}"
 
@@ -252,7 +308,8 @@ def _write_videos(folder: Path, rng: np.random.Generator) -> dict[str, dict[str,
             video_id = f"video{number}"
             starts = [0.1 + 0.6 * beep + float(rng.uniform(0, 0.1)) for beep in range(beeps)]
             sound = _beeps(VIDEO_AUDIO_RATE, VIDEO_FRAMES / VIDEO_FPS, starts, VIDEO_BEEP_S, VIDEO_BEEP_HZ, 0.5)
-            _write_mp4(folder / "videos" / f"{video_id}.mp4", _video_frames(colour, direction, size, top), sound)
+            write_video(folder / "videos" / f"{video_id}.mp4", _video_frames(colour, direction, size, top), VIDEO_FPS,
+                        sound, VIDEO_AUDIO_RATE)
             relative = f"videos/{video_id}.mp4"
             captions[split].append({"video_id": video_id, "video": relative,
                                     "caption": f"a {colour} square moves to the {direction}", "sen_id": number})
@@ -355,9 +412,10 @@ def _fingerprint() -> str:
 
 def _write_folder(folder: Path) -> None:
     # One generator per part, so adding records to one part leaves the others' files unchanged.
-    images, videos, clips, speech = (np.random.default_rng([SEED, part]) for part in range(4))
+    images, videos, clips, speech, generations, edits = (np.random.default_rng([SEED, part]) for part in range(6))
     files = {f"vision_qa_{split}.json": records for split, records in _write_images(folder, images).items()}
-    for stem, splits in (*_write_videos(folder, videos).items(), ("audio_qa", _write_clips(folder, clips))):
+    for stem, splits in (*_write_videos(folder, videos).items(), ("audio_qa", _write_clips(folder, clips)),
+                         ("image_gen", _write_generations(folder, generations)), ("image_edit", _write_edits(folder, edits))):
         files.update({f"{stem}_{split}.jsonl": records for split, records in splits.items()})
     files["speech_transcript.jsonl"] = _write_speech(folder, speech)
     files["speech_untranscribed.jsonl"] = [
