@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from omni_runner.data.generation import generation_batch
 from omni_runner.data.render import IGNORE_INDEX
 
 PAD_SEQUENCE_ID = -1
@@ -43,6 +44,7 @@ class Sample:
     media: dict[str, Any] | None = None  # processor tensors (multimodal.MEDIA_KEYS) for this sample alone
     use_audio_in_video: bool = False
     positions: Any = None  # (3, len) multimodal rotary positions of a media sample
+    generation: Any = None  # data.generation.GenerationTarget: the image or video its query positions produce
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -158,6 +160,7 @@ def collate_packed(
     position_ids = torch.zeros((MROPE_AXES, *shape), dtype=torch.long)
     sequence_ids = torch.full(shape, PAD_SEQUENCE_ID, dtype=torch.long)
     token_capability = torch.full(shape, -1, dtype=torch.long)
+    placed = []
     for r, row in enumerate(rows):
         start = 0
         for number, sample in enumerate(row):
@@ -168,6 +171,7 @@ def collate_packed(
             position_ids[:, r, start:end] = _sample_positions(sample)
             sequence_ids[r, start:end] = number
             token_capability[r, start:end] = capabilities.index(sample.capability)
+            placed.append((r * length + end, sample))
             start = end
     return {
         "input_ids": input_ids,
@@ -178,6 +182,7 @@ def collate_packed(
         "token_capability": token_capability,
         "capabilities": capabilities,
         **media_batch([sample for row in rows for sample in row]),
+        **generation_batch(placed),
     }
 
 
@@ -210,4 +215,5 @@ def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) ->
         "token_capability": token_capability,
         "capabilities": capabilities,
         **media_batch(samples),
+        **generation_batch([(r * length + len(sample), sample) for r, sample in enumerate(samples)]),
     }

@@ -24,6 +24,7 @@ from typing import Any
 
 from omni_runner.data.conversation import BadRecord, DataError, RecordError
 from omni_runner.data.external import ExternalFeatures, encode_sample_media
+from omni_runner.data.generation import GenerationSamples, is_generation
 from omni_runner.data.mixer import Draw, Mixer
 from omni_runner.data.multimodal import has_media
 from omni_runner.data.packing import Sample, first_fit
@@ -60,7 +61,7 @@ class SamplePreparer:
 
     def __init__(
         self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None, thinker: Any = None,
-        external: ExternalFeatures | None = None,
+        external: ExternalFeatures | None = None, generation: GenerationSamples | None = None,
     ) -> None:
         self.sources = sources
         self.tokenizer = tokenizer
@@ -68,26 +69,36 @@ class SamplePreparer:
         self.processor = processor
         self.thinker = thinker  # its `get_rope_index` gives media samples their positions (config only, no weights)
         self.external = external  # media for the external encoders, when the recipe has any
+        self.generation = generation  # targets and queries for the generation capabilities, when the recipe has decoders
 
     def sample(self, draw: Draw) -> Sample:
         """The draw's sample; RecordError (with the reason) when its record cannot become one."""
         source = self.sources[draw.dataset]
         conversation = source.conversation(draw.position)
+        target = None
+        if is_generation(draw.capability):
+            if self.generation is None:
+                raise DataError(f"capability '{draw.capability}' needs its decoder, and none was given to prepare its targets")
+            conversation = self.generation.request(conversation, draw.capability)
+            target = self.generation.target(conversation, source.media.video_fps)
         media = has_media(conversation)
         rendered = render_sample(conversation, self.tokenizer, template_for(draw.capability),
-                                 max_tokens=None if media else self.seq_len)
-        if not media:
-            return Sample(rendered.input_ids, rendered.labels, draw.capability, draw.dataset, source.location(draw.position))
-        if self.processor is None:
-            raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
-        with_track = bool(conversation.videos and source.media.use_audio_in_video)
-        input_ids, labels, tensors, positions = encode_sample_media(conversation, rendered, self.processor, source.media,
-                                                                    self.thinker, self.external)
+                                 max_tokens=None if media or target else self.seq_len)
+        input_ids, labels, tensors, positions, with_track = rendered.input_ids, rendered.labels, None, None, False
+        if media:
+            if self.processor is None:
+                raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
+            with_track = bool(conversation.videos and source.media.use_audio_in_video)
+            input_ids, labels, tensors, positions = encode_sample_media(conversation, rendered, self.processor, source.media,
+                                                                        self.thinker, self.external)
+        if target is not None:
+            input_ids, labels, positions = self.generation.with_queries(input_ids, labels, positions, target.queries)
         if len(input_ids) > self.seq_len:
-            raise RecordError(f"{len(input_ids)} tokens after rendering with its media, "
-                              f"more than training.seq_len = {self.seq_len}")
+            what = " with its media" if media else ""
+            what += f" and {target.queries} generation queries" if target is not None else ""
+            raise RecordError(f"{len(input_ids)} tokens after rendering{what}, more than training.seq_len = {self.seq_len}")
         return Sample(input_ids, labels, draw.capability, draw.dataset, source.location(draw.position),
-                      media=tensors, use_audio_in_video=with_track, positions=positions)
+                      media=tensors, use_audio_in_video=with_track, positions=positions, generation=target)
 
     def __call__(self, item: tuple[Draw, dict[str, Any]]) -> Prepared:
         draw, mixer_state = item
@@ -133,10 +144,11 @@ class SampleStream:
     def __init__(
         self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
         *, processor: Any = None, thinker: Any = None, num_workers: int = 0, external: ExternalFeatures | None = None,
+        generation: GenerationSamples | None = None,
     ) -> None:
         self.sources = sources
         self.mixer = mixer
-        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external)
+        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external, generation)
         self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
         self.seen: dict[str, int] = {}

@@ -15,6 +15,9 @@ Layout of `RUN/final/` (written by `save_final`):
   the tuned thinker folder.
 - either method, after a talker_realign stage: `final/talker_adapter/`, the talker's peft adapter. It is
   never merged: complete folders keep the original talker, and chat puts the adapter on top of it.
+- with external encoders: `external_encoders.{json,safetensors}` (models/encoders.py); with decoders:
+  `generation.{json,safetensors}`, the queries, connectors and denoiser adapters (models/generation.py),
+  in `final/` and in `final/merged/`.
 
 Merging always starts from the unquantized base weights on the CPU (a 4-bit base cannot hold merged
 weights exactly), so a qlora run on bitsandbytes merges as well; a GPTQ base cannot be de-quantized and
@@ -24,8 +27,9 @@ Public API:
 - `save_final(loaded, final_dir, *, merge=False, save_processor=True, trained_modules=None) -> Path`:
   `trained_modules` are the non-adapter weights a LoRA run trained (name → tensor, as the trainer's
   model names them).
-- `load_for_inference(path, device=None) -> LoadedModel`: `final/` (base + adapter), `final/merged/`
-  or any Qwen2.5-Omni folder; the model is in eval mode.
+- `load_for_inference(path, device=None, *, decoders=False) -> LoadedModel`: `final/` (base + adapter),
+  `final/merged/` or any Qwen2.5-Omni folder; the model is in eval mode; `decoders` also loads the
+  generation heads and their decoders.
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None, external=None) -> str`:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
   `media`, read through the external encoders `external` where the run has them), without the prompt
@@ -141,6 +145,12 @@ def save_final(
             for folder in (staging, staging / MERGED_DIR):
                 if folder.is_dir():
                     save_projectors(loaded.external, folder)
+        if loaded.generation is not None:
+            from omni_runner.models.generation import save_generation
+
+            for folder in (staging, staging / MERGED_DIR):
+                if folder.is_dir():
+                    save_generation(loaded.generation, folder)
         if loaded.talker is not None:
             loaded.talker.save_pretrained(staging / TALKER_ADAPTER_DIR)
     return Path(final_dir)
@@ -186,8 +196,9 @@ def _write_omni_folder(
     load_processor(base_dir).save_pretrained(folder)
 
 
-def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
-    """Load a final adapter folder (on its base model) or a complete model folder, ready to generate."""
+def load_for_inference(path: Path, device: Any = None, *, decoders: bool = False) -> LoadedModel:
+    """Load a final adapter folder (on its base model) or a complete model folder, ready to generate;
+    with `decoders`, also its generation queries, connectors and diffusion decoders (`omni-run generate`)."""
     offline_hub()
     folder = Path(path)
     device = resolve_device(str(device) if device is not None else None)
@@ -213,7 +224,13 @@ def load_for_inference(path: Path, device: Any = None) -> LoadedModel:
     from omni_runner.models.encoders import load_projectors
 
     external = load_projectors(folder, thinker.config.text_config.hidden_size, device, dtype)
-    return LoadedModel(model, thinker, processor, model_dir, device, dtype, method, external=external)
+    generation = None
+    if decoders:
+        from omni_runner.models.generation import load_generation
+
+        generation = load_generation(folder, thinker, device, dtype)
+    return LoadedModel(model, thinker, processor, model_dir, device, dtype, method, external=external,
+                       generation=generation)
 
 
 def _load_trained_modules(thinker: Any, folder: Path) -> None:

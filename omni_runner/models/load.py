@@ -25,7 +25,7 @@ Public API:
   (`thinker`, `vision_tower`, `vision_merger`, `audio_tower`, `audio_projection`, `talker`); with LoRA
   only adapter weights train, except in the merger and the audio projection, which train fully; the
   talker always trains its adapters only (train/talker_realign.py).
-  Stage groups outside the base model (`EXTERNAL_GROUPS`: projectors, query tokens) are ignored here.
+  The generation groups (`GENERATION_GROUPS`: decoder projectors, query tokens) are set on `generation`.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
 - `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`.
@@ -57,8 +57,9 @@ FULLY_TRAINED_GROUPS = ("vision_merger", "audio_projection")
 # Projectors of the external encoders (`encoders.vision`, `encoders.audio`): they live beside the
 # thinker (models/encoders.py) and always train in full.
 PROJECTOR_GROUPS = ("vision_projector", "audio_projector")
-# Stage groups of the generation path, which does not train (the planner refuses them).
-EXTERNAL_GROUPS = ("image_projector", "video_projector", "query_tokens")
+# Stage groups of the generation path (models/generation.py): the decoders' connectors (and denoiser
+# adapters) and the learnable queries, beside the thinker.
+GENERATION_GROUPS = ("image_projector", "video_projector", "query_tokens")
 OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 LORA_METHODS = ("lora", "qlora")
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -82,6 +83,7 @@ class LoadedModel:
     trainable_groups: tuple[str, ...] = ()
     talker: Any = None  # loaded only when a stage trains it; its parameters are not in `model`
     external: Any = None  # encoders.ExternalEncoders (frozen encoders + projectors), beside `model`
+    generation: Any = None  # generation.GenerationHeads (queries, connectors, decoders), beside `model`
 
     @property
     def tokenizer(self) -> Any:
@@ -99,19 +101,21 @@ class LoadedModel:
             "audio_projection": [inner.audio_tower.ln_post, inner.audio_tower.proj],
             "talker": [self.talker] if self.talker is not None else [],
             **(self.external.groups if self.external is not None else {}),
+            **(self.generation.groups if self.generation is not None else {}),
         }
 
     def named_parameters(self) -> Iterator[tuple[str, Any]]:
         """Everything the optimizer and checkpoints see: `model`'s parameters under their own names, and
         those of the modules beside it under their prefix (`external.`: the external encoders and their
-        projectors; `talker.`: the talker with its realign adapter, when loaded)."""
+        projectors; `talker.`: the talker with its realign adapter, when loaded; `generation.`: the
+        queries, connectors and loaded decoders)."""
         yield from self.model.named_parameters()
         for prefix, module in self._beside().items():
             yield from module.named_parameters(prefix=prefix)
 
     def _beside(self) -> dict[str, Any]:
-        return {prefix: module for prefix, module in (("external", self.external), ("talker", self.talker))
-                if module is not None}
+        beside = (("external", self.external), ("talker", self.talker), ("generation", self.generation))
+        return {prefix: module for prefix, module in beside if module is not None}
 
     def external_features(self) -> Any:
         """What the data workers need for the external encoders (`data.external.ExternalFeatures`), or None."""
@@ -120,7 +124,7 @@ class LoadedModel:
     def load_weights(self, weights: dict[str, Any]) -> list[str]:
         """Load checkpointed weights (names as `named_parameters` gives them); returns the names that fit nothing."""
         own: dict[str, Any] = {}
-        parts: dict[str, dict[str, Any]] = {"external": {}, "talker": {}}
+        parts: dict[str, dict[str, Any]] = {"external": {}, "talker": {}, "generation": {}}
         for name, value in weights.items():
             prefix, _, rest = name.partition(".")
             (parts[prefix] if prefix in parts else own)[rest if prefix in parts else name] = value
@@ -441,7 +445,8 @@ def _apply_lora(
 def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
     """Freeze all but `groups`. With LoRA only the adapters inside those groups train, except in the
     FULLY_TRAINED_GROUPS (the vision merger, the audio projection), which train every weight."""
-    groups = _base_groups(groups)
+    requested = tuple(groups)
+    groups = _base_groups(requested)
     if "talker" in groups and loaded.talker is None:
         raise ModelLoadError("a stage trains the talker, but it was not loaded: list 'talker' in stages[*].train.")
     missing = [group for group in groups if group in PROJECTOR_GROUPS and group not in loaded.groups]
@@ -450,6 +455,8 @@ def set_trainable_groups(loaded: LoadedModel, groups: Iterable[str]) -> None:
                              f"{' or '.join('encoders.' + g.removesuffix('_projector') for g in missing)}.")
     for module in [loaded.model, *loaded.groups["talker"], *([loaded.external] if loaded.external is not None else [])]:
         module.requires_grad_(False)
+    if loaded.generation is not None:
+        loaded.generation.set_trainable(requested)
     # The merger and projection sit inside their towers: set them last so a tower's LoRA rule
     # (adapters only) does not undo their full training.
     for group in sorted(groups, key=lambda g: g in FULLY_TRAINED_GROUPS):
@@ -478,11 +485,11 @@ def set_activation_checkpointing(loaded: LoadedModel, enabled: bool) -> None:
 def _base_groups(groups: Iterable[str]) -> tuple[str, ...]:
     """The base-model groups among a stage's `train` list (external ones are dropped, unknown ones refused)."""
     groups = tuple(groups)
-    unknown = [group for group in groups if group not in GROUPS + PROJECTOR_GROUPS + EXTERNAL_GROUPS]
+    unknown = [group for group in groups if group not in GROUPS + PROJECTOR_GROUPS + GENERATION_GROUPS]
     if unknown:
         raise ModelLoadError(
             f"stages[*].train: unknown module group(s) {', '.join(unknown)}; "
-            f"known: {', '.join(GROUPS + PROJECTOR_GROUPS + EXTERNAL_GROUPS)}."
+            f"known: {', '.join(GROUPS + PROJECTOR_GROUPS + GENERATION_GROUPS)}."
         )
     return tuple(group for group in groups if group in GROUPS + PROJECTOR_GROUPS)
 
@@ -552,8 +559,11 @@ def load_for_training(
     from omni_runner.models.encoders import load_external_encoders
 
     external = load_external_encoders(recipe_data, Path(recipe_dir), thinker.config.text_config.hidden_size, device, dtype)
+    from omni_runner.models.generation import load_generation_heads
+
+    generation = load_generation_heads(recipe_data, Path(recipe_dir), thinker, device)
     loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker,
-                         external=external)
+                         external=external, generation=generation)
     set_activation_checkpointing(loaded, gradient_checkpointing)
     set_trainable_groups(loaded, first_groups)
     loaded.model.train()

@@ -17,7 +17,14 @@ from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
-from omni_runner.plan.modules import DEFAULT_TRAIN, StageModules, feeds, stage_modules, tower_inputs
+from omni_runner.plan.modules import (
+    DEFAULT_TRAIN,
+    GENERATION_OUTPUTS,
+    StageModules,
+    feeds,
+    stage_modules,
+    tower_inputs,
+)
 from omni_runner.plan.support import ASR_SLOT, UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, unsupported_diagnostics
 from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
@@ -294,7 +301,10 @@ def _gradient_problems(spec: dict[str, Any], train: list[str], sources: dict[str
 def _feeders(group: str) -> str:
     """The data that would feed a tower group, for hints."""
     if group == "thinker":
-        return "any capability with a text reply"
+        return "any capability"
+    if group in GENERATION_OUTPUTS:
+        outputs = set(GENERATION_OUTPUTS[group])
+        return f"a capability that generates {' or '.join(sorted(outputs))} ({', '.join(c.name for c in CAPABILITIES.values() if c.requires & outputs)})"
     inputs = set(tower_inputs(group))
     names = [c.name for c in CAPABILITIES.values() if c.requires & inputs and c.name not in UNTRAINED_CAPABILITIES]
     text = f"a capability with {' or '.join(sorted(inputs))} ({', '.join(names)})"

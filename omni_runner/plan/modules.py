@@ -24,6 +24,8 @@ _ENCODER_GROUPS = {"vision_projector": ("encoders.vision", ("image_in", "video_i
                    "audio_projector": ("encoders.audio", ("audio_in",))}
 _ENCODER_PROJECTORS = {slot: group for group, (slot, _) in _ENCODER_GROUPS.items()}
 _DECODER_PROJECTORS = {"image_out": ("decoders.image", "image_projector"), "video_out": ("decoders.video", "video_projector")}
+# Generation groups and the outputs whose decoder loss trains them.
+GENERATION_OUTPUTS = {"image_projector": ("image_out",), "video_projector": ("video_out",), "query_tokens": ("image_out", "video_out")}
 # The base model's towers and the inputs that go through them.
 _BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",)}
 # Groups that are one fully trained piece of a tower: group -> (tower, the tower component's key for it).
@@ -107,8 +109,10 @@ def tower_inputs(group: str) -> tuple[str, ...]:
 
 def feeds(capability: str, group: str, sources: dict[str, str], data: dict[str, Any]) -> bool:
     """Whether samples of `capability` reach `group`, so that the stage's loss has a gradient there."""
-    if group == "thinker":
-        return CAPABILITIES[capability].loss_on != LOSS_DENOISING
+    if group == "thinker":  # a reply's tokens, or the queries' states the decoder loss reads
+        return True
+    if group in GENERATION_OUTPUTS:
+        return bool(CAPABILITIES[capability].requires & set(GENERATION_OUTPUTS[group]))
     if group == "talker":  # the talker_realign objective: the capability's replies, spoken
         return "audio_out" in CAPABILITIES[capability].requires and sources.get("audio_out") == "base_model"
     inputs = capability_inputs(capability, data)

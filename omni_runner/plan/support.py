@@ -28,28 +28,14 @@ class Gap:
     instead: str
 
 
-_GENERATION = "the trainer has no query-token/projector path into a frozen {decoder} decoder and no diffusion loss yet"
-_DISABLE = "set `enabled: false` on it, or remove it"
+# Every capability in the registry trains; an entry here would be refused at its recipe line.
+UNTRAINED_CAPABILITIES: dict[str, Gap] = {}
 
-UNTRAINED_CAPABILITIES: dict[str, Gap] = {
-    "image-generation": Gap(_GENERATION.format(decoder="SD3"), _DISABLE),
-    "image-editing": Gap(_GENERATION.format(decoder="SD3") + ", and no data adapter reads image-edit pairs", _DISABLE),
-    "video-generation": Gap(_GENERATION.format(decoder="SVD"), _DISABLE),
-}
+# Every data-set format has an adapter; an entry here would be refused where a trained capability uses it.
+UNTRAINED_FORMATS: dict[str, Gap] = {}
 
-UNTRAINED_FORMATS: dict[str, Gap] = {
-    "image-edit": Gap(
-        "no data adapter reads image-edit records (source image, instruction, target image); only image-editing uses them",
-        "remove the data set from the enabled capabilities' `datasets`",
-    ),
-}
-
-
-# Model slots whose models the trainer never loads.
-UNWIRED_MODELS: dict[str, Gap] = {
-    "decoders.image": Gap("image decoders (SD3) are not wired: image generation does not train yet", "remove decoders.image"),
-    "decoders.video": Gap("video decoders (SVD) are not wired: video generation does not train yet", "remove decoders.video"),
-}
+# Model slots whose models the trainer never loads (none today: the decoders train through their connectors).
+UNWIRED_MODELS: dict[str, Gap] = {}
 
 # encoders.asr transcribes speech records without text in `omni-run data prepare` (omni_runner/models/asr.py);
 # it is a data tool, never loaded in training, and it runs Hugging Face or NeMo Parakeet checkpoints.
@@ -62,12 +48,8 @@ _ASR_GAPS = {
                 "use a Parakeet folder or .nemo file with kind: parakeet"),
 }
 
-# `stages[].train` groups the trainer cannot train.
-UNTRAINED_GROUPS: dict[str, Gap] = {
-    "image_projector": Gap("it feeds decoders.image, and image generation does not train yet", "remove it"),
-    "video_projector": Gap("it feeds decoders.video, and video generation does not train yet", "remove it"),
-    "query_tokens": Gap("generation queries exist only for image and video generation, which do not train yet", "remove it"),
-}
+# `stages[].train` groups the trainer cannot train (none today).
+UNTRAINED_GROUPS: dict[str, Gap] = {}
 
 # Outputs a trained capability asks for that the trainer does not train directly; the stage trains the rest.
 UNTRAINED_OUTPUTS: dict[str, str] = {
@@ -81,11 +63,16 @@ _ONE_PROCESS = Gap("multi-process training is not wired: the trainer runs one pr
 
 _FROZEN_ENCODER = Gap("external encoders stay frozen: only their projectors train (vision_projector, audio_projector)",
                       "remove freeze (the encoder stays frozen)")
+_RESIDENT_DECODER = Gap("a decoder stays on the device for the whole of every stage that generates with it "
+                        "(it is loaded when such a stage starts and dropped when it ends); moving it in per step is not built",
+                        "remove resident (the default, true, is what the trainer does)")
 
 # Fields the trainer does not read: any value but the schema default is refused at its line.
 IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
     ("encoders", "vision", "freeze"): _FROZEN_ENCODER,
     ("encoders", "audio", "freeze"): _FROZEN_ENCODER,
+    ("decoders", "image", "resident"): _RESIDENT_DECODER,
+    ("decoders", "video", "resident"): _RESIDENT_DECODER,
     ("distributed", "strategy"): _ONE_PROCESS,
     ("distributed", "num_processes"): _ONE_PROCESS,
     ("distributed", "num_machines"): _ONE_PROCESS,
@@ -198,15 +185,22 @@ def _formats(recipe: Any) -> Iterator[Diagnostic]:
 
 # A projector group needs its external encoder: group -> (the encoder, the base model's own counterpart).
 _PROJECTED_BY = {"vision_projector": ("vision", "vision_merger"), "audio_projector": ("audio", "audio_projection")}
+# A generation group needs a decoder: group -> the decoders that have it.
+_DECODED_BY = {"image_projector": ("image",), "video_projector": ("video",), "query_tokens": ("image", "video")}
 
 
 def _groups(recipe: Any) -> Iterator[Diagnostic]:
     encoders = recipe.data.get("encoders") or {}
+    decoders = recipe.data.get("decoders") or {}
     for index, stage in enumerate(recipe.data.get("stages") or ()):
         for position, group in enumerate(stage.get("train") or ()):
             path = ("stages", index, "train", position)
             if group in UNTRAINED_GROUPS:
                 yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", UNTRAINED_GROUPS[group], path)
+            elif group in _DECODED_BY and not any(decoders.get(kind) for kind in _DECODED_BY[group]):
+                slots = " or ".join(f"decoders.{kind}" for kind in _DECODED_BY[group])
+                gap = Gap(f"it conditions {slots}, which the recipe does not have", f"add {slots}, or remove {group}")
+                yield _refusal(recipe, f"stage {stage['name']!r} cannot train {group}", gap, path)
             elif group in _PROJECTED_BY and not encoders.get(_PROJECTED_BY[group][0]):
                 slot, own = _PROJECTED_BY[group]
                 gap = Gap(f"it projects encoders.{slot}, which the recipe does not have",

@@ -25,10 +25,18 @@ import torch
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
 from omni_runner.data.external import EXTERNAL_KEYS
+from omni_runner.data.generation import GenerationSamples, LatentCache, generated_kinds
 from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 from omni_runner.models.export import save_final
+from omni_runner.models.generation import (
+    FinalHiddenStates,
+    TargetLatents,
+    query_states,
+    step_generator,
+    target_specs,
+)
 from omni_runner.models.load import (
     LORA_METHODS,
     ModelLoadError,
@@ -36,11 +44,13 @@ from omni_runner.models.load import (
     set_activation_checkpointing,
     set_trainable_groups,
 )
+from omni_runner.paths import cache_dir
 from omni_runner.run.events import EventLog
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.train import checkpoint as ckpt
 from omni_runner.train.losses import (
+    capability_loss_weights,
     capability_sums,
     count_targets,
     shifted_targets,
@@ -136,6 +146,8 @@ class Trainer:
         self.model = self.loaded.model
         self.pad_id = self.loaded.tokenizer.pad_token_id
         self.sources = build_sources(self.recipe, self.run.path)
+        self.loss_weights = capability_loss_weights(self.recipe)
+        self.latents = TargetLatents(LatentCache(cache_dir() / "latents"))
         resumed_from = self._find_checkpoint() if self.resume else None
         state = ckpt.load_checkpoint(resumed_from, map_location=self.device) if resumed_from else None
         if state is not None:
@@ -171,6 +183,7 @@ class Trainer:
         set, because they hold the trainable parameters.
         """
         stage = self.stages[index]
+        generation = self._use_decoders(stage)
         if stage.get("train"):
             set_trainable_groups(self.loaded, stage["train"])
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
@@ -180,7 +193,7 @@ class Trainer:
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
                               self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
                               thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]),
-                              external=self.loaded.external_features())
+                              external=self.loaded.external_features(), generation=generation)
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
         self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
@@ -200,6 +213,19 @@ class Trainer:
             if state.scaler:
                 self.scaler.load_state_dict(state.scaler)
             self.batches.load_state_dict(self.progress.data)
+
+    def _use_decoders(self, stage: dict[str, Any]) -> GenerationSamples | None:
+        """Load the decoders the stage's generation capabilities need (and drop the others), and
+        describe their targets to the data workers at the plan's sizes."""
+        heads = self.loaded.generation
+        if heads is None:
+            return None
+        kinds = generated_kinds(stage["capabilities"]) & set(heads.kinds)
+        heads.use(kinds, self.loaded.dtype, bool(stage.get("gradient_checkpointing")))
+        if not kinds:
+            return None
+        specs = target_specs(heads, kinds, stage.get("generation") or {})
+        return GenerationSamples(specs, LatentCache(cache_dir() / "latents"), self.pad_id)
 
     # ------------------------------------------------------------------ train
 
@@ -237,25 +263,32 @@ class Trainer:
         data_wait_s = time.monotonic() - waiting  # preparing samples the workers had not finished, and collating
         capabilities = sorted({c for batch in micro_batches for c in batch["capabilities"]})
         target_tokens = sum(count_targets(b["labels"]) for b in micro_batches)
+        generated = sum(len(part["targets"]) for b in micro_batches for part in b.get("generation", {}).values())
+        lm_weights = torch.tensor([self.loss_weights[c]["lm"] for c in capabilities], dtype=torch.float64)
         sums = torch.zeros(len(capabilities), dtype=torch.float64)
         counts = torch.zeros(len(capabilities), dtype=torch.float64)
+        denoising: dict[str, list[float]] = {}
         input_tokens = 0
-        for batch in micro_batches:
+        for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
             inputs = {k: _to_device(batch[k], self.device) for k in MODEL_INPUTS if k in batch}
-            if self.loaded.external is not None:
-                inputs = self.loaded.external.embed_inputs(self.loaded.thinker, inputs)
-            with self.precision.autocast():
+            inputs = self._embed(inputs, batch)
+            with self.precision.autocast(), FinalHiddenStates(self.loaded.thinker, "generation" in batch) as final:
                 logits = self.model(**inputs).logits
-            targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
-            losses = token_losses(logits, targets)
-            loss = losses.sum() / max(1, target_tokens)
-            self.scaler.scale(loss).backward()
-            remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
-            batch_sums, batch_counts = capability_sums(losses, targets, remap[token_caps.clamp(min=0)], len(capabilities))
+                targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
+                losses = token_losses(logits, targets)
+                remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
+                token_caps = remap[token_caps.clamp(min=0)]
+                loss = (losses * lm_weights.to(self.device, losses.dtype)[token_caps]).sum() / max(1, target_tokens)
+                if "generation" in batch:
+                    loss = loss + self._denoising_loss(batch["generation"], final.states, generated, micro, denoising)
+            if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
+                self.scaler.scale(loss).backward()
+            batch_sums, batch_counts = capability_sums(losses, targets, token_caps, len(capabilities))
             sums += batch_sums
             counts += batch_counts
-        loss_value = float(sums.sum() / counts.sum().clamp(min=1))
+        loss_value = float((sums * lm_weights).sum() / counts.sum().clamp(min=1))
+        loss_value += sum(self.loss_weights[c]["denoising"] * sum(v) for c, v in denoising.items()) / max(1, generated)
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.tokens += input_tokens
         self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
@@ -263,7 +296,36 @@ class Trainer:
             "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
             "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
             "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
+            "denoising_losses": {c: sum(v) / len(v) for c, v in sorted(denoising.items())},
         }
+
+    def _embed(self, inputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+        """The forward's inputs with the external encoders' tokens and the generation queries in
+        place of their placeholders (`inputs_embeds`), when the batch has any."""
+        if self.loaded.external is not None:
+            inputs = self.loaded.external.embed_inputs(self.loaded.thinker, inputs)
+        if "generation" in batch:
+            inputs = self.loaded.generation.embed_queries(self.loaded.thinker, inputs, batch["generation"])
+        return inputs
+
+    def _denoising_loss(self, parts: dict[str, dict[str, Any]], hidden: torch.Tensor, generated: int, micro: int,
+                        collected: dict[str, list[float]]) -> torch.Tensor:
+        """The decoders' own losses for the micro-batch's generation samples, weighted per capability
+        and averaged over the step's generation samples; per-sample values go into `collected`."""
+        heads = self.loaded.generation
+        generator = step_generator(int(self.recipe["training"]["seed"]), self.progress.step, micro)
+        total = torch.zeros((), device=self.device)
+        for kind in sorted(parts):
+            part = parts[kind]
+            states = query_states(hidden, part["index"].to(self.device), part["targets"][0].queries)
+            conditioning, pooled = heads.connectors[kind].condition(states)
+            targets = self.latents.stack(heads.decoders[kind], part["targets"])
+            per_sample = heads.decoders[kind].loss(conditioning, pooled, targets, generator)
+            weights = torch.tensor([self.loss_weights[c]["denoising"] for c in part["capabilities"]], device=self.device)
+            total = total + (per_sample * weights).sum() / generated
+            for capability, value in zip(part["capabilities"], per_sample.detach().tolist(), strict=True):
+                collected.setdefault(capability, []).append(value)
+        return total
 
     def realign_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step of a talker_realign stage (train/talker_realign.py): the talker adapter
@@ -274,7 +336,7 @@ class Trainer:
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.samples += prompts
         return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": codec_tokens, "data_wait_s": 0.0,
-                "samples": prompts, "capability_losses": {}}
+                "samples": prompts, "capability_losses": {}, "denoising_losses": {}}
 
     def _apply_gradients(self, loss_value: float) -> tuple[float, float]:
         """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
@@ -320,6 +382,7 @@ class Trainer:
             "tokens_per_s": metrics["tokens"] / step_s if step_s else None,
             "samples_per_s": metrics["samples"] / step_s if step_s else None,
             "capability_losses": metrics["capability_losses"],
+            **({"denoising_losses": metrics["denoising_losses"]} if metrics.get("denoising_losses") else {}),
             "data_wait_s": round(metrics["data_wait_s"], 4), "step_s": round(step_s, 4),
             "epoch": self._epoch(), "elapsed_s": round(elapsed, 3), "eta_s": eta, "total_steps": self.total_steps,
         }
@@ -328,6 +391,13 @@ class Trainer:
             self.events.emit("step", self.progress.step, **fields)
             _log(f"step {self.progress.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}")
         self.status.update(step=self.progress.step, loss=metrics["loss"], eta_s=eta, epoch=fields["epoch"])
+
+    def _data_report(self) -> dict[str, Any]:
+        """The `data` event: the stream's counts, and the latent cache's when the run generates."""
+        report = self.batches.stream.report()
+        if self.loaded.generation is not None:
+            report["latent_cache"] = self.latents.counts()
+        return report
 
     def _epoch(self) -> float:
         records = sum(len(source) for source in self.sources.values()) or 1
@@ -354,7 +424,7 @@ class Trainer:
         keep = int(self.recipe["controller"]["checkpoint"]["keep_last"])
         for removed in ckpt.prune_checkpoints(self.run.checkpoints, keep, saved.path):
             _log(f"removed old checkpoint {removed.name} (keep_last {keep})")
-        self.events.emit("data", self.progress.step, **self.batches.stream.report())
+        self.events.emit("data", self.progress.step, **self._data_report())
         _log(f"checkpoint {saved.path} ({reason})")
         return saved.path
 
@@ -366,7 +436,7 @@ class Trainer:
                            if self.loaded.method in LORA_METHODS else None)
         save_final(self.loaded, self.run.final, merge=bool(output["merge"]), save_processor=bool(output["save_processor"]),
                    trained_modules=trained_modules)
-        self.events.emit("data", self.progress.step, **self.batches.stream.report())
+        self.events.emit("data", self.progress.step, **self._data_report())
         _log(f"final model in {self.run.final}")
         if self.recipe["eval"]["at_end"]:
             self.evaluate(self.run.eval)

@@ -8,6 +8,8 @@ the whole optimizer step, and the training loss is the same over all capabilitie
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -47,3 +49,13 @@ def capability_sums(
 def count_targets(labels: torch.Tensor) -> int:
     """Target tokens a batch contributes to the loss (the first position predicts nothing)."""
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def capability_loss_weights(recipe: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each capability's `loss_weights`: `lm` scales its reply tokens' cross-entropy, `denoising` its
+    decoder loss (generation capabilities), both 1 unless the recipe says otherwise."""
+    weights = {}
+    for name, spec in (recipe.get("capabilities") or {}).items():
+        given = (spec or {}).get("loss_weights") or {}
+        weights[name] = {"lm": float(given.get("lm", 1.0)), "denoising": float(given.get("denoising", 1.0))}
+    return weights
