@@ -97,6 +97,7 @@ class Decoder(nn.Module):
         self.scheduler = scheduler
         self.lora = lora
         self.vae: nn.Module | None = None
+        self.checkpointing = False  # recompute the denoiser's activations in backward (the plan's decision)
 
     def ensure_vae(self) -> nn.Module:
         """The VAE, loaded the first time a target has no cached latents (then kept for the stage)."""
@@ -244,10 +245,9 @@ class GenerationHeads(nn.Module):
         for kind in sorted(kinds - set(self.decoders)):
             self.decoders[kind] = _load_decoder(kind, self.settings[kind], dtype, self.device)
         for decoder in self.decoders.values():
-            if checkpointing:
-                decoder.denoiser.enable_gradient_checkpointing()
-            else:
-                decoder.denoiser.disable_gradient_checkpointing()
+            if checkpointing != decoder.checkpointing:
+                (decoder.denoiser.enable_gradient_checkpointing if checkpointing else decoder.denoiser.disable_gradient_checkpointing)()
+                decoder.checkpointing = checkpointing
 
     def embed_queries(self, thinker: Any, inputs: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """`inputs` with the learned queries as the input embeddings at every query position."""

@@ -197,6 +197,8 @@ def stage_modules(
             continue
         queries = int(models[slot].section.get("query_tokens") or 64)
         out.denoisers[modality] = {**denoiser, "query_tokens": queries}
+        if projector_name in train and models[slot].section.get("freeze") is False:
+            out.trainable.append(_denoiser_lora(f"{slot}.{denoiser_key}", denoiser, r))
         if projector_name in train:
             width = int(denoiser.get("joint_attention_dim") or denoiser.get("cross_attention_dim") or lm_width)
             pooled = int(denoiser.get("pooled_projection_dim") or 0)
@@ -205,6 +207,14 @@ def stage_modules(
         if "query_tokens" in train:
             out.trainable.append(ModuleGroup(f"query_tokens.{modality.removesuffix('_out')}", queries * lm_width, f"{queries} learnable queries", added=True))
     return out
+
+
+def _denoiser_lora(name: str, denoiser: dict[str, Any], r: int) -> ModuleGroup:
+    """LoRA on every linear and convolution layer of a denoiser (models/generation.py), sized as if
+    its parameters were square layers of its working width w: r x 2w per w x w layer, 2rP/w in all."""
+    width = int(denoiser.get("hidden_size") or (denoiser.get("block_out_channels") or [320])[-1])
+    parameters = 2 * r * int(denoiser.get("parameters") or 0) // max(1, width)
+    return ModuleGroup(f"{name}.lora", parameters, f"LoRA r={r} on every linear and convolution layer (estimate)", added=True)
 
 
 def _plan_tower(out: StageModules, part: str, tower: dict[str, Any], train: list[str], used: bool, lora_r: int | None) -> None:
