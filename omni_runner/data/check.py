@@ -125,11 +125,14 @@ def _prepare_all(
     for position in range(len(source)):
         try:
             sample = preparer.sample(Draw(capability, source.name, position, epoch=0))
+            conversation = source.conversation(position)
+            if conversation.target is not None:  # what an edit produces: a missing or broken file is a bad record
+                media_info(conversation.target.kind, conversation.target.path)
         except RecordError as exc:
             bad.append(BadRecord(source.name, source.location(position), str(exc)))
         else:
             lengths.append(len(sample))
-            tally.add(source.conversation(position), sample, temporal_patch_size)
+            tally.add(conversation, sample, temporal_patch_size)
     return lengths, bad, tally.summary()
 
 

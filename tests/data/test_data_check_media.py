@@ -137,3 +137,50 @@ def test_check_counts_the_external_encoders_tokens_when_the_recipe_has_them(caps
 def _shape_tokens(recipe: Path, capsys) -> int:
     assert run_data("check", str(recipe), "--json", "--capabilities", "vision-qa") == 0
     return json.loads(capsys.readouterr().out)["datasets"]["shapes"]["tokens"]["max"]
+
+
+EDIT_RECIPE = """\
+name: edit-check
+base_model:
+  path: builtin:tiny-qwen2.5-omni
+datasets:
+  edits: {path: edits.jsonl, format: image-edit, max_bad_fraction: 0.5}
+capabilities:
+  image-editing: {weight: 1, datasets: [edits]}
+training:
+  max_steps: 10
+  seq_len: 512
+"""
+
+
+@pytest.fixture(scope="module")
+def edit_recipe(tmp_path_factory: pytest.TempPathFactory, _omni_runner_cache: Path) -> Path:
+    """Two OmniEdit-GoT records over the bundled edit pictures: one whole, one whose target is missing."""
+    from omni_runner.data.bundled.media import ensure_media_data
+
+    bundled = ensure_media_data()
+    folder = tmp_path_factory.mktemp("edit-check")
+    shutil.copytree(bundled / "edits", folder / "edits")
+    records = [json.loads(line) for line in (bundled / "image_edit_train.jsonl").read_text().splitlines()[:2]]
+    records[1]["target_image"] = "edits/gone.png"
+    (folder / "edits.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "recipe.yaml").write_text(EDIT_RECIPE)
+    return folder / "recipe.yaml"
+
+
+def test_check_reads_image_edit_records_and_reports_a_missing_target_as_a_bad_record(edit_recipe, capsys):
+    assert run_data("check", str(edit_recipe), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    edits = report["datasets"]["edits"]
+    assert (edits["records"], edits["usable"], edits["bad"]) == (2, 1, 1)
+    assert edits["media"]["image"]["count"] == 1  # the source image goes in; the target is what comes out
+    assert report["bad_records"] == [{"dataset": "edits", "location": "edits.jsonl:2",
+                                      "reason": f"missing image file {edit_recipe.parent / 'edits' / 'gone.png'}"}]
+
+
+def test_preview_shows_an_edit_request_with_its_source_image_and_chain_of_thought(edit_recipe, capsys):
+    assert run_data("preview", str(edit_recipe), "--capability", "image-editing", "-n", "1") == 0
+    output = capsys.readouterr().out
+    assert "<|vision_bos|><|IMAGE|>×4<|vision_eos|>make the shape yellow<|im_end|>" in output
+    assert "[[Change the red circle on the right to yellow.<|im_end|>]]" in output
+    assert "image 1 (edits/e0000_source.png, 56x56): 4 tokens at 15-18\n" in output
