@@ -75,11 +75,11 @@ def test_the_diffusion_loss_falls_by_half_when_overfitting_eight_pairs(tmp_path)
         "training.micro_batch=8", "training.num_workers=0", "training.warmup_steps=0", "training.lr=1.0e-2",
         "training.packing=false", "datasets.drawings.max_samples=8", "capabilities.image-editing.enabled=false",
         "capabilities.video-generation.enabled=false", "stages.0.train=[thinker,image_projector,query_tokens]",
-        "stages.0.max_steps=60", "controller.checkpoint.every_steps=0", "training.lr_scheduler=constant",
+        "stages.0.max_steps=20", "controller.checkpoint.every_steps=0", "training.lr_scheduler=constant",
     ], None, run_dir=tmp_path / "run")
     trainer_ = _trainer_in_process(run)
     try:
-        losses = [trainer_.train_step(trainer_.stages[0])["denoising_losses"]["image-generation"] for _ in range(60)]
+        losses = [trainer_.train_step(trainer_.stages[0])["denoising_losses"]["image-generation"] for _ in range(20)]
     finally:
         trainer_.batches.stream.close()
     assert np.mean(losses[-5:]) <= 0.5 * np.mean(losses[:5]), losses
@@ -122,7 +122,7 @@ def test_the_latent_cache_is_read_on_the_second_run_and_missed_after_a_change(tm
     (tmp_path / "pictures.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     only_images = [f"datasets.drawings.path={tmp_path / 'pictures.jsonl'}", "capabilities.image-editing.enabled=false",
                    "capabilities.video-generation.enabled=false", "stages.0.max_steps=2", "training.micro_batch=2",
-                   "training.packing=false"]
+                   "training.packing=false", "stages.0.train=[thinker,image_projector,query_tokens]"]
     first, second = (_prepare(tmp_path / name, only_images) for name in ("first", "second"))
     assert trainer(first).wait(timeout=300) == 0, first.trainer_log.read_text()[-3000:]
     assert _latent_cache_counts(first) == {"hits": 0, "misses": 4}
