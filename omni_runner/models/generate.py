@@ -82,8 +82,7 @@ class Painter:
     def spec(self, kind: str) -> Any:
         """The kind's `TargetSpec`: pixel side and frames, as trained."""
         if kind not in self.heads.kinds:
-            what = {"image": "an image decoder (decoders.image)", "video": "a video decoder (decoders.video)"}[kind]
-            raise GenerationError(f"this run has no {what}; train it with one to generate {kind}s")
+            raise GenerationError(f"this run has no {kind} decoder (decoders.{kind}); train it with one to generate {kind}s")
         return target_specs(self.heads, {kind}, self.shapes)[kind]
 
     @torch.no_grad()
