@@ -1,5 +1,7 @@
 """`omni-run generate` on one real tiny run trained through both decoders (SD3 for images and edits,
-SVD for videos): the files it writes, their sizes, determinism, and its refusals."""
+SVD for videos): the files it writes, their sizes, determinism, and its refusals. The run's targets
+are put in the latent cache by `omni-run data prepare` first, so it also shows that training then
+reads every target from there."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ decoders:
   image: {path: builtin:tiny-sd3, query_tokens: 4}
   video: {path: builtin:tiny-svd, query_tokens: 4}
 datasets:
-  gen: {path: builtin:tiny-media/image_gen_train.jsonl, format: image-caption}
-  edit: {path: builtin:tiny-media/image_edit_train.jsonl, format: image-edit}
-  clips: {path: builtin:tiny-media/video_caption_train.jsonl, format: video-caption, video_fps: 4, video_max_frames: 8}
+  gen: {path: builtin:tiny-media/image_gen_train.jsonl, format: image-caption, max_samples: 4}
+  edit: {path: builtin:tiny-media/image_edit_train.jsonl, format: image-edit, max_samples: 4}
+  clips: {path: builtin:tiny-media/video_caption_train.jsonl, format: video-caption, video_fps: 4, video_max_frames: 8,
+          max_samples: 4}
 capabilities:
   image-generation: {datasets: [gen]}
   image-editing: {datasets: [edit]}
@@ -43,9 +46,13 @@ STEPS = ["--steps", "2", "--max-new-tokens", "8"]  # short: the tiny run writes 
 
 @pytest.fixture(scope="module")
 def drawing_run(tmp_path_factory) -> Path:
-    """A run trained 2 steps on image generation, image editing and video generation."""
+    """A run trained 2 steps on image generation, image editing and video generation, its targets
+    encoded by `data prepare` first."""
     folder = tmp_path_factory.mktemp("generate")
     (folder / "recipe.yaml").write_text(RECIPE)
+    prepared = subprocess.run([sys.executable, "-m", "omni_runner.cli", "data", "prepare", str(folder / "recipe.yaml")],
+                              capture_output=True, text=True, timeout=600, check=False)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-3000:]
     result = subprocess.run([sys.executable, "-m", "omni_runner.cli", str(folder / "recipe.yaml"), "--run-dir",
                              str(folder / "run")], capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -64,6 +71,14 @@ def image_side(drawing_run) -> int:
     plan = json.loads((drawing_run / "plan.json").read_text())
     latent = plan["stages"][0]["generation"]["image"]["latent_side"]
     return latent * vae_scale(resolve_decoder_dir("builtin:tiny-sd3", drawing_run), "image")
+
+
+def test_training_after_data_prepare_reads_every_target_from_the_latent_cache(drawing_run):
+    from omni_runner.run.events import read_events
+
+    counts = [e["latent_cache"] for e in read_events(drawing_run / "events.jsonl") if e["type"] == "data"][-1]
+
+    assert counts["misses"] == 0 and counts["hits"] > 0
 
 
 def generate(run: Path, *args: str) -> int:
