@@ -113,3 +113,15 @@ def test_a_changed_target_file_misses_and_is_encoded_again(recipe, capsys):
 
     assert {(t["kind"], t["encoded"], t["cached"]) for t in again["targets"].values()} == {("image", 1, 2), ("video", 0, 2)}
     assert cached(recipe, "image", str(changed)) is not None
+
+
+def test_an_unreadable_target_is_reported_with_its_record_and_fails_the_prepare(recipe, capsys):
+    with open(recipe.parent / "gen.jsonl", "a") as lines:
+        lines.write(json.dumps({"image": "missing.png", "prompt": "lost"}) + "\n")
+
+    assert main(["data", "prepare", str(recipe), "--json"]) == 1
+
+    report = json.loads(capsys.readouterr().out)["latents"]
+    assert [(f["dataset"], f["location"]) for f in report["failures"]] == [("gen", "gen.jsonl:4")]
+    assert "missing.png" in report["failures"][0]["reason"]
+    assert {(t["kind"], t["encoded"] + t["cached"]) for t in report["targets"].values()} == {("image", 3), ("video", 2)}
