@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "checkpoint": "omni_runner.commands.control",
     "stop": "omni_runner.commands.control",
     "chat": "omni_runner.commands.chat",
+    "generate": "omni_runner.commands.generate",
 }
 
 EXIT_OK = 0

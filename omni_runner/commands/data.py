@@ -8,7 +8,9 @@ with the trained (assistant) tokens made visible (highlighted on a terminal, `[[
 each media placeholder with the tokens it expands into (`<|IMAGE|>×4`), and below the sample where
 each medium's tokens sit in the expanded sequence. `prepare` transcribes speech-transcript records
 that have no text with the recipe's `encoders.asr` into a cache beside the data (training reads it),
-and reports the recogniser's word error rate against the records that have transcripts.
+and reports the recogniser's word error rate against the records that have transcripts; it also
+encodes every target image and video of the generation capabilities with their decoder's VAE into
+the latent cache, at the plan's sizes, so training reads them and loads no VAE.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from omni_runner.data.conversation import RecordError
 
 HELP = ("Check a recipe's data (counts, bad records, token lengths, media, mixture), preview rendered samples, "
-        "or prepare it (transcribe speech that has no text).")
+        "or prepare it (transcribe speech that has no text, encode generation targets into the latent cache).")
 
 TRAINED_START, TRAINED_END = "[[", "]]"
 HIGHLIGHT_START, HIGHLIGHT_END = "\x1b[1;32m", "\x1b[0m"
@@ -36,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="prepare every record as training does; report problems and statistics")
     preview = actions.add_parser("preview", help="show rendered samples with the loss mask visible")
-    prepare = actions.add_parser("prepare", help="transcribe speech records without text with encoders.asr; report WER")
+    prepare = actions.add_parser("prepare", help="transcribe speech records without text with encoders.asr (report WER); "
+                                 "encode generation targets into the latent cache")
     for sub in (check, preview, prepare):
         sub.add_argument("recipe", metavar="RECIPE", type=Path, help="recipe YAML file")
         add_recipe_options(sub)
@@ -142,7 +145,7 @@ def _print_preview(previews: list[tuple[str, Preview | RecordError]], start: str
 
 
 def _print_prepare(report: dict[str, Any]) -> None:
-    if not report["datasets"]:
+    if not report["datasets"] and not report["latents"]:
         print("no speech-transcript data set among the recipe's enabled capabilities: nothing to transcribe")
     for name, info in report["datasets"].items():
         wer = "-" if info["wer"] is None else f"{info['wer']:.3f}"
@@ -154,6 +157,20 @@ def _print_prepare(report: dict[str, Any]) -> None:
         print(f"  cache {info['cache']}")
         for failure in info["failures"]:
             print(f"  not transcribed: {failure['location']}: {failure['reason']}")
+    if report["latents"]:
+        _print_latents(report["latents"])
+
+
+def _print_latents(report: dict[str, Any]) -> None:
+    for info in report["targets"].values():
+        frames = f", {info['frames']} frames" if info["kind"] == "video" else ""
+        print(f"{info['kind']} targets at {info['pixel_side']} px{frames}: encoded now {info['encoded']}, "
+              f"already cached {info['cached']}")
+        print(f"  cache {info['cache']}")
+    if report["failures"]:
+        print(f"generation targets not encoded: {len(report['failures'])}")
+    for failure in report["failures"]:
+        print(f"  {failure['dataset']}: {failure['location']}: {failure['reason']}")
 
 
 def _prepare(recipe: Any, args: argparse.Namespace) -> int:
@@ -179,11 +196,27 @@ def _prepare(recipe: Any, args: argparse.Namespace) -> int:
     except AsrLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    report["latents"] = _prepare_latents(recipe, base_dir, on_cpu)
+    report["ok"] = report["ok"] and (report["latents"] or {}).get("ok", True)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_prepare(report)
     return 0 if report["ok"] else 1
+
+
+def _prepare_latents(recipe: Any, base_dir: Path, on_cpu: bool) -> dict[str, Any] | None:
+    """The generation targets encoded into the latent cache at the plan's sizes; None without decoders."""
+    if not recipe.data.get("decoders"):
+        return None
+    import torch
+
+    from omni_runner.models.latent_prepare import prepare_latents
+    from omni_runner.plan import compile_plan
+
+    stages = compile_plan(recipe).to_json()["stages"]
+    device = torch.device("cuda" if torch.cuda.is_available() and not on_cpu else "cpu")
+    return prepare_latents(recipe.data, base_dir, stages, device)
 
 
 def run(args: argparse.Namespace) -> int:

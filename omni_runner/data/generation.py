@@ -17,7 +17,7 @@ carries those and the trainer needs no VAE; otherwise it carries the pixels, and
 encodes them and fills the cache.
 
 Public API: `TargetSpec`, `GenerationTarget`, `GenerationSamples` (picklable, one per stream),
-`LatentCache`, `target_pixels`.
+`LatentCache`, `target_pixels`, `append_queries`.
 """
 
 from __future__ import annotations
@@ -176,15 +176,22 @@ class GenerationSamples:
         return GenerationTarget(spec.kind, spec.queries, str(file), latents=latents, pixels=pixels)
 
     def with_queries(self, input_ids: list[int], labels: list[int], positions: Any, queries: int) -> tuple[list[int], list[int], Any]:
-        """The sample with its query positions appended: pad ids, no labels, text-like rotary positions."""
-        import torch
+        """The sample with its query positions appended (`append_queries`)."""
+        return append_queries(input_ids, labels, positions, queries, self.query_id)
 
-        ids = [*input_ids, *[self.query_id] * queries]
-        labels = [*labels, *[-100] * queries]
-        if positions is not None:
-            start = int(positions.max()) + 1
-            positions = torch.cat([positions, torch.arange(start, start + queries)[None].expand(positions.shape[0], queries)], dim=1)
-        return ids, labels, positions
+
+def append_queries(input_ids: list[int], labels: list[int], positions: Any, queries: int,
+                   query_id: int) -> tuple[list[int], list[int], Any]:
+    """A sample with `queries` query positions appended: `query_id` ids, no labels, text-like rotary
+    positions. Training samples and `omni-run generate`'s prompts both end this way."""
+    import torch
+
+    ids = [*input_ids, *[query_id] * queries]
+    labels = [*labels, *[-100] * queries]
+    if positions is not None:
+        start = int(positions.max()) + 1
+        positions = torch.cat([positions, torch.arange(start, start + queries)[None].expand(positions.shape[0], queries)], dim=1)
+    return ids, labels, positions
 
 
 def generation_batch(placed: list[tuple[int, Any]]) -> dict[str, Any]:

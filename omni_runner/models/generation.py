@@ -87,9 +87,11 @@ class QueryConnector(nn.Module):
 
 
 class Decoder(nn.Module):
-    """One frozen diffusers decoder: its denoiser (with optional LoRA), scheduler and, on demand, its VAE."""
+    """One frozen diffusers decoder: its denoiser (with optional LoRA), scheduler and, on demand, its VAE.
+    Without a denoiser (`vae_only`) it only encodes targets (`omni-run data prepare`)."""
 
-    def __init__(self, kind: str, folder: Path, denoiser: nn.Module, scheduler: Any, lora: bool) -> None:
+    def __init__(self, kind: str, folder: Path, denoiser: nn.Module | None, scheduler: Any, lora: bool,
+                 device: Any = None) -> None:
         super().__init__()
         self.kind = kind
         self.folder = folder
@@ -98,17 +100,28 @@ class Decoder(nn.Module):
         self.lora = lora
         self.vae: nn.Module | None = None
         self.checkpointing = False  # recompute the denoiser's activations in backward (the plan's decision)
+        self._device = device
+
+    @classmethod
+    def vae_only(cls, kind: str, folder: Path, device: Any) -> Decoder:
+        """A decoder that encodes targets on `device` and loads nothing but its VAE."""
+        return cls(kind, Path(folder), None, None, False, device=device)
+
+    @property
+    def device(self) -> Any:
+        return self.denoiser.device if self.denoiser is not None else self._device
 
     def ensure_vae(self) -> nn.Module:
         """The VAE, loaded the first time a target has no cached latents (then kept for the stage)."""
         if self.vae is None:
             self.vae = _load_component(self.folder, "vae", _VAE_CLASSES[self.kind]).requires_grad_(False).eval()
-            self.vae.to(self.denoiser.device)
+            self.vae.to(self.device)
         return self.vae
 
     def train(self, mode: bool = True) -> Decoder:
         super().train(mode)
-        self.denoiser.eval()  # frozen: dropout stays off; adapters have none
+        if self.denoiser is not None:
+            self.denoiser.eval()  # frozen: dropout stays off; adapters have none
         return self
 
     @torch.no_grad()
@@ -117,7 +130,7 @@ class Decoder(nn.Module):
         training does) and, for video, `first` (the first frame's unscaled latent mode, SVD's
         image conditioning). Images are (3, H, W); videos (F, 3, H, W)."""
         vae = self.ensure_vae()
-        pixels = pixels.to(device=self.denoiser.device, dtype=vae.dtype)
+        pixels = pixels.to(device=self.device, dtype=vae.dtype)
         config = vae.config
         if self.kind == "image":
             latents = vae.encode(pixels[None]).latent_dist.mode()
@@ -331,15 +344,20 @@ def resolve_decoder_dir(path_value: str, recipe_dir: Path) -> Path:
     return resolve(path_value, recipe_dir)
 
 
-def load_generation_heads(recipe_data: dict[str, Any], recipe_dir: Path, thinker: Any, device: Any) -> GenerationHeads | None:
-    """Fresh query connectors for the recipe's decoders (seeded by the caller); no decoder loaded yet."""
+def recipe_decoder_settings(recipe_data: dict[str, Any], recipe_dir: Path) -> dict[str, dict[str, Any]]:
+    """`decoder_settings` of the recipe's decoders, read from their folders (built-in ones built); {} without any."""
     sections = recipe_data.get("decoders") or {}
     folders = {kind: resolve_decoder_dir(str(sections[slot.split(".")[1]]["path"]), Path(recipe_dir))
                for kind, slot in DECODER_SLOTS.items() if sections.get(slot.split(".")[1])}
     if not folders:
-        return None
-    settings = decoder_settings(recipe_data, recipe_dir, {kind: denoiser_config(f, kind) for kind, f in folders.items()})
-    return _heads(settings, thinker, device)
+        return {}
+    return decoder_settings(recipe_data, recipe_dir, {kind: denoiser_config(f, kind) for kind, f in folders.items()})
+
+
+def load_generation_heads(recipe_data: dict[str, Any], recipe_dir: Path, thinker: Any, device: Any) -> GenerationHeads | None:
+    """Fresh query connectors for the recipe's decoders (seeded by the caller); no decoder loaded yet."""
+    settings = recipe_decoder_settings(recipe_data, recipe_dir)
+    return _heads(settings, thinker, device) if settings else None
 
 
 def _heads(settings: dict[str, dict[str, Any]], thinker: Any, device: Any) -> GenerationHeads:
@@ -420,18 +438,23 @@ def vae_identity(folder: Path) -> str:
 
 
 def target_specs(heads: GenerationHeads, kinds: set[str], shapes: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """Per kind the stage generates, how its targets are made: the plan's latent side and frame count
-    (its fitting decisions), else the decoder's own config."""
+    """Per kind the stage generates, how its targets are made (`settings_target_specs` of the heads' decoders)."""
+    return settings_target_specs(heads.settings, kinds, shapes)
+
+
+def settings_target_specs(settings: dict[str, dict[str, Any]], kinds: set[str], shapes: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Per kind, how the targets of decoders with these `decoder_settings` are made: the plan's latent
+    side and frame count (its fitting decisions), else the decoder's own config."""
     from omni_runner.data.generation import TargetSpec
 
     specs = {}
     for kind in sorted(kinds):
-        folder = Path(heads.settings[kind]["folder"])
+        folder = Path(settings[kind]["folder"])
         config = denoiser_config(folder, kind)
         shape = shapes.get(kind) or {"latent_side": int(config.get("sample_size") or 64),
                                      "frames": int(config.get("num_frames") or 1)}
         frames = int(shape["frames"]) if kind == "video" else 1
-        specs[kind] = TargetSpec(kind, int(heads.settings[kind]["query_tokens"]),
+        specs[kind] = TargetSpec(kind, int(settings[kind]["query_tokens"]),
                                  int(shape["latent_side"]) * vae_scale(folder, kind), frames, vae_identity(folder))
     return specs
 
@@ -470,14 +493,17 @@ class TargetLatents:
 
     def stack(self, decoder: Decoder, targets: list[Any]) -> dict[str, torch.Tensor]:
         for target in targets:
-            if target.latents is None:
-                target.latents = {k: v.cpu() for k, v in decoder.encode(target.pixels).items()}
-                self.cache.write(Path(target.cache_file), target.latents)
-                self.misses += 1
-            else:
-                self.hits += 1
-        device = decoder.denoiser.device
-        return {key: torch.stack([t.latents[key] for t in targets]).to(device) for key in targets[0].latents}
+            self.fill(decoder, target)
+        return {key: torch.stack([t.latents[key] for t in targets]).to(decoder.device) for key in targets[0].latents}
+
+    def fill(self, decoder: Decoder, target: Any) -> None:
+        """Give `target` its latents: a hit keeps the cached ones; a miss encodes and caches them."""
+        if target.latents is None:
+            target.latents = {k: v.cpu() for k, v in decoder.encode(target.pixels).items()}
+            self.cache.write(Path(target.cache_file), target.latents)
+            self.misses += 1
+        else:
+            self.hits += 1
 
     def counts(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses}
