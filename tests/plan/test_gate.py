@@ -43,12 +43,11 @@ def _blocked(recipe_path: Path) -> list:
     return [d for d in _refused(recipe_path) if d.severity == "error" and d.field.startswith("capabilities.")]
 
 
-def test_image_generation_is_refused_as_untrained_at_its_line_not_gated(write_recipe):
+def test_image_generation_without_an_image_decoder_names_it(write_recipe):
     path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
     [problem] = _blocked(path)
     assert (problem.location.file, problem.location.line) == (path, line_of(path, "image-generation:"))
-    assert "does not train yet" in problem.message and "image_out" not in problem.message
-    assert problem.field == "capabilities.image-generation" and "enabled: false" in problem.hint
+    assert "image_out" in problem.message and "decoders.image" in problem.message
 
 
 def test_a_base_model_the_trainer_cannot_load_is_refused_at_its_path(write_recipe):
@@ -113,8 +112,7 @@ def test_capabilities_command_without_recipe_prints_the_registry(capsys):
     assert capabilities_command.run(_parse(capabilities_command, ["--json"])) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 12 and rows[0]["name"] == "tool-calling"
-    assert [row["name"] for row in rows if not row["trains"]] == ["image-generation", "image-editing", "video-generation"]
-    assert "diffusion loss" in rows[-1]["not_trained_because"]
+    assert all(row["trains"] and row["not_trained_because"] is None for row in rows)
 
 
 def _parse(module, argv):
@@ -146,4 +144,4 @@ def test_validate_reports_a_blocked_capability_at_its_line(write_recipe, capsys)
     path = write_recipe(TEXT_BASE + "  image-generation: {datasets: [captions]}\n")
     assert main(["validate", str(path)]) == 1
     output = capsys.readouterr().out
-    assert f"{path}:{line_of(path, 'image-generation:')}:" in output and "does not train yet" in output
+    assert f"{path}:{line_of(path, 'image-generation:')}:" in output and "image_out" in output

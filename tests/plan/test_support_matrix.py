@@ -25,6 +25,9 @@ FORMATS = json.loads((REPO / "schemas" / "recipe.schema.json").read_text())["pro
 # openai, sharegpt and alpaca records) through the real trainer child.
 TEXT_RUN = "tests/train/test_training_run.py::test_every_step_is_an_event_with_the_documented_metrics"
 MEDIA = "tests/train/test_media_training.py::"
+# The tiny run of recipes/tiny_omni_generation.yaml: image-generation (JourneyDB-GoT records), image-editing
+# (OmniEdit-GoT) and video-generation (MSR-VTT) through the tiny SD3 and SVD.
+GENERATION_RUN = "tests/train/test_generation.py::test_the_decoder_loss_reaches_connectors_queries_and_adapters_and_nothing_frozen"
 
 TRAINED_CAPABILITIES = {
     "tool-calling": TEXT_RUN,
@@ -36,6 +39,9 @@ TRAINED_CAPABILITIES = {
     "video-understanding": MEDIA + "test_video_understanding_trains_end_to_end",
     "podcast": MEDIA + "test_podcast_trains_end_to_end",
     "tri-streaming": MEDIA + "test_tri_streaming_trains_end_to_end",
+    "image-generation": GENERATION_RUN,
+    "image-editing": GENERATION_RUN,
+    "video-generation": GENERATION_RUN,
 }
 TRAINED_FORMATS = {
     "openai": TEXT_RUN,
@@ -48,6 +54,7 @@ TRAINED_FORMATS = {
     "image-caption": MEDIA + "test_caption_and_transcript_formats_train",
     "video-caption": MEDIA + "test_caption_and_transcript_formats_train",
     "speech-transcript": MEDIA + "test_caption_and_transcript_formats_train",
+    "image-edit": GENERATION_RUN,
 }
 # Formats the planner accepts that no test trains yet: each is a failing (strict xfail) row until one does.
 UNTESTED_FORMATS = {
@@ -63,12 +70,17 @@ def _node_exists(node: str) -> bool:
 
 
 def _recipe(tmp_path: Path, capability: str, fmt: str) -> Path:
-    """The smallest recipe that trains `capability` on one data set of format `fmt`, on the tiny model."""
+    """The smallest recipe that trains `capability` on one data set of format `fmt`, on the tiny model
+    (with the tiny decoders its outputs need)."""
     path = tmp_path / "recipe.yaml"
+    requires = CAPABILITIES[capability].requires
+    decoders = {kind: f"{{path: builtin:tiny-{model}, architecture: tiny-{model}}}"
+                for kind, model in (("image", "sd3"), ("video", "svd")) if f"{kind}_out" in requires}
     path.write_text(
         "name: matrix\n"
         "base_model: {path: builtin:tiny-qwen2.5-omni, architecture: tiny-qwen2.5-omni}\n"
-        "datasets:\n"
+        + ("decoders:\n" + "".join(f"  {kind}: {spec}\n" for kind, spec in decoders.items()) if decoders else "")
+        + "datasets:\n"
         "  records:\n"
         f"    path: records.jsonl\n"
         f"    format: {fmt}\n"

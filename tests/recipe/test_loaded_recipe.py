@@ -19,7 +19,8 @@ def test_every_schema_field_is_present_with_its_default(write):
                                         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert data["controller"]["thermal"]["limit_c"] == 83
     assert data["datasets"]["chat"]["split"] == "train"
-    assert data["capabilities"]["cot"] == {"datasets": ["chat"], "weight": 1.0, "enabled": True}
+    assert data["capabilities"]["cot"] == {"datasets": ["chat"], "weight": 1.0, "enabled": True,
+                                           "loss_weights": {"lm": 1.0, "denoising": 1.0}}
 
 
 def test_nested_optional_sections_get_defaults_only_when_present(write):
