@@ -239,11 +239,13 @@ def run(args: argparse.Namespace) -> int:
 
         base_dir = Path(recipe.source).parent
         from omni_runner.models.encoders import external_features_for
+        from omni_runner.models.generation import recipe_generation_samples
 
         processor = load_processor_for(recipe.data, base_dir)
         external = external_features_for(recipe.data, base_dir, processor)
+        generation = recipe_generation_samples(recipe.data, base_dir, processor.tokenizer.pad_token_id)
         if args.action == "check":
-            report = check_data(recipe.data, base_dir, processor, external=external)
+            report = check_data(recipe.data, base_dir, processor, external=external, generation=generation)
             if args.json:
                 print(json.dumps(report, indent=2))
             else:
@@ -251,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
             return 0 if report["ok"] else 1
         tty = sys.stdout.isatty()
         start, end = (HIGHLIGHT_START, HIGHLIGHT_END) if tty else (TRAINED_START, TRAINED_END)
-        _print_preview(preview_samples(recipe.data, base_dir, processor, args.capability, args.n, external), start, end)
+        _print_preview(preview_samples(recipe.data, base_dir, processor, args.capability, args.n, external, generation),
+                       start, end)
         return 0
     except (RecipeError, DataError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

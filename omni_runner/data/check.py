@@ -28,6 +28,7 @@ from omni_runner.data.packing import Sample
 from omni_runner.data.render import Rendered, render_sample, template_for
 from omni_runner.data.sources import DataSource, active_capabilities, build_sources
 from omni_runner.data.external import ExternalFeatures
+from omni_runner.data.generation import GenerationSamples, is_generation
 from omni_runner.data.stream import SamplePreparer, mixer_for
 
 
@@ -138,13 +139,13 @@ def _prepare_all(
 
 def check_data(
     recipe: dict[str, Any], base_dir: Path, processor: Any, capabilities: list[str] | None = None,
-    external: ExternalFeatures | None = None,
+    external: ExternalFeatures | None = None, generation: GenerationSamples | None = None,
 ) -> dict[str, Any]:
     """Counts, bad records with locations, token-length and media statistics, and the effective mixture."""
     seq_len = int((recipe.get("training") or {}).get("seq_len", 2048))
     sources = build_sources(recipe, base_dir, capabilities=capabilities, strict=False)
     owners = _capability_of(recipe, capabilities)
-    preparer = SamplePreparer(sources, processor.tokenizer, seq_len, processor, external=external)
+    preparer = SamplePreparer(sources, processor.tokenizer, seq_len, processor, external=external, generation=generation)
     temporal_patch_size = int(processor.video_processor.temporal_patch_size)
     datasets, all_bad, ok = {}, [], True
     for name, source in sources.items():
@@ -258,7 +259,7 @@ def place_media(conversation: Conversation, input_ids: list[int], processor: Any
 
 def preview_samples(
     recipe: dict[str, Any], base_dir: Path, processor: Any, capability: str, count: int,
-    external: ExternalFeatures | None = None,
+    external: ExternalFeatures | None = None, generation: GenerationSamples | None = None,
 ) -> list[tuple[str, Preview | RecordError]]:
     """The first `count` records of the capability's data sets, prepared as for training (or the reason they are bad)."""
     spec = (recipe.get("capabilities") or {}).get(capability)
@@ -267,12 +268,14 @@ def preview_samples(
         raise DataError(f"capability '{capability}' is not in the recipe (it has: {known})")
     seq_len = int((recipe.get("training") or {}).get("seq_len", 2048))
     sources = build_sources(recipe, base_dir, capabilities=[capability], strict=False)
-    preparer = SamplePreparer(sources, processor.tokenizer, seq_len, processor, external=external)
+    preparer = SamplePreparer(sources, processor.tokenizer, seq_len, processor, external=external, generation=generation)
     previews: list[tuple[str, Preview | RecordError]] = []
     for source in sources.values():
         for position in range(min(count - len(previews), len(source))):
             location = f"{source.name} {source.location(position)}"
             conversation = source.conversation(position)
+            if is_generation(capability) and conversation.generation is not None:
+                conversation = conversation.generation  # what the sample is made of: the request
             try:
                 sample = preparer.sample(Draw(capability, source.name, position, epoch=0))
                 # The sample's ids are expanded; the text and its trained spans are the unexpanded rendering's.

@@ -169,7 +169,10 @@ class GenerationSamples:
         return request
 
     def target(self, request: Conversation, video_fps: float) -> GenerationTarget:
+        from omni_runner.data.media import require_file
+
         spec = self.specs[request.target.kind]
+        require_file(spec.kind, request.target.path)
         file = self.cache.file_for(request.target.path, spec)
         latents = self.cache.read(file)
         pixels = None if latents is not None else target_pixels(request.target.path, spec, video_fps)

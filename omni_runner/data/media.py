@@ -47,7 +47,8 @@ class Video:
     duration_s: float
 
 
-def _require_file(kind: str, path: str) -> None:
+def require_file(kind: str, path: str) -> None:
+    """MediaError (a bad record) when `path` is not a file: the message says which kind of file is missing."""
     if not os.path.isfile(path):
         raise MediaError(f"missing {kind} file {path}")
 
@@ -64,7 +65,7 @@ def load_image(path: str) -> Image.Image:
     Transparent pixels are composited onto white, as qwen-vl-utils does for Qwen's own training
     data; dropping the alpha channel would show whatever colour the transparent pixels hold.
     """
-    _require_file("image", path)
+    require_file("image", path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -97,7 +98,7 @@ def load_audio(path: str, sampling_rate: int) -> np.ndarray:
     """The whole file as mono float32 at `sampling_rate` (the feature extractor's rate, 16 kHz for Qwen)."""
     import soundfile
 
-    _require_file("audio", path)
+    require_file("audio", path)
     try:
         samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError, TypeError) as error:
@@ -110,7 +111,7 @@ def load_audio(path: str, sampling_rate: int) -> np.ndarray:
 def _open_video(path: str) -> Any:
     import av
 
-    _require_file("video", path)
+    require_file("video", path)
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, ValueError) as error:
@@ -216,7 +217,7 @@ def load_video(path: str, *, fps: float, max_frames: int, audio_rate: int | None
 
 
 def _image_info(path: str) -> dict[str, Any]:
-    _require_file("image", path)
+    require_file("image", path)
     try:
         with Image.open(path) as image:  # reads the header only
             return {"width": image.width, "height": image.height}
@@ -227,7 +228,7 @@ def _image_info(path: str) -> dict[str, Any]:
 def _audio_info(path: str) -> dict[str, Any]:
     import soundfile
 
-    _require_file("audio", path)
+    require_file("audio", path)
     try:
         info = soundfile.info(path)
     except (RuntimeError, OSError, ValueError, TypeError) as error:

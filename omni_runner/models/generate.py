@@ -118,13 +118,8 @@ class Painter:
 
     def _query_conditioning(self, kind: str, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward of a collated batch, as the trainer makes it, to the connector's output."""
-        from omni_runner.train.loop import MODEL_INPUTS
-
         loaded = self.loaded
-        inputs = {key: batch[key].to(loaded.device) for key in MODEL_INPUTS if key in batch}
-        if loaded.external is not None:
-            inputs = loaded.external.embed_inputs(loaded.thinker, inputs)
-        inputs = self.heads.embed_queries(loaded.thinker, inputs, batch["generation"])
+        inputs = loaded.forward_inputs(batch)
         with FinalHiddenStates(loaded.thinker, True) as final:
             loaded.model(**inputs)
         part = batch["generation"][kind]

@@ -354,6 +354,18 @@ def recipe_decoder_settings(recipe_data: dict[str, Any], recipe_dir: Path) -> di
     return decoder_settings(recipe_data, recipe_dir, {kind: denoiser_config(f, kind) for kind, f in folders.items()})
 
 
+def recipe_generation_samples(recipe_data: dict[str, Any], recipe_dir: Path, query_id: int) -> Any:
+    """What the data side needs to make the recipe's generation samples, at the decoders' own shapes and
+    without loading any weights (`data check`, `data preview`); None without decoders."""
+    from omni_runner.data.generation import GenerationSamples, LatentCache
+    from omni_runner.paths import cache_dir
+
+    settings = recipe_decoder_settings(recipe_data, recipe_dir)
+    if not settings:
+        return None
+    return GenerationSamples(settings_target_specs(settings, set(settings), {}), LatentCache(cache_dir() / "latents"), query_id)
+
+
 def load_generation_heads(recipe_data: dict[str, Any], recipe_dir: Path, thinker: Any, device: Any) -> GenerationHeads | None:
     """Fresh query connectors for the recipe's decoders (seeded by the caller); no decoder loaded yet."""
     settings = recipe_decoder_settings(recipe_data, recipe_dir)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.paths import (
     BUILTIN_PREFIX,
@@ -62,6 +63,12 @@ PROJECTOR_GROUPS = ("vision_projector", "audio_projector")
 GENERATION_GROUPS = ("image_projector", "video_projector", "query_tokens")
 OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 LORA_METHODS = ("lora", "qlora")
+# What the forward takes from a collated batch; the media tensors only when present (the external
+# encoders' inputs become `inputs_embeds` in `LoadedModel.forward_inputs`).
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw",
+                "pixel_values_videos", "video_grid_thw", "input_features", "feature_attention_mask", *EXTERNAL_KEYS)
+
+
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
@@ -136,6 +143,16 @@ class LoadedModel:
                 unexpected += [f"{prefix}.{name}" for name in misfits]
         return unexpected
 
+    def forward_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The forward's inputs from a collated batch, on the device: the external encoders' tokens and
+        the generation queries in place of their placeholders (as `inputs_embeds`) when the batch has any."""
+        inputs = {key: _to_device(batch[key], self.device) for key in MODEL_INPUTS if key in batch}
+        if self.external is not None:
+            inputs = self.external.embed_inputs(self.thinker, inputs)
+        if "generation" in batch:
+            inputs = self.generation.embed_queries(self.thinker, inputs, batch["generation"])
+        return inputs
+
     @property
     def sliding_window(self) -> int | None:
         return sliding_window(self.thinker)
@@ -146,6 +163,13 @@ class LoadedModel:
             "trainable": sum(p.numel() for p in parameters if p.requires_grad),
             "total": sum(p.numel() for p in parameters),
         }
+
+
+def _to_device(value: Any, device: Any) -> Any:
+    """A tensor, or a dict of tensors (a packed mask by layer type), on `device`."""
+    if isinstance(value, dict):
+        return {key: tensor.to(device) for key, tensor in value.items()}
+    return value.to(device)
 
 
 def sliding_window(thinker: Any) -> int | None:

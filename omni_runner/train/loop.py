@@ -24,7 +24,6 @@ import torch
 
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
-from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.data.generation import GenerationSamples, LatentCache, generated_kinds
 from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
@@ -65,12 +64,6 @@ from omni_runner.train.talker_realign import (
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
-# What the forward takes from a collated batch; the media tensors only when present (the external
-# encoders' inputs become `inputs_embeds` in `ExternalEncoders.embed_inputs`).
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw",
-                "pixel_values_videos", "video_grid_thw", "input_features", "feature_attention_mask", *EXTERNAL_KEYS)
-
-
 class NonFiniteLossAbort(RuntimeError):
     """Too many optimizer steps had a NaN/Inf loss or gradient norm."""
 
@@ -96,13 +89,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def _to_device(value: Any, device: Any) -> Any:
-    """A tensor, or a dict of tensors (a packed mask by layer type), on `device`."""
-    if isinstance(value, dict):
-        return {key: tensor.to(device) for key, tensor in value.items()}
-    return value.to(device)
 
 
 def _log(message: str) -> None:
@@ -271,8 +257,7 @@ class Trainer:
         input_tokens = 0
         for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
-            inputs = {k: _to_device(batch[k], self.device) for k in MODEL_INPUTS if k in batch}
-            inputs = self._embed(inputs, batch)
+            inputs = self.loaded.forward_inputs(batch)
             with self.precision.autocast(), FinalHiddenStates(self.loaded.thinker, "generation" in batch) as final:
                 logits = self.model(**inputs).logits
                 targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
@@ -298,15 +283,6 @@ class Trainer:
             "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
             "denoising_losses": {c: sum(v) / len(v) for c, v in sorted(denoising.items())},
         }
-
-    def _embed(self, inputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-        """The forward's inputs with the external encoders' tokens and the generation queries in
-        place of their placeholders (`inputs_embeds`), when the batch has any."""
-        if self.loaded.external is not None:
-            inputs = self.loaded.external.embed_inputs(self.loaded.thinker, inputs)
-        if "generation" in batch:
-            inputs = self.loaded.generation.embed_queries(self.loaded.thinker, inputs, batch["generation"])
-        return inputs
 
     def _denoising_loss(self, parts: dict[str, dict[str, Any]], hidden: torch.Tensor, generated: int, micro: int,
                         collected: dict[str, list[float]]) -> torch.Tensor:

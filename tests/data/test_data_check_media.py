@@ -143,6 +143,8 @@ EDIT_RECIPE = """\
 name: edit-check
 base_model:
   path: builtin:tiny-qwen2.5-omni
+decoders:
+  image: {path: builtin:tiny-sd3}
 datasets:
   edits: {path: edits.jsonl, format: image-edit, max_bad_fraction: 0.5}
 capabilities:

@@ -56,8 +56,8 @@ def test_plan_json_has_the_documented_shape(no_data_root):
 
 def test_stages_follow_the_recipe_and_split_the_steps(no_data_root):
     plan = _full_omni(no_data_root)
-    assert [s["name"] for s in plan["stages"]] == ["text", "understanding", "omni"]
-    assert [s["max_steps"] for s in plan["stages"]] == [2667, 2667, 2666]
+    assert [s["name"] for s in plan["stages"]] == ["text", "understanding", "omni", "images", "video"]
+    assert [s["max_steps"] for s in plan["stages"]] == [1600, 1600, 1600, 1600, 1600]
     assert plan["total_steps"] == 8000
 
 
@@ -147,7 +147,7 @@ def test_mixture_expected_samples_are_steps_times_global_batch_times_weight(no_d
     # weights 1, 1, 1, 1, 0.5 -> tool-calling gets 1/4.5 of the text stage
     entry = text["mixture"]["tool-calling"]
     assert entry["weight"] == pytest.approx(1 / 4.5, rel=1e-5)
-    assert entry["expected_samples"] == round(2667 * global_batch / 4.5)
+    assert entry["expected_samples"] == round(1600 * global_batch / 4.5)
     assert [d["name"] for d in entry["datasets"]] == ["xlam", "hermes", "gorilla"]
     assert sum(plan["mixture"][c]["weight"] for c in plan["mixture"]) == pytest.approx(1.0, abs=1e-4)
 

@@ -136,3 +136,18 @@ def test_the_latent_cache_is_read_on_the_second_run_and_missed_after_a_change(tm
     before = cache.file_for(str(tmp_path / "p0.png"), spec)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "p0.png")
     assert cache.file_for(str(tmp_path / "p0.png"), spec) != before
+
+
+def test_the_trainer_trains_at_the_plans_fitted_shape_and_checkpointing(tmp_path):
+    trainer_ = _trainer_in_process(_prepare(tmp_path))
+    try:
+        fitted = {**trainer_.stages[0], "gradient_checkpointing": True,
+                  "generation": {"image": {"latent_side": 4, "frames": 1}, "video": {"latent_side": 4, "frames": 2}}}
+        samples = trainer_._use_decoders(fitted)
+        decoders = trainer_.loaded.generation.decoders
+        assert all(decoder.checkpointing and decoder.denoiser.is_gradient_checkpointing for decoder in decoders.values())
+        assert {kind: (spec.pixel_side, spec.frames) for kind, spec in samples.specs.items()} == {"image": (16, 1), "video": (16, 2)}
+        clip = trainer_.sources["clips"].conversation(0).generation
+        assert tuple(samples.target(clip, video_fps=4).pixels.shape) == (2, 3, 16, 16)
+    finally:
+        trainer_.batches.stream.close()

@@ -124,6 +124,6 @@ def test_dataloader_workers_give_the_same_samples_and_resume_position(recipe, lo
 
 def test_the_trainers_model_inputs_cover_every_media_tensor():
     from omni_runner.data.multimodal import MEDIA_KEYS
-    from omni_runner.train.loop import MODEL_INPUTS
+    from omni_runner.models.load import MODEL_INPUTS
 
     assert set(MEDIA_KEYS) - {"video_second_per_grid"} <= set(MODEL_INPUTS)
