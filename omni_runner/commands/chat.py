@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omni_runner.commands.run_options import add_runs_dir_option, locate_run
+from omni_runner.commands.run_options import add_runs_dir_option, locate_finished_run
 
 HELP = "Generate from a finished run's final model (one prompt, or an interactive chat)."
 
@@ -55,8 +55,6 @@ def read_tools(path: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_runner.run.rundir import resolve_run
-
     try:
         tools = read_tools(args.tools) if args.tools else None
     except ValueError as exc:
@@ -72,12 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: --audio-out speaks one reply: give the message with --prompt", file=sys.stderr)
         return 1
 
-    run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
+    run_dir = locate_finished_run(args.run, args.runs_dir)
     if run_dir is None:
-        return 1
-    if not run_dir.final.is_dir():
-        print(f"error: {run_dir.path.name} has no final/ model yet (it is written when training finishes); "
-              f"see `omni-run ls` for its state", file=sys.stderr)
         return 1
 
     from omni_runner.data.conversation import RecordError

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omni_runner.commands.run_options import add_runs_dir_option, locate_run
+from omni_runner.commands.run_options import add_runs_dir_option, locate_finished_run
 
 if TYPE_CHECKING:
     from omni_runner.models.generate import Painter
@@ -52,18 +52,12 @@ def _input_problem(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omni_runner.run.rundir import resolve_run
-
     problem = _input_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    run_dir = locate_run(lambda: resolve_run(args.run, args.runs_dir))
+    run_dir = locate_finished_run(args.run, args.runs_dir)
     if run_dir is None:
-        return 1
-    if not run_dir.final.is_dir():
-        print(f"error: {run_dir.path.name} has no final/ model yet (it is written when training finishes); "
-              f"see `omni-run ls` for its state", file=sys.stderr)
         return 1
     from omni_runner.models.generation import SETTINGS_FILE
 

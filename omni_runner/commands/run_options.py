@@ -25,3 +25,16 @@ def locate_run(find: Callable[[], RunDir]) -> RunDir | None:
     except RunNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def locate_finished_run(run: str | None, runs_dir: Path) -> RunDir | None:
+    """The named run when it has its `final/` model (what `chat` and `generate` load), or None after
+    telling the user why not."""
+    from omni_runner.run.rundir import resolve_run
+
+    run_dir = locate_run(lambda: resolve_run(run, runs_dir))
+    if run_dir is not None and not run_dir.final.is_dir():
+        print(f"error: {run_dir.path.name} has no final/ model yet (it is written when training finishes); "
+              f"see `omni-run ls` for its state", file=sys.stderr)
+        return None
+    return run_dir

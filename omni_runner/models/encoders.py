@@ -37,12 +37,13 @@ from omni_runner.data.external import (
     ExternalFeatures,
     VisionInputs,
 )
+from omni_runner.models.folders import read_trained_part, save_trained_part
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.models.load import ModelLoadError
-from omni_runner.paths import builtin_name, is_builtin, resolve_model_path
+from omni_runner.paths import is_builtin
 
-SETTINGS_FILE = "external_encoders.json"
-WEIGHTS_FILE = "external_encoders.safetensors"
+PART_NAME = "external_encoders"  # final/external_encoders.{json,safetensors}
+SETTINGS_FILE, WEIGHTS_FILE = f"{PART_NAME}.json", f"{PART_NAME}.safetensors"
 VISION_TYPES = {"siglip": "SiglipVisionModel", "siglip_vision_model": "SiglipVisionModel",
                 "siglip2": "Siglip2VisionModel", "siglip2_vision_model": "Siglip2VisionModel"}
 AUDIO_TYPES = {"whisper": "WhisperModel"}
@@ -176,15 +177,9 @@ def _placeholders(thinker: Any, slot: str) -> tuple[int, ...]:
 
 def resolve_encoder_dir(path_value: str, recipe_dir: Path) -> Path:
     """An encoder path on disk; the built-in tiny encoders are built on first use."""
-    if is_builtin(path_value):
-        from omni_runner.models.tiny_encoders import TINY_ENCODERS, ensure_tiny_encoder
+    from omni_runner.models.tiny_encoders import TINY_ENCODER_FAMILY
 
-        name = builtin_name(path_value)
-        if name not in TINY_ENCODERS:
-            raise ModelLoadError(f"unknown built-in encoder {path_value!r}; the built-in encoders are "
-                                 f"{', '.join('builtin:' + n for n in TINY_ENCODERS)}.")
-        return ensure_tiny_encoder(name)
-    return resolve_model_path(path_value, recipe_dir)
+    return TINY_ENCODER_FAMILY.resolve(path_value, recipe_dir, "encoder")
 
 
 def _model_type(folder: Path, slot: str) -> str:
@@ -300,26 +295,15 @@ def external_features_for(recipe_data: dict[str, Any], recipe_dir: Path, process
 
 def save_projectors(encoders: ExternalEncoders, folder: Path) -> None:
     """Write the projectors and what rebuilds them (encoder folders, pooling, shapes) into `folder`."""
-    from safetensors.torch import save_file
-
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in encoders.projector_state().items()}
-    save_file(state, Path(folder) / WEIGHTS_FILE)
-    (Path(folder) / SETTINGS_FILE).write_text(json.dumps(encoders.settings, indent=2) + "\n", encoding="utf-8")
+    save_trained_part(folder, PART_NAME, encoders.settings, encoders.projector_state())
 
 
 def load_projectors(folder: Path, lm_width: int, device: Any, dtype: Any) -> ExternalEncoders | None:
     """The external encoders a `final/` folder was trained with, projectors restored; None if it has none."""
-    from safetensors.torch import load_file
-
-    settings_path = Path(folder) / SETTINGS_FILE
-    if not settings_path.exists():
+    part = read_trained_part(folder, PART_NAME, "the external encoders' projectors")
+    if part is None:
         return None
-    try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-        state = load_file(Path(folder) / WEIGHTS_FILE)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"{folder}: the external encoders' projectors cannot be read ({error}); "
-                             "the folder is damaged: copy it again or train again.") from None
+    settings, state = part
     built = {}
     for slot, slot_settings in settings.items():
         # A built-in tiny encoder is rebuilt where the cache is now; other encoders stay where they were.
@@ -330,6 +314,6 @@ def load_projectors(folder: Path, lm_width: int, device: Any, dtype: Any) -> Ext
     result = encoders.load_state_dict(state, strict=False)
     missing = [name for name in result.missing_keys if ".projector." in name]
     if result.unexpected_keys or missing:
-        raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit the encoders in {settings_path} "
+        raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit the encoders in {folder / SETTINGS_FILE} "
                              f"({', '.join((result.unexpected_keys or missing)[:3])}); train again.")
     return encoders.requires_grad_(False).eval()

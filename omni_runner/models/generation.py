@@ -43,10 +43,11 @@ import torch
 from torch import nn
 
 from omni_runner.models.encoders import Projector
+from omni_runner.models.folders import read_trained_part, save_trained_part
 from omni_runner.models.load import ModelLoadError
 
-SETTINGS_FILE = "generation.json"
-WEIGHTS_FILE = "generation.safetensors"
+PART_NAME = "generation"  # final/generation.{json,safetensors}
+SETTINGS_FILE, WEIGHTS_FILE = f"{PART_NAME}.json", f"{PART_NAME}.safetensors"
 QUERY_GROUP = "query_tokens"
 PROJECTOR_GROUP_OF = {"image": "image_projector", "video": "video_projector"}
 DECODER_SLOTS = {"image": "decoders.image", "video": "decoders.video"}
@@ -398,28 +399,17 @@ def lm_width_of(thinker: Any) -> int:
 
 def save_generation(heads: GenerationHeads, folder: Path) -> None:
     """Write the trained queries, connectors and denoiser adapters, and what rebuilds them."""
-    from safetensors.torch import save_file
-
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in heads.trained_state().items()}
-    save_file(state, Path(folder) / WEIGHTS_FILE)
-    (Path(folder) / SETTINGS_FILE).write_text(json.dumps(heads.settings, indent=2) + "\n", encoding="utf-8")
+    save_trained_part(folder, PART_NAME, heads.settings, heads.trained_state())
 
 
 def load_generation(folder: Path, thinker: Any, device: Any, dtype: Any) -> GenerationHeads | None:
     """The generation heads a `final/` folder was trained with, decoders loaded; None if it has none."""
-    from safetensors.torch import load_file
-
     from omni_runner.paths import is_builtin
 
-    settings_path = Path(folder) / SETTINGS_FILE
-    if not settings_path.exists():
+    part = read_trained_part(folder, PART_NAME, "the generation connectors")
+    if part is None:
         return None
-    try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-        state = load_file(Path(folder) / WEIGHTS_FILE)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"{folder}: the generation connectors cannot be read ({error}); "
-                             "the folder is damaged: copy it again or train again.") from None
+    settings, state = part
     for kind_settings in settings.values():
         path = kind_settings.get("path")
         if path and is_builtin(path):  # a built-in tiny decoder is rebuilt where the cache is now
@@ -429,7 +419,7 @@ def load_generation(folder: Path, thinker: Any, device: Any, dtype: Any) -> Gene
     result = heads.load_state_dict(state, strict=False)
     missing = [name for name in result.missing_keys if name.startswith("connectors.") or "lora_" in name]
     if result.unexpected_keys or missing:
-        raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit the decoders in {settings_path} "
+        raise ModelLoadError(f"{folder / WEIGHTS_FILE} does not fit the decoders in {folder / SETTINGS_FILE} "
                              f"({', '.join((result.unexpected_keys or missing)[:3])}); train again.")
     return heads.requires_grad_(False).eval()
 
@@ -489,7 +479,7 @@ class FinalHiddenStates:
     def _keep(self, _module: Any, _inputs: Any, output: torch.Tensor) -> None:
         self.states = output
 
-    def __exit__(self, *_exc: Any) -> None:
+    def __exit__(self, *_exc: object) -> None:
         if self._handle is not None:
             self._handle.remove()
 

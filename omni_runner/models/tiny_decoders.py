@@ -27,26 +27,12 @@ Public API:
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omni_runner.models.folders import (
-    atomic_folder,
-    build_target,
-    ensure_built,
-    read_stamp_file,
-)
+from omni_runner.models.folders import TinyFamily
 from omni_runner.models.hf_env import quiet_diffusers
-from omni_runner.paths import (
-    BUILTIN_PREFIX,
-    builtin_name,
-    is_builtin,
-    resolve_model_path,
-)
 
 BUILDER_VERSION = 1
 STAMP_FILE = "omni_runner_tiny.json"
@@ -134,50 +120,17 @@ def _write_svd(folder: Path) -> dict[str, int]:
     return {"unet": _count(unet), "vae": _count(vae)}
 
 
-_BUILDERS: dict[str, Callable[[Path], dict[str, int]]] = {"tiny-sd3": _write_sd3, "tiny-svd": _write_svd}
-TINY_DECODERS = tuple(_BUILDERS)
-
-
-def _fingerprint(name: str) -> str:
-    libraries = " ".join(f"{lib} {metadata.version(lib)}" for lib in ("torch", "diffusers"))
-    return hashlib.sha256(f"{name} builder {BUILDER_VERSION} seed {SEED} {libraries}".encode()).hexdigest()
-
-
-def read_stamp(folder: Path) -> dict[str, Any] | None:
-    return read_stamp_file(folder, STAMP_FILE)
-
-
-def build_tiny_decoder(name: str, out_dir: Path) -> Path:
-    """Build the tiny decoder `name` into `out_dir`; the folder appears complete or not at all."""
-    import torch
-
-    out_dir = build_target(out_dir, read_stamp, "tiny-model")
-    with atomic_folder(out_dir) as staging, quiet_diffusers(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        parameters = _BUILDERS[name](staging)
-        stamp = {"name": name, "builder_version": BUILDER_VERSION, "fingerprint": _fingerprint(name), "seed": SEED,
-                 "parameters": parameters}
-        (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-    return out_dir
-
-
-def ensure_tiny_decoder(name: str) -> Path:
-    """The cached build of `name`, built on first use (or when its builder changed)."""
-    folder = resolve_model_path(BUILTIN_PREFIX + name, Path.cwd())
-    return ensure_built(folder, _fingerprint(name), read_stamp, lambda out: build_tiny_decoder(name, out))
+TINY_DECODER_FAMILY = TinyFamily({"tiny-sd3": _write_sd3, "tiny-svd": _write_svd},
+                     ("torch", "diffusers"), BUILDER_VERSION, SEED, STAMP_FILE, quiet_diffusers)
+TINY_DECODERS = TINY_DECODER_FAMILY.names
+read_stamp = TINY_DECODER_FAMILY.read_stamp
+build_tiny_decoder = TINY_DECODER_FAMILY.build
+ensure_tiny_decoder = TINY_DECODER_FAMILY.ensure
 
 
 def resolve_decoder_dir(path_value: str, recipe_dir: Path) -> Path:
     """A decoder path on disk; the built-in tiny decoders are built on first use."""
-    if is_builtin(path_value):
-        name = builtin_name(path_value)
-        if name not in TINY_DECODERS:
-            from omni_runner.models.load import ModelLoadError
-
-            raise ModelLoadError(f"unknown built-in decoder {path_value!r}; the built-in decoders are "
-                                 f"{', '.join(BUILTIN_PREFIX + n for n in TINY_DECODERS)}.")
-        return ensure_tiny_decoder(name)
-    return resolve_model_path(path_value, recipe_dir)
+    return TINY_DECODER_FAMILY.resolve(path_value, recipe_dir, "decoder")
 
 
 def absent_components(folder: Path) -> dict[str, None]:

@@ -14,21 +14,10 @@ Public API:
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from omni_runner.models.folders import (
-    atomic_folder,
-    build_target,
-    ensure_built,
-    read_stamp_file,
-)
+from omni_runner.models.folders import TinyFamily
 from omni_runner.models.hf_env import quiet_transformers
-from omni_runner.paths import BUILTIN_PREFIX, resolve_model_path
 
 BUILDER_VERSION = 1
 STAMP_FILE = "omni_runner_tiny.json"
@@ -73,34 +62,9 @@ def _write_whisper(folder: Path) -> dict[str, int]:
             "text_decoder": sum(p.numel() for p in model.model.decoder.parameters())}
 
 
-_BUILDERS: dict[str, Callable[[Path], dict[str, int]]] = {"tiny-siglip2": _write_siglip2, "tiny-whisper": _write_whisper}
-TINY_ENCODERS = tuple(_BUILDERS)
-
-
-def _fingerprint(name: str) -> str:
-    libraries = " ".join(f"{lib} {metadata.version(lib)}" for lib in ("torch", "transformers"))
-    return hashlib.sha256(f"{name} builder {BUILDER_VERSION} seed {SEED} {libraries}".encode()).hexdigest()
-
-
-def read_stamp(folder: Path) -> dict[str, Any] | None:
-    return read_stamp_file(folder, STAMP_FILE)
-
-
-def build_tiny_encoder(name: str, out_dir: Path) -> Path:
-    """Build the tiny encoder `name` into `out_dir`; the folder appears complete or not at all."""
-    import torch
-
-    out_dir = build_target(out_dir, read_stamp, "tiny-model")
-    with atomic_folder(out_dir) as staging, quiet_transformers(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        parameters = _BUILDERS[name](staging)
-        stamp = {"name": name, "builder_version": BUILDER_VERSION, "fingerprint": _fingerprint(name), "seed": SEED,
-                 "parameters": parameters}
-        (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-    return out_dir
-
-
-def ensure_tiny_encoder(name: str) -> Path:
-    """The cached build of `name`, built on first use (or when its builder changed)."""
-    folder = resolve_model_path(BUILTIN_PREFIX + name, Path.cwd())
-    return ensure_built(folder, _fingerprint(name), read_stamp, lambda out: build_tiny_encoder(name, out))
+TINY_ENCODER_FAMILY = TinyFamily({"tiny-siglip2": _write_siglip2, "tiny-whisper": _write_whisper},
+                     ("torch", "transformers"), BUILDER_VERSION, SEED, STAMP_FILE, quiet_transformers)
+TINY_ENCODERS = TINY_ENCODER_FAMILY.names
+read_stamp = TINY_ENCODER_FAMILY.read_stamp
+build_tiny_encoder = TINY_ENCODER_FAMILY.build
+ensure_tiny_encoder = TINY_ENCODER_FAMILY.ensure
