@@ -70,7 +70,8 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
 class CapabilityView:
     weight: float | None = None
     samples_seen: int | None = None
-    loss: float | None = None
+    loss: float | None = None  # its reply tokens' cross-entropy
+    denoising: float | None = None  # its decoder's loss (generation capabilities)
 
 
 @dataclass
@@ -178,6 +179,9 @@ class RunView:
             if isinstance(value, (int, float)):
                 self.capability_history.setdefault(cap, SeriesHistory()).add(event["step"], value)
                 self.capabilities.setdefault(cap, CapabilityView()).loss = value
+        for cap, value in (event.get("denoising_losses") or {}).items():
+            if isinstance(value, (int, float)):
+                self.capabilities.setdefault(cap, CapabilityView()).denoising = value
         if self.state in ("starting",):
             self.state = "running"
 

@@ -151,4 +151,16 @@ async def test_a_new_step_rewrites_the_numbers_in_the_capability_table(recorded_
             if str(table.get_row_at(2)[2]) == "57":
                 break
         assert table.row_count == 3
-        assert [str(cell) for cell in table.get_row_at(2)] == ["tool-calling", "0.3", "57", "0.5000"]
+        assert [str(cell) for cell in table.get_row_at(2)] == ["tool-calling", "0.3", "57", "0.5000", "—"]
+
+
+async def test_a_generation_capability_shows_its_denoising_loss_beside_its_reply_loss(recorded_run):
+    run = recorded_run("running")
+    with open(run.events, "a") as out:
+        out.write('{"t":1790000038,"type":"step","step":19,"loss":1.9,"capability_losses":{"image-generation":4.25},'
+                  '"denoising_losses":{"image-generation":0.125}}\n')
+    app = dashboard_app(run)
+    async with app.run_test(size=(160, 48)):
+        table = app.screen.query_one(CapabilityMix)
+        row = dict((r[0], r) for r in table._rows)["image-generation"]
+        assert row[3:] == ("4.2500", "0.1250")

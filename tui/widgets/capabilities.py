@@ -1,4 +1,4 @@
-"""The capability mix: weight, samples seen and current loss for each capability."""
+"""The capability mix: weight, samples seen, current loss and (generation capabilities) denoising loss for each capability."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 class CapabilityMix(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "none"
-        self.add_columns("capability", "weight", "seen", "loss")
+        self.add_columns("capability", "weight", "seen", "loss", "denoise")
         self._rows: list[tuple[str, ...]] = []
 
     def render_view(self, view: RunView) -> None:
@@ -21,6 +21,7 @@ class CapabilityMix(DataTable):
                 "—" if cap.weight is None else f"{cap.weight:g}",
                 "—" if cap.samples_seen is None else str(cap.samples_seen),
                 loss(cap.loss),
+                loss(cap.denoising),
             )
             for name, cap in sorted(view.capabilities.items())
         ]
