@@ -28,8 +28,14 @@ The denoiser and VAE stay frozen. `decoders.<kind>.freeze: false` puts LoRA adap
 decoder's projector group. A decoder loads only while a
 stage trains a capability that needs it (`GenerationHeads.use`); one with adapters stays loaded.
 
-Public API: `GenerationHeads` (`groups`, `use`, `set_trainable`, `losses`, `settings`, `kinds`),
-`load_generation_heads`, `save_generation`, `load_generation`, `QUERY_GROUP`, `PROJECTOR_GROUP_OF`.
+Public API:
+- `GenerationHeads` (`connectors`, `decoders`, `groups`, `use`, `set_trainable`, `embed_queries`,
+  `settings`, `kinds`), `Decoder` (`loss`, `encode`, `vae_only`), `QueryConnector.condition`.
+- `load_generation_heads`, `recipe_decoder_settings`, `recipe_generation_samples` (the data side,
+  without weights), `save_generation`, `load_generation` (`final/generation.{json,safetensors}`).
+- The trainer's side: `target_specs`, `settings_target_specs`, `vae_identity`, `TargetLatents`,
+  `FinalHiddenStates`, `query_states`, `step_generator`.
+- `QUERY_GROUP`, `PROJECTOR_GROUP_OF`, `SVD_FPS`, `SVD_MOTION_BUCKET`, `SVD_NOISE_AUG`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from torch import nn
 from omni_runner.models.encoders import Projector
 from omni_runner.models.folders import read_trained_part, save_trained_part
 from omni_runner.models.load import ModelLoadError
+from omni_runner.models.tiny_decoders import resolve_decoder_dir
 
 PART_NAME = "generation"  # final/generation.{json,safetensors}
 SETTINGS_FILE, WEIGHTS_FILE = f"{PART_NAME}.json", f"{PART_NAME}.safetensors"
@@ -338,13 +345,6 @@ def denoiser_config(folder: Path, kind: str) -> dict[str, Any]:
                              f"{DECODER_SLOTS[kind]}.path must be a diffusers pipeline folder.") from None
 
 
-def resolve_decoder_dir(path_value: str, recipe_dir: Path) -> Path:
-    """A decoder path on disk; the built-in tiny decoders are built on first use."""
-    from omni_runner.models.tiny_decoders import resolve_decoder_dir as resolve
-
-    return resolve(path_value, recipe_dir)
-
-
 def recipe_decoder_settings(recipe_data: dict[str, Any], recipe_dir: Path) -> dict[str, dict[str, Any]]:
     """`decoder_settings` of the recipe's decoders, read from their folders (built-in ones built); {} without any."""
     sections = recipe_data.get("decoders") or {}
@@ -388,10 +388,6 @@ def step_generator(seed: int, step: int, micro_batch: int) -> torch.Generator:
     """The noise and timestep generator of one micro-batch: a pure function of the training seed and
     the position, so a resume draws exactly what the uninterrupted run did."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 1_009 + micro_batch) % (2 ** 63))
-
-
-def lm_width_of(thinker: Any) -> int:
-    return int(thinker.config.text_config.hidden_size)
 
 
 # ---------------------------------------------------------------- final/
