@@ -54,7 +54,9 @@ def _registry_table(rows: list[dict]) -> str:
     for row in rows:
         trains = "yes" if row["trains"] else "not yet"
         lines.append(f"{row['category']:<11} {row['name']:<20} {', '.join(row['requires']):<62} {row['template']:<20} {row['eval_metric']:<28} {trains}")
-    lines += ["", "not trained yet:"] + [f"  {row['name']}: {row['not_trained_because']}" for row in rows if not row["trains"]]
+    untrained = [f"  {row['name']}: {row['not_trained_because']}" for row in rows if not row["trains"]]
+    if untrained:
+        lines += ["", "not trained yet:", *untrained]
     return "\n".join(lines)
 
 
