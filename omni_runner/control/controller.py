@@ -62,7 +62,7 @@ class Controller:
         # Signal handlers run on the main thread between bytecodes, possibly while the loop itself is
         # reading these, so they only ever increment; the loop remembers how many it has handled.
         self._signals = {"toggle": 0, "checkpoint": 0, "stop": 0}
-        self._handled = {"toggle": 0, "checkpoint": 0}
+        self._handled = {"toggle": 0, "checkpoint": 0, "stop": 0}
         self.server = ControlServer(self.run_dir, status=self._status_reply)
         interval = float((config.get("telemetry") or {}).get("interval_s", 2))
         self.telemetry = TelemetrySampler(interval, self._emit_telemetry) if telemetry else None
@@ -104,8 +104,10 @@ class Controller:
             replies = self._take_requests(save_checkpoint)
             target = self.machine.target(step, self._clock(), self._temperatures())
             self._transition(target)
-            if target.state == STOPPING and step != self._last_checkpoint_step:
-                self._checkpoint(save_checkpoint, "stop", keep_state=True)
+            stop_to_save = target.state == STOPPING and step != self._last_checkpoint_step and target.reason != "checkpoint_failed"
+            if stop_to_save and self._checkpoint(save_checkpoint, "stop", keep_state=True) is None:
+                target = self.machine.target(step, self._clock(), self._temperatures())  # the stop became a pause
+                self._transition(target)
             for request, make_reply in replies:  # replies go out once the action has taken effect
                 request.answer(make_reply())
             if target.state == STOPPING:
@@ -121,7 +123,7 @@ class Controller:
             self.machine.toggle()
         if self._take_signals("checkpoint"):
             self._checkpoint(save_checkpoint, "signal")
-        if self._signals["stop"]:
+        if self._take_signals("stop"):
             self.machine.stop()
         replies = []
         while True:
@@ -131,21 +133,29 @@ class Controller:
                 return replies
             if request.cmd == "checkpoint":
                 path = self._checkpoint(save_checkpoint, "request")
-                replies.append((request, lambda path=path: self._ok(path=str(path))))
+                replies.append((request, lambda path=path: self._ok(path=str(path)) if path is not None
+                                else {"ok": False, "error": self.machine.write_failure}))
                 continue
             {"pause": self.machine.pause, "resume": self.machine.resume,
              "toggle": self.machine.toggle, "stop": self.machine.stop}[request.cmd]()
             replies.append((request, self._ok))
 
-    def _checkpoint(self, save_checkpoint: SaveCheckpoint, reason: str, keep_state: bool = False) -> Path:
-        """Save through the trainer, once per step: a second request at the same step gets the same folder."""
+    def _checkpoint(self, save_checkpoint: SaveCheckpoint, reason: str, keep_state: bool = False) -> Path | None:
+        """Save through the trainer, once per step: a second request at the same step gets the same folder.
+        None when the write failed (the state machine then pauses or stops the run; see `_write_failed`)."""
         if self.step == self._last_checkpoint_step and self._last_checkpoint_path is not None:
             return self._last_checkpoint_path
         before = self.state
         if not keep_state:
             self._transition(Target(CHECKPOINTING, reason))
         started = time.monotonic()
-        path = Path(save_checkpoint(reason))
+        try:
+            path = Path(save_checkpoint(reason))
+        except OSError as exc:
+            self._write_failed(exc)
+            if not keep_state:
+                self._transition(Target(before, reason))
+            return None
         self._last_checkpoint_step, self._last_checkpoint_path = self.step, path
         self.status.update(last_checkpoint={"path": str(path), "step": self.step, "t": time.time()})
         self.events.emit("checkpoint", self.step, path=str(path), reason=reason,
@@ -153,6 +163,20 @@ class Controller:
         if not keep_state:
             self._transition(Target(before, reason))
         return path
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Tell the user what failed and what is safe, and let the state machine pause or stop."""
+        from omni_runner.train.checkpoint import list_checkpoints
+
+        saved = list_checkpoints(self.run_dir / "checkpoints")
+        kept = f"earlier checkpoints are intact (newest: {saved[0].name})" if saved else "there is no earlier checkpoint"
+        action = ("the run pauses: free space, then `omni-run resume`" if self.machine.settings.on_checkpoint_error == "pause"
+                  else "the run stops (controller.checkpoint.on_error: stop)")
+        detail = f"checkpoint at step {self.step} could not be written: {exc.strerror or exc}"
+        message = f"{detail} ({exc.filename or 'checkpoints/'}); the partial write was removed and {kept}; {action}"
+        self.events.emit("error", self.step, message=message, source="checkpoint")
+        print(f"error: {message}", flush=True)
+        self.machine.checkpoint_failed(detail)
 
     def _transition(self, target: Target) -> None:
         if target.state == self.state:

@@ -3,8 +3,11 @@
 States: `starting → running ⇄ paused`, `running → cooling → running`, `checkpointing`, `stopping`,
 then `finished | stopped | failed`. No I/O, no clocks, no threads: the controller feeds in the step,
 the time and the latest GPU temperatures, and applies the answer. Precedence when several apply:
-stopping > paused (the user's word) > cooling > running. So a user pause taken during a cooldown
-outlives it, and a user resume during an unfinished cooldown lands in `cooling`, not `running`.
+stopping > paused (the user's word, or a checkpoint that could not be written) > cooling > running.
+So a user pause taken during a cooldown outlives it, and a user resume during an unfinished cooldown
+lands in `cooling`, not `running`. A failed checkpoint write pauses the run (or stops it, with
+`controller.checkpoint.on_error: stop`) until the user resumes it; a stop whose own checkpoint fails
+becomes that pause too, so the steps since the last checkpoint are never thrown away unasked.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ControllerSettings:
     max_wait_s: float = 1800.0
     on_timeout: str = "continue"  # continue | stop
     checkpoint_every_steps: int = 500
+    on_checkpoint_error: str = "pause"  # pause | stop
 
     @classmethod
     def from_recipe(cls, controller: Mapping[str, Any]) -> ControllerSettings:
@@ -62,6 +66,7 @@ class ControllerSettings:
             max_wait_s=float(thermal.get("max_wait_s", defaults.max_wait_s)),
             on_timeout=str(thermal.get("on_timeout", defaults.on_timeout)),
             checkpoint_every_steps=int(checkpoint.get("every_steps", defaults.checkpoint_every_steps)),
+            on_checkpoint_error=str(checkpoint.get("on_error", defaults.on_checkpoint_error)),
         )
 
 
@@ -72,6 +77,8 @@ class StateMachine:
         self.settings = settings
         self.user_paused = False
         self.stop_requested = False
+        self._stop_reason = "user"
+        self.write_failure: str | None = None  # why the last checkpoint could not be written, until resumed
         self._scheduled_until: float | None = None
         self._last_scheduled_step = start_step  # a resumed run does not cool down at once
         self._thermal_since: float | None = None
@@ -85,12 +92,24 @@ class StateMachine:
 
     def resume(self) -> None:
         self.user_paused = False
+        self.write_failure = None
 
     def toggle(self) -> None:
-        self.user_paused = not self.user_paused
+        if self.write_failure is not None:
+            self.resume()
+        else:
+            self.user_paused = not self.user_paused
+
+    def checkpoint_failed(self, detail: str) -> None:
+        """A checkpoint could not be written: pause (a stop in progress is withdrawn, since stopping
+        now would lose the steps since the last checkpoint), or stop with `on_error: stop`."""
+        self.write_failure = detail
+        self.stop_requested = self.settings.on_checkpoint_error == "stop"
+        self._stop_reason = "checkpoint_failed"
 
     def stop(self) -> None:
         self.stop_requested = True
+        self._stop_reason = "user"
 
     # ------------------------------------------------------------ decisions
 
@@ -103,10 +122,13 @@ class StateMachine:
         self._update_schedule(step, now)
         thermal_timed_out = self._update_thermal(now, temperatures)
         if self.stop_requested:
-            return Target(STOPPING, "user")
+            failed = self._stop_reason == "checkpoint_failed"
+            return Target(STOPPING, self._stop_reason, self.write_failure if failed else None)
         if thermal_timed_out and self.settings.on_timeout == "stop":
             self.stop_requested = True
             return Target(STOPPING, "thermal", f"still above {self.settings.resume_c:g} °C after {self.settings.max_wait_s:g} s")
+        if self.write_failure is not None:
+            return Target(PAUSED, "checkpoint_failed", self.write_failure)
         if self.user_paused:
             return Target(PAUSED, "user")
         if self._thermal_since is not None:

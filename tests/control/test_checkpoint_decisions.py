@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 from omni_runner.control.controller import Controller
@@ -41,3 +44,48 @@ def test_a_signal_checkpoint_between_scheduled_ones_is_saved_and_training_goes_o
     finally:
         controller.close("finished", "done")
     assert saved == ["signal"]
+
+
+def _disk_full(reason: str) -> Path:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "checkpoints/.tmp-step-2")
+
+
+def _resume_once_paused(controller: Controller) -> None:
+    """The user's SIGUSR1, sent once the run is paused (from another thread, as a person would)."""
+    def wait_and_resume() -> None:
+        for _ in range(200):
+            if controller.state == "paused":
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+            threading.Event().wait(0.05)
+
+    threading.Thread(target=wait_and_resume, daemon=True).start()
+
+
+def test_a_scheduled_checkpoint_that_cannot_be_written_pauses_the_run_and_says_why(tmp_path):
+    controller = _controller(tmp_path / "run")
+    controller.start()
+    try:
+        _resume_once_paused(controller)
+        assert controller.at_step_boundary(2, _disk_full) is True
+    finally:
+        controller.close("finished", "done")
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    [error] = [e for e in events if e["type"] == "error"]
+    assert error["source"] == "checkpoint" and "No space left on device" in error["message"]
+    assert "omni-run resume" in error["message"]
+    states = [(e["to"], e["reason"]) for e in events if e["type"] == "state"]
+    assert states.index(("paused", "checkpoint_failed")) < states.index(("running", "resumed"))
+
+
+def test_a_stop_that_cannot_save_pauses_instead_of_losing_the_steps(tmp_path):
+    controller = _controller(tmp_path / "run")
+    controller.start()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        _resume_once_paused(controller)
+        assert controller.at_step_boundary(3, _disk_full) is True
+    finally:
+        controller.close("finished", "done")
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert ("paused", "checkpoint_failed") in [(e["to"], e["reason"]) for e in events if e["type"] == "state"]

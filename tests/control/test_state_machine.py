@@ -111,3 +111,26 @@ def test_settings_come_from_the_recipe_section():
     settings = ControllerSettings.from_recipe({"cooldown": {"every_steps": 7, "seconds": 2},
                                                "thermal": {"limit_c": 80, "resume_c": 70}})
     assert (settings.cooldown_every_steps, settings.limit_c, settings.resume_c) == (7, 80.0, 70.0)
+
+
+def test_a_checkpoint_that_could_not_be_written_pauses_with_the_reason_until_resumed():
+    machine = StateMachine(QUIET)
+    machine.checkpoint_failed("No space left on device")
+    target = machine.target(4, 0.0)
+    assert (target.state, target.reason, target.detail) == ("paused", "checkpoint_failed", "No space left on device")
+    machine.resume()
+    assert machine.target(4, 0.0).state == "running"
+
+
+def test_a_stop_whose_checkpoint_fails_becomes_a_pause():
+    machine = StateMachine(QUIET)
+    machine.stop()
+    machine.checkpoint_failed("No space left on device")
+    assert machine.target(4, 0.0).state == "paused"
+
+
+def test_on_error_stop_ends_the_run_when_a_checkpoint_cannot_be_written():
+    machine = StateMachine(ControllerSettings(cooldown_every_steps=0, checkpoint_every_steps=0, on_checkpoint_error="stop"))
+    machine.checkpoint_failed("Disk quota exceeded")
+    target = machine.target(4, 0.0)
+    assert (target.state, target.reason, target.detail) == ("stopping", "checkpoint_failed", "Disk quota exceeded")
