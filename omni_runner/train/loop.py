@@ -45,6 +45,7 @@ from omni_runner.models.load import (
 )
 from omni_runner.paths import cache_dir
 from omni_runner.run.events import EventLog
+from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.train import checkpoint as ckpt
@@ -63,7 +64,7 @@ from omni_runner.train.talker_realign import (
     is_realign_stage,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+
 class NonFiniteLossAbort(RuntimeError):
     """Too many optimizer steps had a NaN/Inf loss or gradient norm."""
 
@@ -451,18 +452,18 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
             trainer.finish()
         controller.close(outcome, "done" if outcome == "finished" else "user")
         trainer.events.emit("run_end", trainer.progress.step, state=outcome, reason="done" if outcome == "finished" else "stopped on request")
-        return EXIT_OK
+        return TrainerExit.OK
     except KeyboardInterrupt:
-        return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", EXIT_INTERRUPTED)
+        return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", TrainerExit.INTERRUPTED)
     except NonFiniteLossAbort as exc:
-        return _fail(trainer, controller, "nan", str(exc), EXIT_NAN)
+        return _fail(trainer, controller, "nan", str(exc), TrainerExit.NAN)
     except torch.OutOfMemoryError as exc:
-        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", EXIT_OOM)
+        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", TrainerExit.OOM)
     except (DataError, ModelLoadError, ckpt.CheckpointError) as exc:
-        return _fail(trainer, controller, "error", str(exc), EXIT_ERROR)
+        return _fail(trainer, controller, "error", str(exc), TrainerExit.ERROR)
     except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
         traceback.print_exc()
-        return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+        return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", TrainerExit.ERROR)
     finally:
         trainer.events.close()
 
