@@ -235,13 +235,25 @@ def _tiny_hint(folder: Path) -> str:
 
 
 def resolve_device(requested: str | None) -> Any:
+    """`hardware.device` (or a device the caller names, like "cuda:1") as a torch device.
+
+    The trainer and every loader use this one function, so a run's parameters, batches and
+    optimizer state land on the same device, and a missing GPU is a `ModelLoadError` (a message
+    for the user) everywhere. `auto` (or nothing) picks the current GPU when there is one; a bare
+    `cuda` gets the current GPU's index, so devices compare equal wherever they were resolved.
+    """
     import torch
 
     if requested in (None, "auto"):
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ModelLoadError(f"hardware.device: unknown device {requested!r}; use 'auto', 'cpu' or 'cuda'.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("hardware.device is 'cuda' but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
+        raise ModelLoadError(f"hardware.device is {requested!r} but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
     return device
 
 

@@ -40,6 +40,7 @@ from omni_runner.models.load import (
     LORA_METHODS,
     ModelLoadError,
     load_for_training,
+    resolve_device,
     set_activation_checkpointing,
     set_trainable_groups,
 )
@@ -57,7 +58,7 @@ from omni_runner.train.losses import (
     token_losses,
 )
 from omni_runner.train.optimizer import make_optimizer
-from omni_runner.train.precision import resolve_device, resolve_precision
+from omni_runner.train.precision import resolve_precision
 from omni_runner.train.schedule import lr_multiplier
 from omni_runner.train.talker_realign import (
     RunSpeech,
