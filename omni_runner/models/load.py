@@ -44,6 +44,7 @@ from typing import Any
 
 from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.models.quantization import LOADED_QUANTIZATIONS, stored_quantization
 from omni_runner.paths import (
     BUILTIN_PREFIX,
     builtin_name,
@@ -281,42 +282,38 @@ def resolve_quantization(requested: str, method: str, config: dict[str, Any]) ->
     """`auto` follows the checkpoint (a GPTQ folder stays GPTQ); qlora on an unquantized folder means bnb 4-bit."""
     if requested != "auto":
         return requested
-    stored = _stored_quantization(config)
+    stored = stored_quantization(config)
     if stored is not None:
-        return stored
+        return stored.name
     return "bnb-4bit" if method == "qlora" else "none"
-
-
-def _stored_quantization(config: dict[str, Any]) -> str | None:
-    quant = config.get("quantization_config") or config.get("thinker_config", {}).get("quantization_config")
-    if not quant:
-        return None
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "gptq":
-        return f"gptq-int{quant.get('bits', 4)}"
-    if method == "bitsandbytes":
-        return "bnb-4bit" if quant.get("load_in_4bit") else "bnb-8bit"
-    return method
 
 
 def _quantization_kwargs(
     quantization: str, config: dict[str, Any], dtype: Any, device: Any, folder: Path
 ) -> dict[str, Any]:
     """from_pretrained arguments for the quantized base; clear errors when the backend is missing."""
+    stored = stored_quantization(config)
     if quantization == "none":
-        if _stored_quantization(config):
+        if stored is not None:
             raise ModelLoadError(
-                f"{folder}/config.json describes a {_stored_quantization(config)} checkpoint, but "
+                f"{folder}/config.json describes a {stored.name} checkpoint, but "
                 "base_model.quantization is 'none'. Set it to 'auto' (or the checkpoint's scheme)."
             )
         return {}
+    if quantization not in LOADED_QUANTIZATIONS:
+        source = f"{folder}/config.json ({stored.key}: {stored.describe()})" if stored is not None else "the recipe"
+        raise ModelLoadError(
+            f"{source} asks for {quantization} weights, which the loader cannot load: it loads "
+            f"{', '.join(LOADED_QUANTIZATIONS)}. Use the unquantized model (bnb-4bit/bnb-8bit quantize it while "
+            "loading) or a GPTQ build."
+        )
     if quantization.startswith("gptq"):
         if importlib.util.find_spec("gptqmodel") is None:
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs the GPTQ backend, which is not installed: "
                 "run `pip install omni-runner[gptq]` (installs gptqmodel)."
             )
-        if not (_stored_quantization(config) or "").startswith("gptq"):
+        if stored is None or stored.method != "gptq":
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs a GPTQ-quantized checkpoint, but {folder}/config.json "
                 "has no GPTQ quantization_config. Use a GPTQ folder, or bnb-4bit/bnb-8bit to quantize while loading."
@@ -348,7 +345,6 @@ def _quantization_kwargs(
         else:
             bnb = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
         return {"quantization_config": bnb}
-    raise ModelLoadError(f"base_model.quantization: unknown value {quantization!r}.")
 
 
 # ---------------------------------------------------------------- loading
