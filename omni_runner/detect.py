@@ -17,6 +17,7 @@ from typing import Any
 from omni_runner import param_count
 from omni_runner.capabilities import MODALITIES
 from omni_runner.models.quantization import stored_quantization
+from omni_runner.plain_yaml import YAMLError, load_plain_yaml
 
 ROLES = ("base", "encoder", "decoder")
 _TEXT = ("text_in", "text_out")
@@ -544,10 +545,8 @@ def _detect_nemo(archive: Path) -> Detection:
 
 
 def _parse_yaml(text: str, source: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML, YAMLError
-
     try:
-        data = YAML(typ="safe", pure=True).load(text)
+        data = load_plain_yaml(text)
     except YAMLError as error:
         raise DetectionError(f"{source}: model_config.yaml is not valid YAML ({error}).") from None
     if not isinstance(data, dict):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
@@ -126,12 +127,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def allowed_restarts(run: RunDir) -> int:
     """`controller.restarts` from the run's resolved recipe (0 when unreadable)."""
-    from ruamel.yaml import YAML
-
     try:
-        data = YAML(typ="safe", pure=True).load(run.recipe.read_text())
+        data = read_plain_yaml(run.recipe)
         return int(data["controller"]["restarts"])
-    except (OSError, KeyError, TypeError, ValueError):
+    except (OSError, YAMLError, KeyError, TypeError, ValueError):
         return 0
 
 

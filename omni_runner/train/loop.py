@@ -45,6 +45,7 @@ from omni_runner.models.load import (
     set_trainable_groups,
 )
 from omni_runner.paths import cache_dir
+from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
@@ -83,12 +84,6 @@ class Progress:
     data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict(), taken when checkpointing
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load(path.read_text())
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -102,7 +97,7 @@ class Trainer:
 
     def __init__(self, run: RunDir, resume: bool) -> None:
         self.run = run
-        self.recipe = _read_yaml(run.recipe)
+        self.recipe = read_plain_yaml(run.recipe)
         self.plan = json.loads(run.plan.read_text())
         self.stages: list[dict[str, Any]] = self.plan["stages"]
         self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
