@@ -28,7 +28,8 @@ Public API:
   The generation groups (`GENERATION_GROUPS`: decoder projectors, query tokens) are set on `generation`.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
-- `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`.
+- `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`;
+  `load_recipe_processor(recipe_data, recipe_dir)`: the base model's processor, for `data check|preview`.
 - `ModelLoadError`: a human message (what is wrong, where, what to do); no traceback for users.
 - `GROUPS`: the group names.
 """
@@ -348,6 +349,13 @@ def _quantization_kwargs(
 
 
 # ---------------------------------------------------------------- loading
+
+
+def load_recipe_processor(recipe_data: dict[str, Any], recipe_dir: Path) -> Any:
+    """The processor of the recipe's base model (building the built-in tiny model first if needed), for
+    the commands that read data without training: its tokenizer renders every record, and it expands
+    media placeholders exactly as training does. `ModelLoadError` when the folder is unusable."""
+    return load_processor(resolve_model_dir(str((recipe_data.get("base_model") or {}).get("path", "")), Path(recipe_dir)))
 
 
 def load_processor(folder: Path) -> Any:
