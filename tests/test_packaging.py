@@ -1,5 +1,6 @@
-"""The wheel ships every package: a folder of Python files missing from pyproject.toml is missing from
-`pip install` (an editable install hides that)."""
+"""The wheel ships every package and declares every dependency: a folder of Python files missing from
+pyproject.toml is missing from `pip install`, and so is an imported package nobody declared (an editable
+install into a full venv hides both)."""
 
 from __future__ import annotations
 
