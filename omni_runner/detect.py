@@ -16,6 +16,8 @@ from typing import Any
 
 from omni_runner import param_count
 from omni_runner.capabilities import MODALITIES
+from omni_runner.models.quantization import stored_quantization
+from omni_runner.plain_yaml import YAMLError, load_plain_yaml
 
 ROLES = ("base", "encoder", "decoder")
 _TEXT = ("text_in", "text_out")
@@ -143,22 +145,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _quantization(config: dict[str, Any], findings: _Findings) -> str | None:
     """Name the weight quantization from `quantization_config` (GPTQ, AWQ, bitsandbytes, ...)."""
-    key = "quantization_config"
-    quant = config.get(key)
-    if not isinstance(quant, dict) and isinstance(config.get("thinker_config"), dict):
-        key, quant = "thinker_config.quantization_config", config["thinker_config"].get("quantization_config")
-    if not isinstance(quant, dict):
+    stored = stored_quantization(config)
+    if stored is None:
         return None
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "bitsandbytes" or "load_in_4bit" in quant or "load_in_8bit" in quant:
-        name = "bnb-4bit" if quant.get("load_in_4bit") else "bnb-8bit"
-    elif method in ("gptq", "awq") and quant.get("bits"):
-        name = f"{method}-int{quant['bits']}"
-    else:
-        name = method or "unknown"
-    detail = ", ".join(f"{k} {quant[k]}" for k in ("bits", "group_size") if k in quant)
-    findings.add("config.json", f"{key}.quant_method", f"{method or 'quantized'}{' (' + detail + ')' if detail else ''}: weights are {name}")
-    return name
+    findings.add("config.json", f"{stored.key}.quant_method", f"{stored.describe()}: weights are {stored.name}")
+    return stored.name
 
 
 def _text_section(config: dict[str, Any]) -> dict[str, Any]:
@@ -554,10 +545,8 @@ def _detect_nemo(archive: Path) -> Detection:
 
 
 def _parse_yaml(text: str, source: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML, YAMLError
-
     try:
-        data = YAML(typ="safe", pure=True).load(text)
+        data = load_plain_yaml(text)
     except YAMLError as error:
         raise DetectionError(f"{source}: model_config.yaml is not valid YAML ({error}).") from None
     if not isinstance(data, dict):

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omni_tui.state import RunView
 
+from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import read_status
 from omni_runner.run.tail import (
@@ -89,7 +89,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _read_yaml(path: Path) -> dict[str, Any] | None:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_plain_yaml(path)
+    except (OSError, YAMLError):
         return None
     return data if isinstance(data, dict) else None

@@ -231,17 +231,14 @@ def run(args: argparse.Namespace) -> int:
         offline_hub()
         if args.action == "prepare":
             return _prepare(recipe, args)
-        from omni_runner.data.check import (
-            check_data,
-            load_processor_for,
-            preview_samples,
-        )
+        from omni_runner.data.check import check_data, preview_samples
 
         base_dir = Path(recipe.source).parent
         from omni_runner.models.encoders import external_features_for
         from omni_runner.models.generation import recipe_generation_samples
+        from omni_runner.models.load import load_recipe_processor
 
-        processor = load_processor_for(recipe.data, base_dir)
+        processor = load_recipe_processor(recipe.data, base_dir)
         external = external_features_for(recipe.data, base_dir, processor)
         generation = recipe_generation_samples(recipe.data, base_dir, processor.tokenizer.pad_token_id)
         if args.action == "check":

@@ -7,7 +7,7 @@ Pipeline and public API (torch is imported only inside the functions that build 
     from omni_runner.data.packing import collate_packed, collate_padded, block_diagonal_causal_mask
     from omni_runner.data.render import render_sample, render_prompt, template_for, split_reasoning
     from omni_runner.data.toolcalls import tool_calls_match, parse_tool_calls
-    from omni_runner.data.check import check_data, load_processor_for
+    from omni_runner.data.check import check_data, preview_samples  # the processor comes from models.load
     from omni_runner.data.multimodal import encode_media, processor_features, rope_positions
 
     sources = build_sources(recipe.data, recipe_dir)            # DataError when a bad fraction passes its limit

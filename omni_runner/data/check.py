@@ -21,26 +21,15 @@ from omni_runner.data.conversation import (
     DataError,
     RecordError,
 )
+from omni_runner.data.external import ExternalFeatures
+from omni_runner.data.generation import GenerationSamples, is_generation
 from omni_runner.data.media import MEDIA_KINDS, media_info
 from omni_runner.data.mixer import Draw
 from omni_runner.data.multimodal import media_order
 from omni_runner.data.packing import Sample
 from omni_runner.data.render import Rendered, render_sample, template_for
 from omni_runner.data.sources import DataSource, active_capabilities, build_sources
-from omni_runner.data.external import ExternalFeatures
-from omni_runner.data.generation import GenerationSamples, is_generation
 from omni_runner.data.stream import SamplePreparer, mixer_for
-
-
-def load_processor_for(recipe: dict[str, Any], base_dir: Path) -> Any:
-    """The base model's processor (building the built-in tiny model first if needed): its tokenizer
-    renders every record, and it expands media placeholders exactly as training does.
-
-    Raises `models.load.ModelLoadError` when the model folder or its processor files are unusable.
-    """
-    from omni_runner.models.load import load_processor, resolve_model_dir
-
-    return load_processor(resolve_model_dir(str((recipe.get("base_model") or {}).get("path", "")), base_dir))
 
 
 def _capability_of(recipe: dict[str, Any], capabilities: list[str] | None) -> dict[str, str]:

@@ -28,7 +28,8 @@ Public API:
   The generation groups (`GENERATION_GROUPS`: decoder projectors, query tokens) are set on `generation`.
 - `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
-- `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`.
+- `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`;
+  `load_recipe_processor(recipe_data, recipe_dir)`: the base model's processor, for `data check|preview`.
 - `ModelLoadError`: a human message (what is wrong, where, what to do); no traceback for users.
 - `GROUPS`: the group names.
 """
@@ -44,6 +45,7 @@ from typing import Any
 
 from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.models.quantization import LOADED_QUANTIZATIONS, stored_quantization
 from omni_runner.paths import (
     BUILTIN_PREFIX,
     builtin_name,
@@ -235,13 +237,25 @@ def _tiny_hint(folder: Path) -> str:
 
 
 def resolve_device(requested: str | None) -> Any:
+    """`hardware.device` (or a device the caller names, like "cuda:1") as a torch device.
+
+    The trainer and every loader use this one function, so a run's parameters, batches and
+    optimizer state land on the same device, and a missing GPU is a `ModelLoadError` (a message
+    for the user) everywhere. `auto` (or nothing) picks the current GPU when there is one; a bare
+    `cuda` gets the current GPU's index, so devices compare equal wherever they were resolved.
+    """
     import torch
 
     if requested in (None, "auto"):
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ModelLoadError(f"hardware.device: unknown device {requested!r}; use 'auto', 'cpu' or 'cuda'.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("hardware.device is 'cuda' but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
+        raise ModelLoadError(f"hardware.device is {requested!r} but torch sees no CUDA GPU; use 'auto' or 'cpu'.")
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -269,42 +283,38 @@ def resolve_quantization(requested: str, method: str, config: dict[str, Any]) ->
     """`auto` follows the checkpoint (a GPTQ folder stays GPTQ); qlora on an unquantized folder means bnb 4-bit."""
     if requested != "auto":
         return requested
-    stored = _stored_quantization(config)
+    stored = stored_quantization(config)
     if stored is not None:
-        return stored
+        return stored.name
     return "bnb-4bit" if method == "qlora" else "none"
-
-
-def _stored_quantization(config: dict[str, Any]) -> str | None:
-    quant = config.get("quantization_config") or config.get("thinker_config", {}).get("quantization_config")
-    if not quant:
-        return None
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "gptq":
-        return f"gptq-int{quant.get('bits', 4)}"
-    if method == "bitsandbytes":
-        return "bnb-4bit" if quant.get("load_in_4bit") else "bnb-8bit"
-    return method
 
 
 def _quantization_kwargs(
     quantization: str, config: dict[str, Any], dtype: Any, device: Any, folder: Path
 ) -> dict[str, Any]:
     """from_pretrained arguments for the quantized base; clear errors when the backend is missing."""
+    stored = stored_quantization(config)
     if quantization == "none":
-        if _stored_quantization(config):
+        if stored is not None:
             raise ModelLoadError(
-                f"{folder}/config.json describes a {_stored_quantization(config)} checkpoint, but "
+                f"{folder}/config.json describes a {stored.name} checkpoint, but "
                 "base_model.quantization is 'none'. Set it to 'auto' (or the checkpoint's scheme)."
             )
         return {}
+    if quantization not in LOADED_QUANTIZATIONS:
+        source = f"{folder}/config.json ({stored.key}: {stored.describe()})" if stored is not None else "the recipe"
+        raise ModelLoadError(
+            f"{source} asks for {quantization} weights, which the loader cannot load: it loads "
+            f"{', '.join(LOADED_QUANTIZATIONS)}. Use the unquantized model (bnb-4bit/bnb-8bit quantize it while "
+            "loading) or a GPTQ build."
+        )
     if quantization.startswith("gptq"):
         if importlib.util.find_spec("gptqmodel") is None:
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs the GPTQ backend, which is not installed: "
                 "run `pip install omni-runner[gptq]` (installs gptqmodel)."
             )
-        if not (_stored_quantization(config) or "").startswith("gptq"):
+        if stored is None or stored.method != "gptq":
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs a GPTQ-quantized checkpoint, but {folder}/config.json "
                 "has no GPTQ quantization_config. Use a GPTQ folder, or bnb-4bit/bnb-8bit to quantize while loading."
@@ -336,10 +346,16 @@ def _quantization_kwargs(
         else:
             bnb = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
         return {"quantization_config": bnb}
-    raise ModelLoadError(f"base_model.quantization: unknown value {quantization!r}.")
 
 
 # ---------------------------------------------------------------- loading
+
+
+def load_recipe_processor(recipe_data: dict[str, Any], recipe_dir: Path) -> Any:
+    """The processor of the recipe's base model (building the built-in tiny model first if needed), for
+    the commands that read data without training: its tokenizer renders every record, and it expands
+    media placeholders exactly as training does. `ModelLoadError` when the folder is unusable."""
+    return load_processor(resolve_model_dir(str((recipe_data.get("base_model") or {}).get("path", "")), Path(recipe_dir)))
 
 
 def load_processor(folder: Path) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
+from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
 from omni_runner.recipe.schema import child_schema, recipe_schema
@@ -115,6 +116,13 @@ def _base_model(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
             f"the trainer loads Qwen2.5-Omni base models only, and this is {base.detection.model_type}",
             recipe.location(("base_model", "path")), "base_model.path",
             "use a Qwen2.5-Omni folder (Qwen2.5-Omni-7B, -3B, -7B-GPTQ-Int4, or builtin:tiny-qwen2.5-omni)",
+        )
+    stored = base.detection.quantization if base is not None else None
+    if stored and stored not in LOADED_QUANTIZATIONS and (recipe.data.get("base_model") or {}).get("quantization", "auto") == "auto":
+        yield error(
+            f"the base model's weights are {stored}, which the loader cannot load (it loads {', '.join(LOADED_QUANTIZATIONS)})",
+            recipe.location(("base_model", "path")), "base_model.path",
+            "use the unquantized model (base_model.quantization bnb-4bit or bnb-8bit quantizes it while loading) or a GPTQ build",
         )
 
 

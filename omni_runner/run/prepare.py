@@ -10,7 +10,6 @@ No torch here: `omni-run RECIPE` prepares the run in the parent and only the chi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -18,8 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
+from omni_runner.plain_yaml import dump_plain_yaml
 from omni_runner.run.rundir import RunDir, create_run_dir
 
 
@@ -31,16 +29,11 @@ def self_contained(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_recipe_yaml(data: dict[str, Any], source: Path) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buffer = io.StringIO()
-    yaml.dump(data, buffer)
     header = (
         f"# Resolved from {source} on {time.strftime('%Y-%m-%d %H:%M:%S')}:\n"
         "# extends merged, variables and --set overrides applied, defaults filled in, paths absolute.\n"
     )
-    return header + buffer.getvalue()
+    return header + dump_plain_yaml(data)
 
 
 def _run_folder(name: str, runs_dir: str, run_dir: Path | None) -> RunDir:

@@ -19,16 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.events import EventLog
+from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import read_status, write_json_atomic
-
-# Trainer exit codes (docs/internals.md).
-EXIT_FINISHED = 0
-EXIT_ERROR = 1
-EXIT_NAN = 3
-EXIT_OOM = 4
-EXIT_INTERRUPTED = 130  # a second stop signal: stopped at once, no checkpoint
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
 # Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
@@ -68,21 +63,21 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
         else:
             why, hint = f"The trainer was killed by {name}.", None
         return ExitReport(None, name, "killed", why, hint)
-    if returncode == EXIT_OOM or any(marker in log_tail for marker in _OOM_MARKERS):
+    if returncode == TrainerExit.OOM or any(marker in log_tail for marker in _OOM_MARKERS):
         return ExitReport(returncode, None, "oom", "The GPU ran out of memory.", _oom_suggestion(plan))
-    if returncode == EXIT_NAN:
+    if returncode == TrainerExit.NAN:
         return ExitReport(
             returncode, None, "nan",
             "Training stopped after too many steps with a NaN or infinite loss.",
             "Lower training.lr or raise training.warmup_steps, and check the data with `omni-run data check`.",
         )
-    if returncode == EXIT_INTERRUPTED:
+    if returncode == TrainerExit.INTERRUPTED:
         return ExitReport(
             returncode, None, "interrupted",
             "The trainer was stopped at once by a second stop signal, without a checkpoint.",
             "Continue from the last checkpoint with `omni-run resume RUN`; the steps after it are lost.",
         )
-    if returncode == EXIT_FINISHED:
+    if returncode == TrainerExit.OK:
         if final_state == "stopped":
             return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
         return ExitReport(0, None, "ok", "The run finished.", None)
@@ -132,12 +127,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def allowed_restarts(run: RunDir) -> int:
     """`controller.restarts` from the run's resolved recipe (0 when unreadable)."""
-    from ruamel.yaml import YAML
-
     try:
-        data = YAML(typ="safe", pure=True).load(run.recipe.read_text())
+        data = read_plain_yaml(run.recipe)
         return int(data["controller"]["restarts"])
-    except (OSError, KeyError, TypeError, ValueError):
+    except (OSError, YAMLError, KeyError, TypeError, ValueError):
         return 0
 
 

@@ -40,11 +40,14 @@ from omni_runner.models.load import (
     LORA_METHODS,
     ModelLoadError,
     load_for_training,
+    resolve_device,
     set_activation_checkpointing,
     set_trainable_groups,
 )
 from omni_runner.paths import cache_dir
+from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.events import EventLog
+from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.train import checkpoint as ckpt
@@ -56,14 +59,14 @@ from omni_runner.train.losses import (
     token_losses,
 )
 from omni_runner.train.optimizer import make_optimizer
-from omni_runner.train.precision import resolve_device, resolve_precision
+from omni_runner.train.precision import resolve_precision
 from omni_runner.train.schedule import lr_multiplier
 from omni_runner.train.talker_realign import (
     RunSpeech,
     is_realign_stage,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_NAN, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+
 class NonFiniteLossAbort(RuntimeError):
     """Too many optimizer steps had a NaN/Inf loss or gradient norm."""
 
@@ -81,12 +84,6 @@ class Progress:
     data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict(), taken when checkpointing
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load(path.read_text())
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -100,7 +97,7 @@ class Trainer:
 
     def __init__(self, run: RunDir, resume: bool) -> None:
         self.run = run
-        self.recipe = _read_yaml(run.recipe)
+        self.recipe = read_plain_yaml(run.recipe)
         self.plan = json.loads(run.plan.read_text())
         self.stages: list[dict[str, Any]] = self.plan["stages"]
         self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
@@ -451,18 +448,18 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
             trainer.finish()
         controller.close(outcome, "done" if outcome == "finished" else "user")
         trainer.events.emit("run_end", trainer.progress.step, state=outcome, reason="done" if outcome == "finished" else "stopped on request")
-        return EXIT_OK
+        return TrainerExit.OK
     except KeyboardInterrupt:
-        return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", EXIT_INTERRUPTED)
+        return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", TrainerExit.INTERRUPTED)
     except NonFiniteLossAbort as exc:
-        return _fail(trainer, controller, "nan", str(exc), EXIT_NAN)
+        return _fail(trainer, controller, "nan", str(exc), TrainerExit.NAN)
     except torch.OutOfMemoryError as exc:
-        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", EXIT_OOM)
+        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", TrainerExit.OOM)
     except (DataError, ModelLoadError, ckpt.CheckpointError) as exc:
-        return _fail(trainer, controller, "error", str(exc), EXIT_ERROR)
+        return _fail(trainer, controller, "error", str(exc), TrainerExit.ERROR)
     except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
         traceback.print_exc()
-        return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+        return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", TrainerExit.ERROR)
     finally:
         trainer.events.close()
 

@@ -1,4 +1,4 @@
-"""Device and numeric precision: which autocast dtype, and whether gradients need a scaler.
+"""Numeric precision on the resolved device: which autocast dtype, and whether gradients need a scaler.
 
 On CPU the loop runs in fp32: CPU autocast is slow for small matrices and the exact-resume
 guarantee is stated for CPU. On CUDA, `auto` picks bf16 where the GPU supports it, else fp16;
@@ -31,15 +31,6 @@ class Precision:
     def grad_scaler(self) -> torch.amp.GradScaler:
         """Enabled only for fp16; a disabled scaler is a no-op that still saves/loads state."""
         return torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
-
-
-def resolve_device(requested: str) -> torch.device:
-    """`hardware.device`: auto picks the first GPU when there is one."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("hardware.device is 'cuda' but no CUDA GPU is visible to torch; use 'auto' or 'cpu'")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
 
 
 def resolve_precision(requested: str, device: torch.device) -> Precision:

@@ -116,6 +116,18 @@ def test_models_on_disk_are_detected_not_looked_up(models: Path, write_recipe):
     assert not any("known-architecture" in w for w in plan["warnings"])
 
 
+def test_an_awq_base_model_is_refused_at_its_path_because_the_loader_cannot_load_it(models: Path, write_recipe, tmp_path: Path):
+    config = json.loads((models / "qwen2.5-omni-7b-gptq-int4" / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+    (tmp_path / "awq-model").mkdir()
+    (tmp_path / "awq-model" / "config.json").write_text(json.dumps(config))
+
+    [problem] = _errors(_cot_recipe(write_recipe, f"{{path: {tmp_path / 'awq-model'}}}"))
+
+    assert problem.field == "base_model.path" and problem.location.line == 2
+    assert "weights are awq-int4, which the loader cannot load" in problem.message
+
+
 def test_text_stage_trains_lora_only_and_keeps_media_modules_unloaded(no_data_root):
     text = _stage(_full_omni(no_data_root), "text")
     assert [g["module"] for g in text["trainable"]] == ["thinker.lora"]

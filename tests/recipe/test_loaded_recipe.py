@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from ruamel.yaml import YAML
 
+from omni_runner.plain_yaml import dump_plain_yaml
 from omni_runner.recipe import Location, RecipeError, load_recipe
 from omni_runner.recipe.schema import recipe_schema
 from tests.recipe.conftest import VALID
@@ -103,7 +101,5 @@ def test_resolved_data_written_out_loads_back_to_the_same_data(write, tmp_path):
     write("recipes/base.yaml", "training: {seed: 3}\nencoders:\n  vision: {path: ../models/siglip}\n")
     source = write("recipes/r.yaml", "extends: base.yaml\n" + VALID + "stages: [{name: only}]\n")
     resolved = load_recipe(source, overrides=["training.lr=3e-4"], environ={}).data
-    out = io.StringIO()
-    YAML(typ="safe").dump(resolved, out)
-    copy = write("runs/x/recipe.yaml", out.getvalue())
+    copy = write("runs/x/recipe.yaml", dump_plain_yaml(resolved))
     assert load_recipe(copy, environ={}).data == resolved

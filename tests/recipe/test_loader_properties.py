@@ -5,15 +5,14 @@ Never a traceback from YAML, jsonschema or our own code: a person must always ge
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from ruamel.yaml import YAML
 
+from omni_runner.plain_yaml import dump_plain_yaml, load_plain_yaml
 from omni_runner.recipe import Recipe, RecipeError, load_recipe
 from omni_runner.recipe.schema import recipe_schema, resolve
 from omni_runner.recipe.validator import iter_violations
@@ -71,7 +70,7 @@ def _paths(value, prefix=()):
 @st.composite
 def mutated_recipes(draw) -> dict:
     """VALID as data, with one to four values replaced, deleted or added anywhere."""
-    recipe = YAML(typ="safe").load(VALID + "training: {lr: 1.0e-4, lora: {r: 8}}\nstages: [{name: a}]\n")
+    recipe = load_plain_yaml(VALID + "training: {lr: 1.0e-4, lora: {r: 8}}\nstages: [{name: a}]\n")
     for _ in range(draw(st.integers(1, 4))):
         target = draw(st.sampled_from([p for p in _paths(recipe) if p]))
         parent = recipe
@@ -90,9 +89,7 @@ def mutated_recipes(draw) -> dict:
 @SETTINGS
 @given(recipe=mutated_recipes(), data=st.data())
 def test_mutated_valid_recipes(recipe_file, recipe, data):
-    out = io.StringIO()
-    YAML(typ="safe").dump(recipe, out)
-    recipe_file.write_text(out.getvalue())
+    recipe_file.write_text(dump_plain_yaml(recipe))
     overrides = data.draw(st.lists(st.text(max_size=8) | st.sampled_from(
         ["training.lr=x", "stages.0.name=a", "capabilities.cot.weight=2", "name=", "a..b=1", "=1"]), max_size=2))
     capabilities = data.draw(st.none() | st.lists(st.sampled_from(["cot", "vision-qa", "nope", ""]), max_size=2))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
-from ruamel.yaml import YAML
+import tomllib
+
+from omni_runner.plain_yaml import read_plain_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_hook_runs_the_validate_console_script_on_recipe_files():
-    [hook] = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
+    [hook] = read_plain_yaml(REPO / ".pre-commit-hooks.yaml")
     assert (hook["id"], hook["language"], hook["entry"]) == ("omni-run-validate", "python", "omni-run validate")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert "omni-run" in scripts

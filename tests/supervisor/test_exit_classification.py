@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
+from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.supervisor import RESTARTABLE_CAUSES, classify_exit
 
 PLAN = {"stages": [{"micro_batch": 4, "seq_len": 2048, "gradient_checkpointing": False}]}
+
+
+# The cause each code the trainer can return must get; a code added to TrainerExit fails here until
+# the supervisor names it.
+CAUSE_OF = {
+    TrainerExit.OK: "ok",
+    TrainerExit.ERROR: "error",
+    TrainerExit.NAN: "nan",
+    TrainerExit.OOM: "oom",
+    TrainerExit.INTERRUPTED: "interrupted",
+}
+
+
+@pytest.mark.parametrize("code", list(TrainerExit), ids=lambda code: code.name)
+def test_every_code_the_trainer_can_return_is_classified_as_its_own_cause(code):
+    final_state = "finished" if code == TrainerExit.OK else "failed"
+    assert classify_exit(int(code), final_state, "", PLAN).cause == CAUSE_OF[code]
 
 
 def test_clean_exit_after_finishing_is_ok():

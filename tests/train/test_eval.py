@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from omni_runner.data.conversation import Message
 from omni_runner.data.render import assistant_text, template_for
 from omni_runner.data.sources import open_source
 from omni_runner.eval import evaluate, reply_matches
+from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.prepare import prepare_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_evaluate_scores_the_held_out_set_on_a_real_tiny_model_and_writes_result
     from omni_runner.models.load import load_for_training
 
     run = prepare_run(TINY, ["eval.max_samples=2", "eval.max_new_tokens=4"], None, run_dir=tmp_path / "run")
-    recipe = YAML(typ="safe", pure=True).load(run.recipe.read_text())
+    recipe = read_plain_yaml(run.recipe)
     loaded = load_for_training(recipe, run.path, "cpu")
 
     results = evaluate(loaded, recipe, run.path, eval_dir=run.eval)

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from omni_runner.paths import BUNDLED_DATA_DIR
+from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.prepare import prepare_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def test_relative_data_paths_of_a_parent_recipe_are_absolute_in_the_run_and_exte
 
     run = prepare_run(child_dir / "recipe.yaml", [], None, run_dir=tmp_path / "run")
 
-    written = YAML(typ="safe", pure=True).load(run.recipe.read_text())
+    written = read_plain_yaml(run.recipe)
     assert written["datasets"]["xlam"]["path"] == str((parent_dir / "data" / "calls.jsonl").resolve())
     assert written["datasets"]["cot"]["path"] == "builtin:cot/cot_collection.jsonl"
     assert "extends" not in written and written["name"] == "child"
