@@ -20,6 +20,7 @@ from omni_runner.data.conversation import (
     MediaTarget,
     Message,
     RecordError,
+    check_renderable,
 )
 
 Record = dict[str, Any]
@@ -164,11 +165,6 @@ def _split_think(content: str) -> tuple[str | None, str]:
     return (match.group(1).strip(), match.group(2)) if match else (None, content)
 
 
-def _require_assistant(messages: list[Message]) -> None:
-    if not any(m.role == "assistant" for m in messages):
-        raise RecordError("no assistant turn to learn from")
-
-
 def openai_messages(record: Record) -> Conversation:
     """OpenAI chat format: `messages` [{role, content, tool_calls?}], optional `tools` and media columns."""
     raw_messages = _field(record, "messages", list)
@@ -196,7 +192,6 @@ def openai_messages(record: Record) -> Conversation:
         if isinstance(content, str):
             content = _with_media_parts(content)
         messages.append(Message(role, content, reasoning=reasoning, tool_calls=calls or None))
-    _require_assistant(messages)
     media = _media_lists(record)
     _check_media_count(messages, media)
     return Conversation(messages, tools=tools, **media)
@@ -239,7 +234,6 @@ def sharegpt(record: Record) -> Conversation:
             messages.append(Message("assistant", _with_media_parts(answer), reasoning=reasoning))
         else:
             messages.append(Message(role, _with_media_parts(value)))
-    _require_assistant(messages)
     media = _media_lists(record)
     _check_media_count(messages, media)
     return Conversation(messages, tools=tools, **media)
@@ -273,7 +267,6 @@ def hermes(record: Record) -> Conversation:
             messages.append(Message("tool", response.group(1).strip() if response else value))
         else:
             messages.append(Message(role, value))
-    _require_assistant(messages)
     return Conversation(messages, tools=tools)
 
 
@@ -538,4 +531,8 @@ def adapt(format_name: str, record: Any) -> Conversation:
         adapter = ADAPTERS[format_name]
     except KeyError:
         raise RecordError(f"no adapter for format '{format_name}' (known: {', '.join(ADAPTERS)})") from None
-    return adapter(record)
+    conversation = adapter(record)
+    check_renderable(conversation)
+    if conversation.generation is not None and conversation.generation is not conversation:
+        check_renderable(conversation.generation)
+    return conversation

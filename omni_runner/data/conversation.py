@@ -75,3 +75,39 @@ class BadRecord:
 
 class DataError(Exception):
     """A data problem that stops the run (too many bad records, unreadable file); str() is the message."""
+
+
+def check_renderable(conversation: Conversation) -> None:
+    """Raise RecordError unless the chat template (Qwen2.5-Omni's ChatML) can render the conversation
+    and it teaches something, so a bad record is counted with its file:line instead of crashing the
+    renderer mid-run. What rendering needs: a system prompt only as the first turn; a user turn before
+    the first reply (the reply's tokens are located by rendering what precedes it); a user or tool turn
+    between two replies; tool results only after a reply that calls tools; and every reply carrying
+    content or tool calls, except a generation request's (it may be "", the target is what it produces).
+    """
+    messages = conversation.messages
+    if not any(m.role == "assistant" for m in messages):
+        raise RecordError("no assistant turn to learn from")
+    previous: Message | None = None
+    for number, message in enumerate(messages, start=1):
+        turn = f"turn {number} ({message.role})"
+        if message.role == "system" and previous is not None:
+            raise RecordError(f"{turn}: a system prompt may only be the first turn")
+        if message.role == "assistant":
+            if previous is None or previous.role == "system":
+                raise RecordError(f"{turn}: a reply needs a user turn before it")
+            if previous.role == "assistant":
+                raise RecordError(f"{turn}: two replies in a row; a user or tool turn must come between")
+            if conversation.target is None and not message.tool_calls and not _has_content(message.content):
+                raise RecordError(f"{turn}: a reply with no content and no tool calls")
+        if message.role == "tool" and not (
+            previous is not None and (previous.role == "tool" or (previous.role == "assistant" and previous.tool_calls))
+        ):
+            raise RecordError(f"{turn}: a tool result with no tool call before it")
+        previous = message
+
+
+def _has_content(content: str | list[dict[str, Any]]) -> bool:
+    if isinstance(content, str):
+        return bool(content.strip())
+    return any(part.get("type") != "text" or str(part.get("text") or "").strip() for part in content)

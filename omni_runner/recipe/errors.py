@@ -39,11 +39,11 @@ class Diagnostic(NamedTuple):
     def render(self) -> str:
         """Compiler style: `file:line:col: error: message (field)`, then an indented hint."""
         where = str(self.location) if self.location else "<command line>"
-        text = f"{where}: {self.severity}: {self.message}"
+        text = f"{where}: {self.severity}: {_visible(self.message)}"
         if self.field:
-            text += f" ({self.field})"
+            text += f" ({_visible(self.field)})"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    hint: {_visible(self.hint)}"
         return text
 
     def to_json(self) -> dict:
@@ -81,6 +81,18 @@ def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
         return (0, "", 0, 0) if loc is None else (1, str(loc.file), loc.line, loc.col)
 
     return sorted(diagnostics, key=key)
+
+
+def _visible(text: str) -> str:
+    """Control and invisible format characters from the recipe, written as `\\u202e`: echoed raw they
+    could reorder or hide the rest of the terminal line."""
+    if text.replace("\n", "").isprintable():
+        return text
+    import unicodedata  # only needed when something odd is echoed
+
+    return "".join(
+        f"\\u{ord(c):04x}" if c != "\n" and unicodedata.category(c) in ("Cc", "Cf") else c for c in text
+    )
 
 
 def error(message: str, location: Location | None, field: str = "", hint: str | None = None) -> Diagnostic:

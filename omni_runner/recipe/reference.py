@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.recipe.schema import recipe_schema, resolve, types_of
+from omni_runner.recipe.sources import MAX_EXTENDS_DEPTH, MAX_FILE_BYTES, MAX_FILES
+from omni_runner.recipe.yaml_source import MAX_NESTING, MAX_VALUES
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "recipe-reference.md"
 REGENERATE = "python -m omni_runner.recipe.reference"
@@ -31,6 +33,13 @@ def render_reference() -> str:
         "Every recipe may start with `# yaml-language-server: $schema=../schemas/recipe.schema.json` so editors "
         "complete and check it. Unknown keys are errors at every depth. Strings may use `${VAR}` and "
         "`${VAR:-default}` from the environment; `omni-run ... --set a.b.c=VALUE` overrides any field.",
+        "",
+        (f"Limits, so that a hostile or mistaken file fails in well under a second: a recipe file is at most "
+        f"{MAX_FILE_BYTES // 1024 // 1024} MiB of UTF-8 text without control or text-direction characters, "
+        f"nests at most {MAX_NESTING} levels, holds at most {MAX_VALUES:,} values after YAML aliases expand, "
+        f"and `extends` reaches at most {MAX_EXTENDS_DEPTH} files deep and {MAX_FILES} files in all. YAML tags "
+        "(`!!python/object`, `!env`, ...) and merge keys (`<<`) are refused; nothing in a recipe is ever "
+        "constructed or run."),
         "",
         "Required at the top level: " + ", ".join(f"`{k}`" for k in schema.get("required", [])) + ".",
     ]

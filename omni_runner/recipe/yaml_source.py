@@ -4,6 +4,11 @@ We compose with ruamel.yaml's round-trip composer and build the Python values ou
 than letting a YAML constructor do it. That is how every node keeps its position (constructed
 scalars do not carry one), and how no tag can ever build a Python object: anything beyond plain
 strings, numbers, booleans, nulls, lists and mappings is reported, never constructed.
+
+Hostile text fails fast and at its place: nesting deeper than MAX_NESTING stops the composer (whose
+recursion and scanner grow with depth), aliases may expand the file to at most MAX_VALUES values
+("billion laughs"), and control or bidirectional-override characters, which YAML rejects without a
+line or which make the text display differently from what it is, are refused at their line and column.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import functools
 import io
 import math
+import re
+import unicodedata
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +26,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scanner import RoundTripScanner
 
 from omni_runner.recipe.errors import Diagnostic, Location, error, field_name
 from omni_runner.recipe.interpolate import InterpolationError, expand_variables, has_references
@@ -27,8 +35,14 @@ RecipePath = tuple  # a recipe path: ("training", "lora", "r") or ("stages", 0, 
 
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_DATA_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
-# Alias expansion can grow a small file exponentially ("billion laughs"); recipes are far smaller.
-_MAX_NODES = 100_000
+MAX_NESTING = 64  # the deepest shipped recipe nests 5 levels
+MAX_VALUES = 100_000  # after alias expansion; the largest shipped recipe has a few hundred
+# C0/C1 controls YAML forbids (tab, LF, CR and NEL are allowed), surrogates, non-characters, and the
+# bidirectional controls of "Trojan source" attacks.
+_FORBIDDEN_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff"
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 _PLAIN_DATA_HINT = "recipes hold plain data only: strings, numbers, booleans, null, lists and mappings"
 
 
@@ -64,6 +78,9 @@ def parse_recipe_text(text: str, file: Path, environ: Mapping[str, str]) -> tupl
 
     Returns every problem found in the file (syntax errors stop at the first, as YAML must).
     """
+    forbidden = _FORBIDDEN_CHARACTERS.search(text)
+    if forbidden:
+        return None, [_forbidden_character(text, forbidden.start(), file)]
     node, diagnostics = _compose(text, file)
     if diagnostics:
         return None, diagnostics
@@ -95,12 +112,54 @@ def parse_value_text(text: str) -> Any:
     return value
 
 
+def _forbidden_character(text: str, index: int, file: Path) -> Diagnostic:
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    character = text[index]
+    code = f"U+{ord(character):04X}"
+    if unicodedata.category(character) == "Cf":
+        return error(f"invisible text-direction character {code} ({unicodedata.name(character)})",
+                     Location(file, line, col),
+                     hint="it makes the recipe display differently from what it says; delete it")
+    return error(f"control character {code}, which YAML does not allow", Location(file, line, col),
+                 hint="recipes are plain text; a NUL or other control byte usually means a binary file or a bad copy")
+
+
+class _NestingLimitedScanner(RoundTripScanner):
+    """Stops at MAX_NESTING levels of brackets and indentation together. It must be the scanner: it
+    reads a whole flow collection ahead while checking every open level on each token, so 5,000
+    nested brackets cost seconds before the (recursive) composer would see the second one."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: Any) -> None:
+        self._check_nesting()
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+    def add_indent(self, column: int) -> bool:
+        self._check_nesting()
+        return super().add_indent(column)
+
+    def _check_nesting(self) -> None:
+        if self.flow_level + len(self.indents) >= MAX_NESTING:
+            raise _TooDeep(self.reader.get_mark())
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any):
+        super().__init__()
+        self.mark = mark
+
+
 def _compose(text: str, file: Path) -> tuple[Node | None, list[Diagnostic]]:
     yaml = YAML(typ="rt")
+    yaml.Scanner = _NestingLimitedScanner
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return yaml.compose(io.StringIO(text)), []
+    except _TooDeep as exc:
+        return None, [error(f"the recipe nests more than {MAX_NESTING} levels deep",
+                            Location(file, exc.mark.line + 1, exc.mark.column + 1),
+                            hint="recipes need a handful of levels; check for unclosed brackets")]
     except MarkedYAMLError as exc:
         return None, [_syntax_diagnostic(exc, text, file)]
     except YAMLError as exc:
@@ -149,13 +208,18 @@ class _Converter:
         self.values: dict[RecipePath, Location] = {}
         self._nodes_seen = 0
         self._active: set[int] = set()
+        self._done: set[int] = set()  # nodes already converted: meeting one again means an alias
+        self._aliases_used = False
 
     def document(self, node: MappingNode) -> Document:
         try:
             data = self.value(node, ())
-        except _TooLarge:
-            message = f"the recipe expands to more than {_MAX_NODES} values (through YAML aliases)"
-            self.diagnostics = [error(message, Location(self.file, 1, 1))]
+        except _TooLarge as exc:
+            top = exc.args[0][:1]
+            hint = ("each YAML alias (*name) copies its anchor's whole value; "
+                    "a recipe needs far fewer values") if self._aliases_used else None
+            self.diagnostics = [error(f"the recipe holds more than {MAX_VALUES} values",
+                                      self.keys.get(top, Location(self.file, 1, 1)), field_name(top), hint)]
             data = None
         except RecursionError:
             self.diagnostics = [error("YAML nesting is too deep", Location(self.file, 1, 1))]
@@ -164,8 +228,9 @@ class _Converter:
 
     def value(self, node: Node, path: RecipePath) -> Any:
         self._nodes_seen += 1
-        if self._nodes_seen > _MAX_NODES:
-            raise _TooLarge
+        if self._nodes_seen > MAX_VALUES:
+            raise _TooLarge(path)
+        self._aliases_used = self._aliases_used or id(node) in self._done
         if str(node.tag) not in _PLAIN_DATA_TAGS:
             self._error(f"YAML tag '{_short_tag(node.tag)}' is not allowed", node, path, _PLAIN_DATA_HINT)
             return None
@@ -181,6 +246,7 @@ class _Converter:
             return self._scalar(node, path)
         finally:
             self._active.discard(id(node))
+            self._done.add(id(node))
 
     def _mapping(self, node: MappingNode, path: RecipePath) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -190,6 +256,12 @@ class _Converter:
                 self._error("mapping keys must be plain words, not lists or mappings", key_node, path)
                 continue
             key = str(key_node.value)
+            invisible = next((c for c in key if unicodedata.category(c) == "Cf"), None)
+            if invisible is not None:
+                self._error(f"key '{key}' holds the invisible character U+{ord(invisible):04X} "
+                            f"({unicodedata.name(invisible, 'format character')})", key_node, path + (key,),
+                            "retype the key; invisible characters make it differ from the key it looks like")
+                continue
             if key == "<<" and key_node.style is None:
                 self._error("YAML merge keys (<<) are not supported", key_node, path + (key,),
                             "use `extends:` to build on another recipe")

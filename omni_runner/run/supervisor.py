@@ -236,18 +236,20 @@ def detach(target: Callable[[], int]) -> int:
         os._exit(code)
 
 
-def is_alive(pid: int | None) -> bool:
-    """Whether a process with this PID exists (and is not a zombie we could reap)."""
-    if not pid:
+def is_alive(pid: object) -> bool:
+    """Whether a process with this PID exists (and is not a zombie we could reap). PIDs come from
+    `status.json`, which may be corrupt: anything but a positive int in the C `pid_t` range is no live
+    process (and -1 or 0 must never reach `kill`, which would address every process or the group)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
     try:
-        with open(f"/proc/{int(pid)}/stat") as handle:
+        with open(f"/proc/{pid}/stat") as handle:
             return handle.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True

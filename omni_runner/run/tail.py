@@ -2,7 +2,9 @@
 
 A writer may be mid-line (the partial tail is kept for the next read), a crash may leave a corrupt
 line (counted, skipped), and a run may be restarted into a fresh file (a smaller size or a new inode
-means the file was replaced or truncated: the reader starts over and says so). Used by the
+means the file was replaced or truncated: the reader starts over and says so). A line longer than
+MAX_LINE_BYTES (no event is; a crash can leave megabytes of NUL bytes without a newline) is counted
+corrupt and skipped rather than buffered without bound. Used by the
 supervisor's progress display, `omni-run logs -f` and the TUI.
 """
 
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+MAX_LINE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -33,6 +37,7 @@ class EventTail:
         self.offset = start_offset
         self.corrupt_total = 0
         self._partial = b""
+        self._overlong = False  # inside a line already counted corrupt: skip to its newline
         self._inode: int | None = None
 
     def read_new(self, max_bytes: int | None = None) -> TailBatch:
@@ -43,7 +48,7 @@ class EventTail:
         except FileNotFoundError:
             return batch
         if (self._inode is not None and stat.st_ino != self._inode) or stat.st_size < self.offset:
-            self.offset, self._partial, batch.restarted = 0, b"", True
+            self.offset, self._partial, self._overlong, batch.restarted = 0, b"", False, True
         self._inode = stat.st_ino
         if stat.st_size == self.offset:
             return batch
@@ -53,6 +58,11 @@ class EventTail:
         self.offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()  # b"" when the data ended on a newline
+        if self._overlong and lines:
+            lines[0], self._overlong = b"", False  # the end of the overlong line
+        if self._overlong or len(self._partial) > MAX_LINE_BYTES:
+            batch.corrupt += not self._overlong
+            self._partial, self._overlong = b"", True
         for raw in lines:
             event = parse_event_line(raw)
             if event is None:

@@ -145,3 +145,13 @@ def test_the_validator_finds_what_jsonschema_finds(recipe):
 def test_valid_text_with_a_random_edit(recipe_file, cut, insert):
     recipe_file.write_text(VALID[:cut] + insert + VALID[cut:])
     _only_recipe_or_recipe_error(recipe_file)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=300) | st.builds(
+    lambda cut, noise: VALID.encode()[:cut] + noise + VALID.encode()[cut:],
+    st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)))
+def test_random_bytes_and_byte_mutations(recipe_file, data):
+    """Binary garbage, invalid UTF-8, control bytes and byte order marks are located errors too."""
+    recipe_file.write_bytes(data)
+    _only_recipe_or_recipe_error(recipe_file)

@@ -60,6 +60,28 @@ def test_ls_lists_runs_whose_status_is_corrupt_or_missing_as_unknown(tmp_path):
     assert all(row["step"] is None and row["loss"] is None for row in rows.values())
 
 
+def test_ls_reads_a_status_that_is_a_json_list_or_binary_as_unknown(tmp_path):
+    make_run(tmp_path, "a-list", "[1, 2, 3]")
+    (make_run(tmp_path, "b-binary", None) / "status.json").write_bytes(b"\x00\xff\xfe\x89PNG")
+
+    result = omni_run("ls", "--runs-dir", str(tmp_path), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert {row["run"]: row["state"] for row in map(json.loads, result.stdout.splitlines())} == {
+        "a-list": "unknown", "b-binary": "unknown"}
+
+
+@pytest.mark.parametrize("pid", [10**30, -1, 0, True, "123", [1]], ids=["huge", "minus-one", "zero", "bool", "string", "list"])
+def test_ls_treats_an_impossible_pid_in_a_corrupt_status_as_no_process(tmp_path, pid):
+    """-1 once reached kill(), which succeeds for "every process", so the run looked alive."""
+    make_run(tmp_path, "tiny", finished(state="running", pid=pid, supervisor_pid=pid))
+
+    result = omni_run("ls", "--runs-dir", str(tmp_path), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "stale (running)"
+
+
 def test_ls_marks_an_active_run_whose_processes_are_gone_as_stale(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

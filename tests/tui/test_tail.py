@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from omni_runner.run.tail import EventTail, first_event
+from omni_runner.run.tail import MAX_LINE_BYTES, EventTail, first_event
 
 
 def line(step: int) -> bytes:
@@ -48,6 +48,27 @@ def test_corrupt_lines_are_skipped_and_counted(tmp_path):
     batch = tail.read_new()
     assert [e["step"] for e in batch.events] == [1, 2]
     assert batch.corrupt == 3 and tail.corrupt_total == 3
+
+
+def test_binary_garbage_lines_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(line(1) + b"\x00\xff\xfe\x89PNG\r\n" + b"\x00" * 64 + b"\n" + line(2))
+    batch = EventTail(path).read_new()
+    assert [e["step"] for e in batch.events] == [1, 2] and batch.corrupt == 2
+
+
+def test_an_overlong_line_is_counted_once_and_skipped_not_buffered(tmp_path):
+    """A crash can leave a run of NUL bytes with no newline; the reader must not hold it all."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(line(1) + b"\x00" * (3 * MAX_LINE_BYTES) + b"\n" + line(2))
+    tail = EventTail(path)
+    steps, corrupt = [], 0
+    while tail.offset < path.stat().st_size:
+        batch = tail.read_new(max_bytes=MAX_LINE_BYTES // 2)
+        steps += [e["step"] for e in batch.events]
+        corrupt += batch.corrupt
+        assert len(tail._partial) <= MAX_LINE_BYTES
+    assert steps == [1, 2] and corrupt == 1
 
 
 def test_a_truncated_file_is_read_again_from_the_start(tmp_path):
