@@ -114,12 +114,59 @@ def _sha256(path: Path) -> str:
 
 
 def _write_files(folder: Path, contents: CheckpointContents) -> None:
-    save_safetensors({name: t.detach().contiguous().cpu() for name, t in contents.weights.items()},
-                     str(folder / WEIGHTS_FILE))
-    torch.save(contents.optimizer, folder / OPTIMIZER_FILE)
-    torch.save({"scheduler": contents.scheduler, "scaler": contents.scaler, "rng": contents.rng},
-               folder / TRAINING_STATE_FILE)
+    """Write every file; a failing write (disk full, quota, I/O error) raises OSError with its errno."""
+    _save_weights({name: t.detach().contiguous().cpu() for name, t in contents.weights.items()}, folder / WEIGHTS_FILE)
+    _save_torch(contents.optimizer, folder / OPTIMIZER_FILE)
+    _save_torch({"scheduler": contents.scheduler, "scaler": contents.scaler, "rng": contents.rng},
+                folder / TRAINING_STATE_FILE)
     (folder / TRAINER_STATE_FILE).write_text(json.dumps(contents.trainer_state, indent=2, sort_keys=True))
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors reports a failed write as a SafetensorError naming the OS error: made an OSError again."""
+    from safetensors import SafetensorError
+
+    try:
+        save_safetensors(tensors, str(path))
+    except SafetensorError as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
+class _WriteRecorder:
+    """A binary file that remembers the OSError of a failed write: torch.save reports it only as an
+    opaque RuntimeError ("unexpected pos ..."), which would hide that the disk is full."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _save_torch(value: Any, path: Path) -> None:
+    with open(path, "wb") as handle:
+        recorder = _WriteRecorder(handle)
+        try:
+            torch.save(value, recorder)
+        except RuntimeError:
+            if recorder.error is None:
+                raise
+            raise OSError(recorder.error.errno, recorder.error.strerror, str(path)) from None
 
 
 def save_checkpoint(checkpoints_dir: Path, step: int, contents: CheckpointContents) -> SavedCheckpoint:

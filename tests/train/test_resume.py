@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import signal
+import time
 
 import pytest
 
@@ -26,6 +28,19 @@ def test_losses_after_a_sigterm_and_resume_equal_the_uninterrupted_run(finished_
     reference, resumed = step_losses(finished_run), step_losses(run)
     assert [resumed[s] for s in range(stopped_at + 1, STEPS + 1)] == [reference[s] for s in range(stopped_at + 1, STEPS + 1)]
     assert status(run)["state"] == "finished"
+
+
+def test_a_trainer_killed_with_sigkill_resumes_to_the_uninterrupted_losses(finished_run, tmp_path):
+    run = prepare(tmp_path)
+    process = trainer(run)
+    wait_for(lambda: find_resumable(run.path), what="the first checkpoint")
+    time.sleep(random.Random(20261202).uniform(0.0, 1.0))  # a seeded moment after it, inside a step or a write
+    process.kill()
+    process.wait(timeout=60)
+    resumed_from = step_of(find_resumable(run.path))
+    assert trainer(run, "--resume").wait(timeout=300) == 0
+    reference, resumed = step_losses(finished_run), step_losses(run)
+    assert [resumed[s] for s in range(resumed_from + 1, STEPS + 1)] == [reference[s] for s in range(resumed_from + 1, STEPS + 1)]
 
 
 def test_resume_skips_a_checkpoint_whose_write_was_interrupted(finished_run, tmp_path):
