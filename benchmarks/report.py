@@ -43,10 +43,10 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def update_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section `name` of docs/performance.md with `markdown`."""
-    text = PERFORMANCE_PAGE.read_text() if PERFORMANCE_PAGE.exists() else _HEADER
+def update_section(name: str, markdown: str, page: Path = PERFORMANCE_PAGE) -> None:
+    """Replace (or append) the section `name` of `page` (docs/performance.md unless said) with `markdown`."""
+    text = page.read_text() if page.exists() else _HEADER
     block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    PERFORMANCE_PAGE.write_text(text)
+    page.write_text(text)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.paths import is_builtin
-from omni_runner.recipe.errors import ERROR, Diagnostic, did_you_mean, error, field_name
+from omni_runner.recipe.errors import ERROR, Diagnostic, did_you_mean, error, field_name, warning
 from omni_runner.recipe.schema import iter_fields
 from omni_runner.recipe.yaml_source import Document, RecipePath
 
@@ -83,6 +83,16 @@ def _thermal_problems(document: Document, broken: Callable[..., bool]) -> Iterat
     if _number(limit) and _number(resume) and resume >= limit and not broken(path, path[:-1] + ("limit_c",)):
         yield error(f"resume_c ({resume}) must be below limit_c ({limit})", document.locate(path),
                     field_name(path), "training resumes once every GPU has cooled below resume_c")
+
+
+def remote_code_warnings(document: Document) -> list[Diagnostic]:
+    """`trust_remote_code: true` runs Python files from the model folder when it loads: say so where it is set."""
+    if _mapping(document.data.get("base_model")).get("trust_remote_code") is not True:
+        return []
+    path = ("base_model", "trust_remote_code")
+    return [warning("trust_remote_code runs the Python code in the model folder when the model loads: "
+                    "only set it for a folder whose code you have read or trust", document.locate(path), field_name(path),
+                    "Qwen2.5-Omni needs no remote code: transformers has its classes")]
 
 
 def missing_path_diagnostics(data: dict, severity: str, document: Document) -> list[Diagnostic]:

@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.paths import is_builtin, resolve_data_path, resolve_model_path
-from omni_runner.recipe.checks import cross_field_diagnostics, missing_path_diagnostics
+from omni_runner.recipe.checks import (
+    cross_field_diagnostics,
+    missing_path_diagnostics,
+    remote_code_warnings,
+)
 from omni_runner.recipe.errors import ERROR, WARNING, Diagnostic, Location, RecipeError
 from omni_runner.recipe.overrides import apply_overrides, restrict_capabilities
 from omni_runner.recipe.schema import fill_defaults, iter_fields, schema_diagnostics
@@ -71,7 +75,7 @@ def load_recipe(
     if problems:
         raise RecipeError(problems)
     _make_paths_absolute(document)
-    warnings = missing_path_diagnostics(document.data, WARNING, document)
+    warnings = missing_path_diagnostics(document.data, WARNING, document) + remote_code_warnings(document)
     return Recipe(document.data, source, files, document, warnings)
 
 

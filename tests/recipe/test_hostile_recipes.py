@@ -137,3 +137,13 @@ def test_a_parent_listed_twice_at_every_level_stops_at_the_file_limit(write):
     write(f"p{levels}.yaml", "training: {seed: 1}\n")
     problems = recipe_errors(write("top.yaml", "extends: p0.yaml\n" + VALID))
     assert {p.message for p in problems} == {f"extends loads more than {MAX_FILES} recipe files"}
+
+
+def test_trust_remote_code_is_a_warning_at_its_line(tmp_path):
+    from omni_runner.recipe import load_recipe
+
+    tiny = Path(__file__).resolve().parents[2] / "recipes" / "tiny_omni.yaml"
+    path = tmp_path / "remote.yaml"
+    path.write_text(f"extends: {tiny}\nbase_model:\n  trust_remote_code: true\n")
+    [warned] = [d for d in load_recipe(path).warnings if d.field == "base_model.trust_remote_code"]
+    assert warned.location.line == 3 and "Python code" in warned.message
