@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +123,35 @@ def content_hash(path: str) -> str:
 @dataclass
 class LatentCache:
     """Target latents on disk, keyed by the target file's content hash and the decoder's `cache_key`
-    (its VAE and the shape), so a changed file or another decoder or shape never reads stale latents."""
+    (its VAE and the shape), so a changed file or another decoder or shape never reads stale latents.
+
+    A file's hash is kept while its size and modification time stay the same, so a target drawn again
+    (the next epoch, another stage, `data prepare` looking it up twice) is not read and hashed again."""
 
     folder: Path
+    _hashes: dict[str, tuple[int, int, str]] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def default(cls) -> LatentCache:
+        """The shared cache every run and `data prepare` use: `$OMNI_RUNNER_CACHE/latents`."""
+        from omni_runner.paths import cache_dir
+
+        return cls(cache_dir() / "latents")
 
     def file_for(self, path: str, spec: TargetSpec) -> Path:
-        return self.folder / spec.cache_key / f"{content_hash(path)}.safetensors"
+        return self.folder / spec.cache_key / f"{self._content_hash(path)}.safetensors"
+
+    def _content_hash(self, path: str) -> str:
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            raise RecordError(f"cannot read target {path}: {error.strerror or error}") from None
+        known = self._hashes.get(path)
+        if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+            return known[2]
+        digest = content_hash(path)
+        self._hashes[path] = (stat.st_size, stat.st_mtime_ns, digest)
+        return digest
 
     def read(self, file: Path) -> dict[str, Any] | None:
         from safetensors import SafetensorError

@@ -359,12 +359,11 @@ def recipe_generation_samples(recipe_data: dict[str, Any], recipe_dir: Path, que
     """What the data side needs to make the recipe's generation samples, at the decoders' own shapes and
     without loading any weights (`data check`, `data preview`); None without decoders."""
     from omni_runner.data.generation import GenerationSamples, LatentCache
-    from omni_runner.paths import cache_dir
 
     settings = recipe_decoder_settings(recipe_data, recipe_dir)
     if not settings:
         return None
-    return GenerationSamples(settings_target_specs(settings, set(settings), {}), LatentCache(cache_dir() / "latents"), query_id)
+    return GenerationSamples(settings_target_specs(settings, set(settings), {}), LatentCache.default(), query_id)
 
 
 def load_generation_heads(recipe_data: dict[str, Any], recipe_dir: Path, thinker: Any, device: Any) -> GenerationHeads | None:

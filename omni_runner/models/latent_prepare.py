@@ -4,7 +4,7 @@ Every target image and video of the data sets a stage's generation capabilities 
 into pixels and looked up exactly as the trainer's data workers do (`GenerationSamples` with the
 stage's `TargetSpec`s, from the plan's `generation` shapes), and the misses are encoded with the
 decoder's VAE alone (`Decoder.vae_only`: no denoiser, no language model) and written to
-`LatentCache(cache_dir() / "latents")`. The trainer then finds every target there and never
+`LatentCache.default()`. The trainer then finds every target there and never
 loads a VAE. A target that several records or stages share at the same shape is encoded once.
 
 Public API: `prepare_latents(recipe_data, base_dir, stages, device) -> report`.
@@ -29,7 +29,6 @@ from omni_runner.models.generation import (
     recipe_decoder_settings,
     settings_target_specs,
 )
-from omni_runner.paths import cache_dir
 
 
 def prepare_latents(recipe_data: dict[str, Any], base_dir: Path, stages: list[dict[str, Any]], device: Any) -> dict[str, Any]:
@@ -37,7 +36,7 @@ def prepare_latents(recipe_data: dict[str, Any], base_dir: Path, stages: list[di
     report: per cache key (decoder and shape) its folder and the targets encoded now and found in the
     cache already; the targets that failed (data set, location, reason); `ok` when none did."""
     settings = recipe_decoder_settings(recipe_data, base_dir)
-    cache = LatentCache(cache_dir() / "latents")
+    cache = LatentCache.default()
     sources: dict[str, DataSource] = {}
     decoders: dict[str, Decoder] = {}
     seen: set[str] = set()

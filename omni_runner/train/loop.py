@@ -44,7 +44,6 @@ from omni_runner.models.load import (
     set_activation_checkpointing,
     set_trainable_groups,
 )
-from omni_runner.paths import cache_dir
 from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
@@ -130,7 +129,7 @@ class Trainer:
         self.pad_id = self.loaded.tokenizer.pad_token_id
         self.sources = build_sources(self.recipe, self.run.path)
         self.loss_weights = capability_loss_weights(self.recipe)
-        self.latents = TargetLatents(LatentCache(cache_dir() / "latents"))
+        self.latents = TargetLatents(LatentCache.default())
         resumed_from = self._find_checkpoint() if self.resume else None
         state = ckpt.load_checkpoint(resumed_from, map_location=self.device) if resumed_from else None
         if state is not None:
@@ -208,7 +207,7 @@ class Trainer:
         if not kinds:
             return None
         specs = target_specs(heads, kinds, stage.get("generation") or {})
-        return GenerationSamples(specs, LatentCache(cache_dir() / "latents"), self.pad_id)
+        return GenerationSamples(specs, LatentCache.default(), self.pad_id)
 
     # ------------------------------------------------------------------ train
 
