@@ -236,12 +236,16 @@ def _detect_transformers(folder: Path) -> Detection:
     quantization = _quantization(config, findings)
     components: dict[str, dict[str, Any]] = {}
     family = next((detector for types, detector in _FAMILIES if model_type in types), None)
+    if family is None and _has_language_model_structure(config):
+        family = _by_structure
     if family is None:
         raise DetectionError(
             f"{folder / 'config.json'}: model_type {model_type or '(missing)'!r}"
             f"{' (architectures ' + ', '.join(map(str, architectures)) + ')' if architectures else ''} is not a family "
             "omni-run knows. Known: Qwen2.5-Omni, Qwen2.5/Llama text models, Qwen2-VL/Qwen2.5-VL, Qwen2-Audio, "
-            "SigLIP/SigLIP2, Whisper, Parakeet, diffusers SD3/SVD. Set `architecture:` in the recipe to plan with a known one."
+            "SigLIP/SigLIP2, Whisper, Parakeet, diffusers SD3/SVD, and by structure any decoder-only language model "
+            "(a *ForCausalLM) or one with a text_config beside a vision_config or audio_config (LLaVA-style). "
+            "Set `architecture:` in the recipe to plan with a known one."
         )
     role = family(model_type, config, folder, findings, components)
     if architectures:
@@ -350,6 +354,54 @@ def _parakeet(model_type: str, config: dict[str, Any], folder: Path, findings: _
         conv_kernel_size=int(encoder.get("conv_kernel_size", 9)),
     )
     return "encoder"
+
+
+# Keys by which a multimodal config names its placeholder tokens, per input modality.
+_PLACEHOLDER_TOKEN_KEYS = {
+    "image_in": ("image_token_index", "image_token_id"),
+    "video_in": ("video_token_index", "video_token_id"),
+    "audio_in": ("audio_token_index", "audio_token_id"),
+}
+_PROJECTOR_KEYS = ("projector_hidden_act", "multimodal_projector_bias", "projector_type", "mm_projector_type")
+
+
+def _has_language_model_structure(config: dict[str, Any]) -> bool:
+    """A config omni-run can describe without knowing its model_type: a `text_config` beside a
+    `vision_config` or `audio_config` (LLaVA, LLaVA-OneVision, PaliGemma, Ultravox and their kin), or a
+    flat decoder-only language model that says so in `architectures` (a BERT-style encoder does not)."""
+    text = config.get("text_config")
+    if isinstance(text, dict) and any(isinstance(config.get(key), dict) for key in ("vision_config", "audio_config")):
+        return True
+    return any(str(name).endswith("ForCausalLM") for name in config.get("architectures") or ())
+
+
+def _by_structure(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    """A family known by its structure rather than its name: modalities from the sub-configs and
+    placeholder tokens; sizes from the dimensions the config holds (a sub-config that leaves its
+    dimensions to library defaults is not guessed at: the weights index sizes the model instead)."""
+    findings.add("config.json", "model_type", f"{model_type or '(missing)'}: not a family known by name; read by the structure of its config", *_TEXT)
+    language = _language_model(_text_section(config))
+    vision, audio = config.get("vision_config"), config.get("audio_config")
+    if isinstance(vision, dict):
+        findings.add("config.json", "vision_config", f"{vision.get('model_type', 'a')} vision tower: images in", "image_in")
+    if isinstance(audio, dict):
+        findings.add("config.json", "audio_config", f"{audio.get('model_type', 'an')} audio tower: sound in", "audio_in")
+    for modality, keys in _PLACEHOLDER_TOKEN_KEYS.items():
+        key = next((k for k in keys if config.get(k) is not None), None)
+        if key is not None:
+            findings.add("config.json", key, f"placeholder token {config[key]}: {modality.removesuffix('_in')} features enter the text stream here", modality)
+    projector = next((k for k in _PROJECTOR_KEYS if k in config), None)
+    if projector is not None:
+        findings.add("config.json", projector, "a projector maps the tower's features into the language model's width")
+    if language is None:
+        findings.add("config.json", "text_config", "language model dimensions are left to library defaults, so they are not counted from the config")
+        return "base"
+    components["language_model"] = language
+    if isinstance(vision, dict) and "hidden_size" in vision:
+        components["vision_tower"] = _vit(vision)
+    if isinstance(audio, dict) and "d_model" in audio:
+        components["audio_tower"] = _audio_tower(audio, output_dim=language["hidden_size"])
+    return "base"
 
 
 _FAMILIES = (

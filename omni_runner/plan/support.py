@@ -113,7 +113,8 @@ def _base_model(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
     base = models.get("base_model")
     if base is not None and base.detection.model_type not in TRAINED_BASE_MODEL_TYPES:
         yield error(
-            f"the trainer loads Qwen2.5-Omni base models only, and this is {base.detection.model_type}",
+            f"the trainer loads Qwen2.5-Omni base models only, and this is {base.detection.model_type} "
+            f"({', '.join(base.detection.modalities) or 'no modality detected'})",
             recipe.location(("base_model", "path")), "base_model.path",
             "use a Qwen2.5-Omni folder (Qwen2.5-Omni-7B, -3B, -7B-GPTQ-Int4, or builtin:tiny-qwen2.5-omni)",
         )

@@ -120,6 +120,49 @@ def test_unknown_model_type_names_the_known_families(tmp_path: Path):
         detect(tmp_path)
 
 
+def _save_config(config, folder: Path) -> Path:
+    """A config folder written by transformers' own config class, as a released model ships it."""
+    config.save_pretrained(folder)
+    return folder
+
+
+def test_a_llava_folder_is_described_by_its_structure(tmp_path: Path):
+    from transformers import LlavaConfig
+
+    detection = detect(_save_config(LlavaConfig(), tmp_path))
+    assert (detection.role, detection.model_type) == ("base", "llava")
+    assert detection.modalities == ("text_in", "text_out", "image_in")
+    keys = {e.key for e in detection.evidence}
+    assert {"vision_config", "image_token_index", "projector_hidden_act"} <= keys
+    assert 6.5e9 < detection.parameters < 7.5e9  # Vicuna-7B's dimensions plus a CLIP ViT-L/14
+
+
+def test_a_video_placeholder_token_adds_video_input(tmp_path: Path):
+    from transformers import LlavaOnevisionConfig
+
+    detection = detect(_save_config(LlavaOnevisionConfig(), tmp_path))
+    assert detection.modalities == ("text_in", "text_out", "image_in", "video_in")
+    assert any(e.key == "video_token_index" for e in detection.evidence)
+
+
+def test_an_unknown_decoder_only_model_is_a_text_model_by_structure(models: Path, tmp_path: Path):
+    config = json.loads((models / "qwen2.5-7b-instruct" / "config.json").read_text())
+    config.update(model_type="my_lm", architectures=["MyLMForCausalLM"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    detection = detect(tmp_path)
+    assert detection.modalities == ("text_in", "text_out")
+    assert detection.parameters == detect(models / "qwen2.5-7b-instruct").parameters
+
+
+def test_sub_configs_without_dimensions_are_not_guessed_at(tmp_path: Path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "my_vlm", "text_config": {"model_type": "llama"}, "vision_config": {"model_type": "clip_vision_model"},
+    }))
+    detection = detect(tmp_path)
+    assert detection.modalities == ("text_in", "text_out", "image_in") and detection.parameters is None
+    assert any("library defaults" in e.conclusion for e in detection.evidence)
+
+
 def test_broken_json_names_file_line_and_column(tmp_path: Path):
     (tmp_path / "config.json").write_text('{\n  "model_type": "qwen2",\n  oops\n}')
     with pytest.raises(DetectionError, match=r"config.json:3:3: not valid JSON"):

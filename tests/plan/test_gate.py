@@ -57,6 +57,16 @@ def test_a_base_model_the_trainer_cannot_load_is_refused_at_its_path(write_recip
     assert "Qwen2.5-Omni" in problem.message and "qwen2" in problem.message
 
 
+def test_a_llava_base_is_described_and_refused_at_its_path(write_recipe, tmp_path: Path):
+    from transformers import LlavaConfig
+
+    LlavaConfig().save_pretrained(tmp_path / "llava")
+    path = write_recipe(TEXT_BASE.replace("{models}/qwen2.5-7b-instruct", str(tmp_path / "llava")))
+    [problem] = [d for d in _refused(path) if d.severity == "error" and d.field == "base_model.path"]
+    assert problem.location.line == line_of(path, "base_model:")
+    assert "this is llava (text_in, text_out, image_in)" in problem.message
+
+
 def test_podcast_without_audio_out_names_the_speech_decoder(write_recipe):
     path = write_recipe(TEXT_BASE.replace("qwen2.5-7b-instruct", "qwen2-audio-7b-instruct") + "  podcast: {datasets: [speech]}\n")
     [problem] = _blocked(path)
