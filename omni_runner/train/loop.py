@@ -358,6 +358,8 @@ class Trainer:
             "data_wait_s": round(metrics["data_wait_s"], 4), "step_s": round(step_s, 4),
             "epoch": self._epoch(), "elapsed_s": round(elapsed, 3), "eta_s": eta, "total_steps": self.total_steps,
         }
+        if self.device.type == "cuda":
+            fields["gpu_memory_peak_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
         log_every = int(self.recipe["training"]["log_every"])
         if self.progress.step % log_every == 0 or self.progress.step == self.total_steps:
             self.events.emit("step", self.progress.step, **fields)
