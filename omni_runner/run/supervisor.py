@@ -157,6 +157,18 @@ class _StopRequests:
         self.child.send_signal(forwarded)
 
 
+def _forwarder(stops: _StopRequests) -> Callable[[int, object], None]:
+    """SIGUSR1 (pause/resume) and SIGUSR2 (checkpoint) sent to `omni-run` reach the trainer, so a user
+    may signal either process. Between a crash and its restart there is no trainer and the signal is dropped."""
+
+    def forward(signum: int, frame: object) -> None:
+        child = stops.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    return forward
+
+
 def trainer_command(run: RunDir, resume: bool) -> list[str]:
     return [sys.executable, "-m", "omni_runner.train", str(run.path), *(["--resume"] if resume else [])]
 
@@ -172,6 +184,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
     restarts_done = (read_status(run.path) or {}).get("restarts") or 0
     stops = _StopRequests()
     previous = {sig: signal.signal(sig, stops) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous.update({sig: signal.signal(sig, _forwarder(stops)) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
     events = EventLog(run.events)
     try:
         while True:

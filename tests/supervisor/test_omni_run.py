@@ -68,3 +68,19 @@ def test_a_bad_recipe_fails_at_once_with_its_line(tmp_path):
     assert process.returncode == 1
     assert f"{recipe}:4:" in output
     assert not (tmp_path / "runs").exists()
+
+
+def test_pause_and_checkpoint_signals_sent_to_omni_run_reach_the_trainer(tmp_path):
+    process = omni_run(TINY, "--runs-dir", str(tmp_path), *FAST, *SHORT_STEPS, "--set", "training.max_steps=500")
+    run = wait_for(lambda: only_run(tmp_path), what="the run folder")
+    wait_for(lambda: (status_of(run).get("step") or 0) >= 1, what="the first step", timeout=180)
+    process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: status_of(run).get("state") == "paused", what="the pause")
+    process.send_signal(signal.SIGUSR2)
+    wait_for(lambda: events_of(run, "checkpoint"), what="the requested checkpoint")
+    process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: status_of(run).get("state") == "running", what="the resume")
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert events_of(run, "checkpoint")[0]["reason"] != "stop"
