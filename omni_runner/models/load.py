@@ -329,7 +329,7 @@ def _quantization_kwargs(
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs bitsandbytes, which is not installed: "
-                "run `pip install bitsandbytes` (it needs a CUDA GPU)."
+                "run `pip install 'omni-runner[bnb]'` (bitsandbytes; it needs a CUDA GPU)."
             )
         from transformers import BitsAndBytesConfig
 

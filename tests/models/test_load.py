@@ -239,7 +239,7 @@ def test_bitsandbytes_missing_on_a_simulated_gpu_machine_says_what_to_install(ti
         importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a)
     )
 
-    with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
+    with pytest.raises(ModelLoadError, match=r"pip install 'omni-runner\[bnb\]'"):
         load_for_training(recipe(method="qlora", dtype="float32"), tiny_model_dir, device="cuda")
 
 
