@@ -72,7 +72,8 @@ def _activations(modules: StageModules, shape: Shape, precision: Precision, dtyp
     lm_adapters = precision.thinker_adapters if modules.thinker_trains else memory.FROZEN
     total = _stack(lm, tokens, shape.checkpointing, lm_adapters, dtype_bytes)
     if modules.lm_loss:
-        total += tokens * lm["vocab_size"] * memory.LOGIT_BYTES_PER_ENTRY
+        vocab = lm["vocab_size"]
+        total += min(tokens, memory.loss_chunk_tokens(vocab)) * vocab * memory.LOGIT_BYTES_PER_ENTRY
     for tower in modules.trained_towers:
         total += _stack(_as_stack(tower), tokens, shape.checkpointing, memory.Adapters(full=True), dtype_bytes)
     for tower in modules.towers:

@@ -33,6 +33,14 @@ GRADIENT_BYTES = 4.0
 LORA_DROPOUT_BYTES = 4.0
 # Logits for the loss: bf16 logits, their fp32 upcast for cross-entropy, and its fp32 gradient.
 LOGIT_BYTES_PER_ENTRY = 2.0 + 4.0 + 4.0
+# The trainer computes the loss from the final hidden states a chunk of target tokens at a time, so at
+# most this many logits exist at once (about 0.6 GiB at LOGIT_BYTES_PER_ENTRY), whatever the batch.
+LOSS_CHUNK_ENTRIES = 2**26
+
+
+def loss_chunk_tokens(vocab_size: int) -> int:
+    """Target tokens per loss chunk: 441 at Qwen2.5's 151,936-row vocabulary, 16,384 at 4,096."""
+    return max(1, LOSS_CHUNK_ENTRIES // vocab_size)
 
 # Elements of width `hidden` a diffusion-transformer block keeps per token and stream: norm input,
 # modulated input, q, k, v, attention output, gated projection, second norm input and modulated

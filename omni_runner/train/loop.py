@@ -30,7 +30,6 @@ from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 from omni_runner.models.export import save_final
 from omni_runner.models.generation import (
-    FinalHiddenStates,
     TargetLatents,
     query_states,
     step_generator,
@@ -44,6 +43,7 @@ from omni_runner.models.load import (
     set_activation_checkpointing,
     set_trainable_groups,
 )
+from omni_runner.models.output_head import deferred_output_head
 from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
@@ -54,8 +54,8 @@ from omni_runner.train.losses import (
     capability_loss_weights,
     capability_sums,
     count_targets,
+    head_token_losses,
     shifted_targets,
-    token_losses,
 )
 from omni_runner.train.optimizer import make_optimizer
 from omni_runner.train.precision import resolve_precision
@@ -254,15 +254,15 @@ class Trainer:
         for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
             inputs = self.loaded.forward_inputs(batch)
-            with self.precision.autocast(), FinalHiddenStates(self.loaded.thinker, "generation" in batch) as final:
-                logits = self.model(**inputs).logits
+            with self.precision.autocast(), deferred_output_head(self.loaded.thinker) as head:
+                hidden = self.model(**inputs).logits  # final hidden states: the loss applies the head in chunks
                 targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
-                losses = token_losses(logits, targets)
+                losses = head_token_losses(hidden, head, targets)
                 remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
                 token_caps = remap[token_caps.clamp(min=0)]
                 loss = (losses * lm_weights.to(self.device, losses.dtype)[token_caps]).sum() / max(1, target_tokens)
                 if "generation" in batch:
-                    loss = loss + self._denoising_loss(batch["generation"], final.states, generated, micro, denoising)
+                    loss = loss + self._denoising_loss(batch["generation"], hidden, generated, micro, denoising)
             if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
                 self.scaler.scale(loss).backward()
             batch_sums, batch_counts = capability_sums(losses, targets, token_caps, len(capabilities))

@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from omni_runner.plan.memory import loss_chunk_tokens
 
 IGNORE_INDEX = -100
 
@@ -31,6 +34,34 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         ignore_index=IGNORE_INDEX,
         reduction="none",
     ).view(targets.shape)
+
+
+def head_token_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
+    """`token_losses` of the logits `head(hidden)` would give, without materialising them: only target
+    positions get logits, a chunk of `loss_chunk_tokens` at a time, and each chunk's logits are
+    recomputed in the backward pass rather than kept. At a real vocabulary the full fp32 logits of one
+    4,096-token row are 2.5 GB; a chunk's stay under LOSS_CHUNK_ENTRIES whatever the batch.
+    A batch that fits in one chunk is computed directly (nothing to recompute)."""
+    flat_targets = targets.reshape(-1)
+    positions = (flat_targets != IGNORE_INDEX).nonzero().squeeze(1)
+    losses = torch.zeros(flat_targets.shape, dtype=torch.float32, device=hidden.device)
+    if positions.numel() == 0:
+        return losses.view(targets.shape)
+    states = hidden.reshape(-1, hidden.size(-1)).index_select(0, positions)
+    wanted = flat_targets.index_select(0, positions)
+    chunk = loss_chunk_tokens(head.weight.shape[0])
+    if len(positions) <= chunk:
+        values = _chunk_losses(head, states, wanted)
+    else:
+        values = torch.cat([
+            checkpoint(_chunk_losses, head, states[start:start + chunk], wanted[start:start + chunk], use_reentrant=False)
+            for start in range(0, len(positions), chunk)
+        ])
+    return losses.index_put((positions,), values).view(targets.shape)
+
+
+def _chunk_losses(head: torch.nn.Module, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(states).float(), targets, reduction="none")
 
 
 def capability_sums(

@@ -68,10 +68,10 @@ def test_on_16_gb_text_capabilities_train_without_checkpointing(no_data_root):
 
 
 def test_on_16_gb_tri_streaming_halves_the_micro_batch_keeping_the_global_batch(no_data_root):
-    plan = _full_omni(no_data_root, ["training.micro_batch=4", "training.grad_accum=4"])
+    plan = _full_omni(no_data_root, ["training.micro_batch=8", "training.grad_accum=2"])
     omni = _stage(plan, "omni")
-    assert (omni["micro_batch"], omni["grad_accum"], omni["gradient_checkpointing"]) == (2, 8, True)
-    assert [d["what"] for d in omni["decisions"]][-1] == "micro_batch 4 -> 2, grad_accum 4 -> 8"
+    assert (omni["micro_batch"], omni["grad_accum"], omni["gradient_checkpointing"]) == (4, 4, True)
+    assert [d["what"] for d in omni["decisions"]][-1] == "micro_batch 8 -> 4, grad_accum 2 -> 4"
 
 
 def test_speech_capabilities_train_the_text_reply_and_say_so_in_the_stage_decisions(no_data_root):
