@@ -3,7 +3,9 @@
 Written with write-to-temporary + fsync + rename, so a reader sees the old or the new
 snapshot, never half of one. Fields (all present, null when unknown):
 `name, state, reason, step, total_steps, epoch, loss, pid, supervisor_pid,
-last_checkpoint, started_at, updated_at, eta_s, restarts`.
+last_checkpoint, started_at, updated_at, eta_s, restarts, restart_budget, last_exit`. The last three
+are the supervisor's: restarts used over the run's life, how many it may use in all, and how the
+trainer last ended (the `exit` event's cause and explanation).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ STATUS_FILE = "status.json"
 STATUS_FIELDS = (
     "name", "state", "reason", "step", "total_steps", "epoch", "loss", "pid",
     "supervisor_pid", "last_checkpoint", "started_at", "updated_at", "eta_s", "restarts",
+    "restart_budget", "last_exit",
 )
 
 
