@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+# States in which a trainer or its supervisor should be alive to write the next snapshot.
+ACTIVE_STATES = ("starting", "running", "paused", "cooling", "checkpointing", "stopping")
 
 STATUS_FIELDS = (
     "name", "state", "reason", "step", "total_steps", "epoch", "loss", "pid",
