@@ -43,7 +43,7 @@ class OmniTUI(App):
         if self.attached_run is not None:
             self.attach(self.attached_run.path)
         else:
-            self.push_screen(RunPicker(self.runs_dir, self.clock, self.attach))
+            self.push_screen(RunPicker(self.runs_dir, self.clock, self.attach, self.alive))
 
     def attach(self, path: Path) -> None:
         self.push_screen(Dashboard(RunDir(path), self.clock, self.follow, self.alive))

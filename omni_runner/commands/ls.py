@@ -16,8 +16,8 @@ from typing import Any
 
 from omni_runner.commands.run_options import add_runs_dir_option
 from omni_runner.run.rundir import RunDir, list_runs
-from omni_runner.run.status import ACTIVE_STATES, read_status
-from omni_runner.run.supervisor import is_alive
+from omni_runner.run.status import read_status
+from omni_runner.run.supervisor import observed_state
 
 HELP = "list runs with their state, step, last loss and age"
 
@@ -34,13 +34,7 @@ def _number(value: Any) -> float | None:
 def describe_run(run: RunDir, now: float) -> dict[str, Any]:
     """One row of `ls`: plain values, None where unknown."""
     status = read_status(run.path) or {}
-    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
-    if state in ACTIVE_STATES:
-        trainer, supervisor = is_alive(status.get("pid")), is_alive(status.get("supervisor_pid"))
-        if not (trainer or supervisor):
-            state = f"stale ({state})"
-        elif not supervisor and status.get("supervisor_pid") is not None:
-            state = f"{state} (no supervisor)"
+    state = observed_state(status)
     updated = _number(status.get("updated_at"))
     return {
         "run": run.path.name,

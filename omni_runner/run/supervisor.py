@@ -30,7 +30,7 @@ from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
-from omni_runner.run.status import read_status, write_json_atomic
+from omni_runner.run.status import ACTIVE_STATES, read_status, write_json_atomic
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
 # Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
@@ -245,9 +245,9 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget)
             with open(run.trainer_log, "ab") as log:
                 # preexec_fn is unsafe only with threads running, and the supervisor starts none.
-                stops.child = subprocess.Popen(  # noqa: PLW1509
-                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),
+                stops.child = subprocess.Popen(
+                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),  # noqa: PLW1509
                 )
             while stops.child.poll() is None:
                 if on_tick:
@@ -321,3 +321,21 @@ def is_alive(pid: object) -> bool:
             return handle.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def observed_state(status: dict[str, Any], alive: Callable[[object], bool] = is_alive) -> str:
+    """The state `status.json` claims, as the processes bear it out (what `ls` and the run picker show).
+
+    An active state whose trainer and supervisor are both gone is `stale (STATE)`: killed without a
+    word, or the machine rebooted. A trainer whose supervisor died is `STATE (no supervisor)`: nobody
+    will restart it or record how it ends.
+    """
+    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
+    if state not in ACTIVE_STATES:
+        return state
+    trainer, supervisor = alive(status.get("pid")), alive(status.get("supervisor_pid"))
+    if not (trainer or supervisor):
+        return f"stale ({state})"
+    if not supervisor and status.get("supervisor_pid") is not None:
+        return f"{state} (no supervisor)"
+    return state
