@@ -121,6 +121,7 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
     change breaks exact resume and the user has not accepted that (after telling them what to do)."""
     from omni_runner.plain_yaml import YAMLError, read_plain_yaml
     from omni_runner.run.resume_changes import classify_changes
+    from omni_runner.run.supervisor import read_json_object
     from omni_runner.train.checkpoint import (
         TRAINER_STATE_FILE,
         list_checkpoints,
@@ -132,7 +133,7 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
                        if verify_checkpoint(path, checksums=False) is None), None)
     if checkpoint is None:
         return True  # the trainer says which checkpoints it skipped and why
-    saved = _read_json(checkpoint / TRAINER_STATE_FILE)
+    saved = read_json_object(checkpoint / TRAINER_STATE_FILE)
     if "recipe" not in saved or "plan" not in saved:
         return True  # written before checkpoints kept their recipe: nothing to compare with
     try:
@@ -140,7 +141,7 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
     except (OSError, YAMLError) as exc:
         print(f"error: cannot read {run_dir.recipe}: {exc}", file=sys.stderr)
         return False
-    changes = classify_changes(saved["recipe"], saved["plan"], recipe, _read_json(run_dir.plan))
+    changes = classify_changes(saved["recipe"], saved["plan"], recipe, read_json_object(run_dir.plan))
     harmless = [change for change in changes if not change.breaks_resume]
     breaking = [change for change in changes if change.breaks_resume]
     where = f"{run_dir.path.name} since checkpoint {checkpoint.name}"
@@ -159,11 +160,3 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
           f"{checkpoint / TRAINER_STATE_FILE}), or train the changed recipe as a new run; "
           f"`omni-run resume {run_dir.path} --accept-changes` continues anyway, knowingly.", file=sys.stderr)
     return False
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

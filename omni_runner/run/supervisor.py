@@ -124,7 +124,8 @@ def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
         return ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, or {} when it is missing, unreadable or holds something else."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -233,7 +234,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
     otherwise the run's remaining budget applies. Returns 0 when the run finished or was stopped
     cleanly, else the last trainer exit code (or 1).
     """
-    plan = _read_json(run.plan)
+    plan = read_json_object(run.plan)
     status = read_status(run.path) or {}
     restarts_done = _count(status.get("restarts")) or 0
     budget = restart_budget(run, status, restarts)
