@@ -73,10 +73,13 @@ class RunSource:
         self._status = status or {}
         return status
 
-    def processes_alive(self) -> tuple[bool, bool]:
-        """Whether the trainer and the supervisor that status.json names are alive: a run killed
-        without a word (both killed, the machine rebooted) leaves an active state behind."""
-        return self.alive(self._status.get("pid")), self.alive(self._status.get("supervisor_pid"))
+    def processes_alive(self) -> tuple[bool, bool] | None:
+        """Whether the trainer and the supervisor that status.json names are alive (a run killed without
+        a word leaves an active state behind); None while it names neither (a run still being set up)."""
+        trainer, supervisor = self._status.get("pid"), self._status.get("supervisor_pid")
+        if trainer is None and supervisor is None:
+            return None
+        return self.alive(trainer), self.alive(supervisor)
 
     def older_history(self) -> RunView | None:
         """The step history before the first window, or None when the window held the whole file."""

@@ -22,3 +22,11 @@ async def test_a_finished_run_stays_finished_when_its_processes_are_gone(recorde
     app = dashboard_app(recorded_run("finished"), alive=False)
     async with app.run_test():
         assert app.screen.view.state == "finished"
+
+
+async def test_a_run_whose_status_names_no_process_yet_is_not_called_stale(recorded_run):
+    run = recorded_run("running")
+    run.status.unlink()  # the supervisor has not written it yet
+    app = dashboard_app(run, follow=True, alive=False)
+    async with app.run_test():
+        assert app.screen.view.state == "running"

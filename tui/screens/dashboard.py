@@ -115,11 +115,12 @@ class Dashboard(Screen):
             if batch.events or batch.restarted or batch.corrupt or status or alive != was_alive:
                 self.app.call_from_thread(self._fold, batch, status, alive)
 
-    def _fold(self, batch: TailBatch, status: dict | None, alive: tuple[bool, bool]) -> None:
+    def _fold(self, batch: TailBatch, status: dict | None, alive: tuple[bool, bool] | None) -> None:
         self.view = self.source.apply_new(self.view, batch)
         if status:
             self.view.apply_status(status)
-        self.view.apply_processes(*alive)
+        if alive is not None:
+            self.view.apply_processes(*alive)
         if self.view.corrupt_lines and not self._corrupt_reported:
             self._corrupt_reported = True
             self.notify(f"{self.view.corrupt_lines} unreadable line(s) in events.jsonl were skipped", severity="warning")
