@@ -96,7 +96,9 @@ def _show(value: Any) -> str:
 def classify_changes(saved_recipe: dict[str, Any], saved_plan: dict[str, Any],
                      recipe: dict[str, Any], plan: dict[str, Any]) -> list[Change]:
     """Every difference between the checkpoint's recipe and plan and the current ones, classified."""
-    changes = [_classify_recipe_key(key, before, after)
+    stages = recipe.get("stages") if isinstance(recipe.get("stages"), list) else []
+    longer_keys = ("training.max_steps", f"stages[{len(stages) - 1}].max_steps")
+    changes = [_classify_recipe_key(key, before, after, longer_keys)
                for key, before, after in _differences(_flatten(saved_recipe), _flatten(recipe))]
     saved_stages, stages = _plan_stages(saved_plan), _plan_stages(plan)
     if len(saved_stages) != len(stages):
@@ -116,8 +118,9 @@ def classify_changes(saved_recipe: dict[str, Any], saved_plan: dict[str, Any],
     return changes
 
 
-def _classify_recipe_key(key: str, before: Any, after: Any) -> Change:
-    if key == "training.max_steps" and _is_larger(before, after):
+def _classify_recipe_key(key: str, before: Any, after: Any, longer_keys: tuple[str, ...]) -> Change:
+    """`longer_keys`: the step counts of the last stage, which may grow."""
+    if key in longer_keys and _is_larger(before, after):
         return Change(key, before, after, "more steps: the learning-rate schedule stretches from here on", False)
     harmless = _match(key, HARMLESS)
     if harmless is not None:

@@ -120,3 +120,15 @@ def test_estimates_and_warnings_in_the_plan_are_not_compared():
         plan["warnings"] = ["something new"]
 
     assert changed(plan_edit=replan) == {}
+
+
+def test_a_multi_stage_recipe_may_lengthen_its_last_stage_but_not_an_earlier_one():
+    saved = dict(RECIPE, stages=[{"name": "align", "max_steps": 4}, {"name": "instruct", "max_steps": 6}])
+
+    def lengthen(index):
+        recipe = copy.deepcopy(saved)
+        recipe["stages"][index]["max_steps"] = 10
+        return {c.key: c for c in classify_changes(saved, PLAN, recipe, PLAN)}
+
+    assert not lengthen(1)["stages[1].max_steps"].breaks_resume
+    assert lengthen(0)["stages[0].max_steps"].breaks_resume
