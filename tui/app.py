@@ -22,6 +22,7 @@ from omni_runner.run.rundir import (
     RunNotFoundError,
     resolve_run,
 )
+from omni_runner.run.supervisor import is_alive
 
 
 class OmniTUI(App):
@@ -29,21 +30,23 @@ class OmniTUI(App):
     TITLE = "omni-runner"
 
     def __init__(self, run: RunDir | None = None, runs_dir: Path = DEFAULT_RUNS_DIR,
-                 clock: Callable[[], float] = time.time, follow: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, follow: bool = True,
+                 alive: Callable[[object], bool] = is_alive) -> None:
         super().__init__()
         self.attached_run = run
         self.runs_dir = Path(runs_dir)
         self.clock = clock
         self.follow = follow
+        self.alive = alive  # whether a PID from status.json is a live process (tests replay recorded runs)
 
     def on_mount(self) -> None:
         if self.attached_run is not None:
-            self.push_screen(Dashboard(self.attached_run, self.clock, self.follow))
+            self.attach(self.attached_run.path)
         else:
-            self.push_screen(RunPicker(self.runs_dir, self.clock, self.attach))
+            self.push_screen(RunPicker(self.runs_dir, self.clock, self.attach, self.alive))
 
     def attach(self, path: Path) -> None:
-        self.push_screen(Dashboard(RunDir(path), self.clock, self.follow))
+        self.push_screen(Dashboard(RunDir(path), self.clock, self.follow, self.alive))
 
 
 def build_parser() -> argparse.ArgumentParser:

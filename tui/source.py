@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from omni_tui.state import RunView
 from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import read_status
+from omni_runner.run.supervisor import is_alive
 from omni_runner.run.tail import (
     EventTail,
     TailBatch,
@@ -29,11 +31,14 @@ FIRST_WINDOW_BYTES = 2 << 20  # enough for thousands of recent events; parsed be
 class RunSource:
     """One run folder: builds the view from its files and follows its events file."""
 
-    def __init__(self, run: RunDir, window_bytes: int = FIRST_WINDOW_BYTES) -> None:
+    def __init__(self, run: RunDir, window_bytes: int = FIRST_WINDOW_BYTES,
+                 alive: Callable[[object], bool] = is_alive) -> None:
         self.run = run
         self.window_start = recent_start_offset(run.events, window_bytes)
         self.tail = EventTail(run.events, start_offset=self.window_start)
+        self.alive = alive
         self._status_mtime: float | None = None
+        self._status: dict[str, Any] = {}
 
     def fresh_view(self) -> RunView:
         """A view holding what the run folder says before any event (weights, thermal limits)."""
@@ -64,7 +69,17 @@ class RunSource:
         if mtime == self._status_mtime:
             return None
         self._status_mtime = mtime
-        return read_status(self.run.path)
+        status = read_status(self.run.path)
+        self._status = status or {}
+        return status
+
+    def processes_alive(self) -> tuple[bool, bool] | None:
+        """Whether the trainer and the supervisor that status.json names are alive (a run killed without
+        a word leaves an active state behind); None while it names neither (a run still being set up)."""
+        trainer, supervisor = self._status.get("pid"), self._status.get("supervisor_pid")
+        if trainer is None and supervisor is None:
+            return None
+        return self.alive(trainer), self.alive(supervisor)
 
     def older_history(self) -> RunView | None:
         """The step history before the first window, or None when the window held the whole file."""

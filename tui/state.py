@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omni_runner.run.progress import format_eval
+from omni_runner.run.status import ACTIVE_STATES
 
 MAX_POINTS = 1024
 MAX_LOG_LINES = 500
 ENDED_STATES = ("finished", "stopped", "failed")
+STALE = "stale"  # said to be active, but its trainer and supervisor are gone (`omni-run ls` says the same)
+STALE_REASON = "trainer and supervisor gone; `omni-run resume` continues from the last checkpoint"
 
 
 class SeriesHistory:
@@ -146,6 +149,15 @@ class RunView:
         self.restarts = max(self.restarts, status.get("restarts") or 0)
         self.last_checkpoint = status.get("last_checkpoint") or self.last_checkpoint
         self.total_steps = self.total_steps or status.get("total_steps")
+
+    def apply_processes(self, trainer_alive: bool, supervisor_alive: bool) -> None:
+        """A run that looks active with neither process alive was killed without a word: say so
+        rather than show `running` forever; once a process is back (a resume), follow it again."""
+        if self.state in ACTIVE_STATES and not (trainer_alive or supervisor_alive):
+            self.state, self.reason, self.detail = STALE, STALE_REASON, None
+            self._log({"t": self.last_t}, "error", f"run {STALE}: {STALE_REASON}")
+        elif self.state == STALE and (trainer_alive or supervisor_alive):
+            self.state, self.reason = "starting", None
 
     # ------------------------------------------------------------ events
 

@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the step boundary")
     if name == "resume":
         parser.add_argument("--detach", action="store_true", help="when restarting, keep training in the background")
+        parser.add_argument("--restarts", type=int, default=None, metavar="N",
+                            help="grant N automatic restarts from now on; needed to resume a run that failed after "
+                                 "using its whole restart budget (controller.restarts), which is kept across resumes")
+        parser.add_argument("--accept-changes", action="store_true",
+                            help="resume even though the run's recipe or plan changed since its checkpoint in ways "
+                                 "that break exact resume (the losses will no longer match an uninterrupted run)")
     parser.set_defaults(control_command=name)
 
 
@@ -85,11 +91,72 @@ def newest_live_run(runs_dir: Path):
 
 
 def restart(run_dir, args: argparse.Namespace) -> int:
-    """Continue a run whose trainer is gone, from its newest valid checkpoint."""
+    """Continue a run whose trainer is gone, from its newest valid checkpoint: unless it crash-looped
+    through its restart budget or its recipe changed in a way exact resume cannot follow."""
     from omni_runner.commands.train import start
+    from omni_runner.run.status import read_status
+    from omni_runner.run.supervisor import spent_budget
 
     if not any((run_dir.checkpoints).glob("step-*")):
         print(f"error: {run_dir.path.name} has no checkpoint to resume from", file=sys.stderr)
         return 1
+    if args.restarts is not None and args.restarts < 0:
+        print("error: --restarts takes a count of 0 or more", file=sys.stderr)
+        return 2
+    spent = spent_budget(read_status(run_dir.path) or {})
+    if spent and args.restarts is None:
+        print(f"error: {run_dir.path.name} will not be resumed: {spent}.\n"
+              f"  See `omni-run logs {run_dir.path}` and trainer.log for why it keeps failing; to try again, grant "
+              f"a new budget: `omni-run resume {run_dir.path} --restarts N` (N automatic restarts from now on; 0 for "
+              "this attempt alone).", file=sys.stderr)
+        return 1
+    if not changes_allow_resume(run_dir, args.accept_changes):
+        return 1
     args.tui = False
     return start(run_dir, resume=True, args=args)
+
+
+def changes_allow_resume(run_dir, accepted: bool) -> bool:
+    """Compare the run's recipe and plan with the newest checkpoint's; say what changed; False when a
+    change breaks exact resume and the user has not accepted that (after telling them what to do)."""
+    from omni_runner.plain_yaml import YAMLError, read_plain_yaml
+    from omni_runner.run.resume_changes import classify_changes
+    from omni_runner.run.supervisor import read_json_object
+    from omni_runner.train.checkpoint import (
+        TRAINER_STATE_FILE,
+        list_checkpoints,
+        verify_checkpoint,
+    )
+
+    # Sizes only: the trainer checks every checksum again when it loads the checkpoint.
+    checkpoint = next((path for path in list_checkpoints(run_dir.checkpoints)
+                       if verify_checkpoint(path, checksums=False) is None), None)
+    if checkpoint is None:
+        return True  # the trainer says which checkpoints it skipped and why
+    saved = read_json_object(checkpoint / TRAINER_STATE_FILE)
+    if "recipe" not in saved or "plan" not in saved:
+        return True  # written before checkpoints kept their recipe: nothing to compare with
+    try:
+        recipe = read_plain_yaml(run_dir.recipe)
+    except (OSError, YAMLError) as exc:
+        print(f"error: cannot read {run_dir.recipe}: {exc}", file=sys.stderr)
+        return False
+    changes = classify_changes(saved["recipe"], saved["plan"], recipe, read_json_object(run_dir.plan))
+    harmless = [change for change in changes if not change.breaks_resume]
+    breaking = [change for change in changes if change.breaks_resume]
+    where = f"{run_dir.path.name} since checkpoint {checkpoint.name}"
+    if harmless:
+        print(f"note: changed in {where}, which resume follows:\n"
+              + "\n".join(f"  {change.describe()}" for change in harmless), file=sys.stderr)
+    if not breaking:
+        return True
+    listed = "\n".join(f"  {change.describe()}" for change in breaking)
+    if accepted:
+        print(f"warning: changed in {where}; resuming anyway (--accept-changes), so the run no longer matches "
+              f"an uninterrupted one:\n{listed}", file=sys.stderr)
+        return True
+    print(f"error: changed in {where}, in ways that break exact resume:\n{listed}\n"
+          f"  Put them back in {run_dir.recipe} / {run_dir.plan.name} (the checkpoint's own are in "
+          f"{checkpoint / TRAINER_STATE_FILE}), or train the changed recipe as a new run; "
+          f"`omni-run resume {run_dir.path} --accept-changes` continues anyway, knowingly.", file=sys.stderr)
+    return False

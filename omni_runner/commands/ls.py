@@ -2,7 +2,9 @@
 
 Reads only `status.json` of each run, so it is instant and never touches a running trainer. A run
 whose status is missing or unreadable is still listed (state `unknown`); a run that says it is
-active but whose processes are gone is shown as `stale` (the trainer was killed without a word).
+active but whose processes are gone is shown as `stale` (killed without a word: the machine
+rebooted, or trainer and supervisor were both killed), and a trainer whose supervisor died as
+`(no supervisor)`: nobody will restart it or record how it ends.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from typing import Any
 from omni_runner.commands.run_options import add_runs_dir_option
 from omni_runner.run.rundir import RunDir, list_runs
 from omni_runner.run.status import read_status
-from omni_runner.run.supervisor import is_alive
+from omni_runner.run.supervisor import observed_state
 
 HELP = "list runs with their state, step, last loss and age"
-
-_ACTIVE_STATES = {"starting", "running", "paused", "cooling", "checkpointing", "stopping"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +34,7 @@ def _number(value: Any) -> float | None:
 def describe_run(run: RunDir, now: float) -> dict[str, Any]:
     """One row of `ls`: plain values, None where unknown."""
     status = read_status(run.path) or {}
-    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
-    if state in _ACTIVE_STATES and not (is_alive(status.get("pid")) or is_alive(status.get("supervisor_pid"))):
-        state = f"stale ({state})"
+    state = observed_state(status)
     updated = _number(status.get("updated_at"))
     return {
         "run": run.path.name,

@@ -52,7 +52,7 @@ def start(run_dir, resume: bool, args: argparse.Namespace) -> int:
     from omni_runner.run.supervisor import detach, supervise
 
     if args.detach or args.tui:
-        pid = detach(lambda: supervise(run_dir, resume=resume))
+        pid = detach(lambda: supervise(run_dir, resume=resume, restarts=getattr(args, "restarts", None)))
         if args.tui and shutil.which("omni-tui"):
             os.execvp("omni-tui", ["omni-tui", "attach", str(run_dir.path)])
         print(f"training in the background (supervisor pid {pid}): {run_dir.path}")
@@ -60,7 +60,7 @@ def start(run_dir, resume: bool, args: argparse.Namespace) -> int:
         print(f"  follow: omni-run logs -f {run_dir.path}")
         print(f"  steer:  omni-run pause|resume|checkpoint|stop {run_dir.path}")
         return 0
-    return follow_while_supervising(run_dir, resume, mode=_mode(args))
+    return follow_while_supervising(run_dir, resume, mode=_mode(args), restarts=getattr(args, "restarts", None))
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -69,7 +69,7 @@ def _mode(args: argparse.Namespace) -> str:
     return "tty" if sys.stdout.isatty() else "plain"
 
 
-def follow_while_supervising(run_dir, resume: bool, mode: str) -> int:
+def follow_while_supervising(run_dir, resume: bool, mode: str, restarts: int | None = None) -> int:
     from omni_runner.run.progress import ProgressPrinter
     from omni_runner.run.supervisor import supervise
     from omni_runner.run.tail import EventTail
@@ -78,7 +78,7 @@ def follow_while_supervising(run_dir, resume: bool, mode: str) -> int:
     printer = ProgressPrinter(mode)
     if mode != "json":
         print(f"run folder: {run_dir.path}", flush=True)
-    code = supervise(run_dir, resume=resume, on_tick=lambda: printer.feed(tail.read_new().events))
+    code = supervise(run_dir, resume=resume, on_tick=lambda: printer.feed(tail.read_new().events), restarts=restarts)
     printer.close()
     if mode != "json":
         print(summary(run_dir), flush=True)

@@ -3,7 +3,9 @@
 Written with write-to-temporary + fsync + rename, so a reader sees the old or the new
 snapshot, never half of one. Fields (all present, null when unknown):
 `name, state, reason, step, total_steps, epoch, loss, pid, supervisor_pid,
-last_checkpoint, started_at, updated_at, eta_s, restarts`.
+last_checkpoint, started_at, updated_at, eta_s, restarts, restart_budget, last_exit`. The last three
+are the supervisor's: restarts used over the run's life, how many it may use in all, and how the
+trainer last ended (the `exit` event's cause and explanation).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+# States in which a trainer or its supervisor should be alive to write the next snapshot.
+ACTIVE_STATES = ("starting", "running", "paused", "cooling", "checkpointing", "stopping")
 
 STATUS_FIELDS = (
     "name", "state", "reason", "step", "total_steps", "epoch", "loss", "pid",
     "supervisor_pid", "last_checkpoint", "started_at", "updated_at", "eta_s", "restarts",
+    "restart_budget", "last_exit",
 )
 
 

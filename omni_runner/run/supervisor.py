@@ -4,6 +4,13 @@ Keeping torch out of this process is deliberate: the supervisor must outlive wha
 trainer (CUDA errors, the OOM killer, a segfault in a kernel) and still write down what happened.
 The trainer runs in its own session, so a Ctrl-C in the terminal reaches only the supervisor, which
 turns it into a graceful stop (the trainer checkpoints and exits 0); a second Ctrl-C stops at once.
+On Linux the trainer also gets that graceful stop when the supervisor itself dies (`kill -9`, a
+closed session): a trainer nobody watches would otherwise hold a GPU for days with no one to
+restart it, report its exit or answer `omni-run ls` truthfully.
+
+The restart budget (`controller.restarts`) belongs to the run, not to one supervisor: the restarts
+used and the budget are kept in `status.json`, so `omni-run resume` cannot quietly hand a
+crash-looping run a fresh budget; the user grants one explicitly (`--restarts N`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
-from omni_runner.run.status import read_status, write_json_atomic
+from omni_runner.run.status import ACTIVE_STATES, read_status, write_json_atomic
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
 # Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
@@ -117,7 +124,8 @@ def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
         return ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, or {} when it is missing, unreadable or holds something else."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -132,6 +140,40 @@ def allowed_restarts(run: RunDir) -> int:
         return int(data["controller"]["restarts"])
     except (OSError, YAMLError, KeyError, TypeError, ValueError):
         return 0
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def restart_budget(run: RunDir, status: dict[str, Any], granted: int | None = None) -> int:
+    """How many automatic restarts the run may use over its whole life.
+
+    The recipe's `controller.restarts` until the run records its own; `granted` (the user's
+    `omni-run resume --restarts N`) allows N more from the restarts already used.
+    """
+    used = _count(status.get("restarts")) or 0
+    if granted is not None:
+        return used + granted
+    recorded = _count(status.get("restart_budget"))
+    return allowed_restarts(run) if recorded is None else recorded
+
+
+def spent_budget(status: dict[str, Any]) -> str | None:
+    """Why a failed run should not be resumed without a new budget, or None when it may be.
+
+    A run that failed after using every restart it was given is crash-looping: resuming it again
+    would most likely fail again. A budget of 0 (the default) never counts as spent: that user
+    asked for no automatic restarts, and a resume is their own decision.
+    """
+    used, budget = _count(status.get("restarts")) or 0, _count(status.get("restart_budget"))
+    if status.get("state") != "failed" or not budget or used < budget:
+        return None
+    last = status.get("last_exit") if isinstance(status.get("last_exit"), dict) else {}
+    cause = last.get("cause") or status.get("reason") or "unknown"
+    explanation = f": {last['explanation']}" if last.get("explanation") else ""
+    return (f"it used all {used} of its {budget} automatic restart(s) (controller.restarts) and failed again; "
+            f"last failure [{cause}]{explanation}")
 
 
 def _update_status(run: RunDir, **fields: Any) -> None:
@@ -173,26 +215,53 @@ def trainer_command(run: RunDir, resume: bool) -> list[str]:
     return [sys.executable, "-m", "omni_runner.train", str(run.path), *(["--resume"] if resume else [])]
 
 
-def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | None = None) -> int:
-    """Run the trainer of `run` to its end, restarting after crashes as the recipe allows.
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_when_orphaned(supervisor_pid: int) -> Callable[[], None] | None:
+    """A `preexec_fn` asking the kernel to send the trainer SIGTERM (checkpoint and stop) when the
+    supervisor dies; None where prctl is missing (not Linux), where the trainer then runs on alone
+    and `omni-run ls` says `running (no supervisor)`."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # the C library the interpreter is linked with
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != supervisor_pid:  # the supervisor died before the request took hold
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | None = None,
+              restarts: int | None = None) -> int:
+    """Run the trainer of `run` to its end, restarting after crashes as the run's budget allows.
 
     `on_tick` is called about five times a second while the trainer runs (the progress display).
-    Returns 0 when the run finished or was stopped cleanly, else the last trainer exit code (or 1).
+    `restarts` grants that many automatic restarts from now on (`omni-run resume --restarts N`);
+    otherwise the run's remaining budget applies. Returns 0 when the run finished or was stopped
+    cleanly, else the last trainer exit code (or 1).
     """
-    plan = _read_json(run.plan)
-    restarts_left = allowed_restarts(run)
-    restarts_done = (read_status(run.path) or {}).get("restarts") or 0
+    plan = read_json_object(run.plan)
+    status = read_status(run.path) or {}
+    restarts_done = _count(status.get("restarts")) or 0
+    budget = restart_budget(run, status, restarts)
     stops = _StopRequests()
     previous = {sig: signal.signal(sig, stops) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous.update({sig: signal.signal(sig, _forwarder(stops)) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
     events = EventLog(run.events)
     try:
         while True:
-            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done)
+            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget)
             with open(run.trainer_log, "ab") as log:
+                # preexec_fn is unsafe only with threads running, and the supervisor starts none.
                 stops.child = subprocess.Popen(
-                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),  # noqa: PLW1509
                 )
             while stops.child.poll() is None:
                 if on_tick:
@@ -203,13 +272,13 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             status = read_status(run.path) or {}
             report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log), plan)
             step = int(status.get("step") or 0)
-            will_restart = report.cause in RESTARTABLE_CAUSES and restarts_left > 0 and stops.count == 0
+            will_restart = report.cause in RESTARTABLE_CAUSES and restarts_done < budget and stops.count == 0
             events.emit("exit", step, **report.to_event(), will_restart=will_restart)
+            _update_status(run, last_exit={**report.to_event(), "step": step})
             if status.get("state") not in TERMINAL_STATES:
                 _update_status(run, state="failed", reason=report.cause, pid=None)
             if not will_restart:
                 return 0 if report.cause in ("ok", "stopped") else (report.exit_code or 1)
-            restarts_left -= 1
             restarts_done += 1
             checkpoint = (status.get("last_checkpoint") or {}).get("path")
             events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint)
@@ -266,3 +335,21 @@ def is_alive(pid: object) -> bool:
             return handle.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def observed_state(status: dict[str, Any], alive: Callable[[object], bool] = is_alive) -> str:
+    """The state `status.json` claims, as the processes bear it out (what `ls` and the run picker show).
+
+    An active state whose trainer and supervisor are both gone is `stale (STATE)`: killed without a
+    word, or the machine rebooted. A trainer whose supervisor died is `STATE (no supervisor)`: nobody
+    will restart it or record how it ends.
+    """
+    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
+    if state not in ACTIVE_STATES:
+        return state
+    trainer, supervisor = alive(status.get("pid")), alive(status.get("supervisor_pid"))
+    if not (trainer or supervisor):
+        return f"stale ({state})"
+    if not supervisor and status.get("supervisor_pid") is not None:
+        return f"{state} (no supervisor)"
+    return state

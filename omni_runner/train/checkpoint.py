@@ -9,6 +9,10 @@ folder (ignored, removed by the next save) or a `step-N` whose manifest does not
 Everything is stored so that `torch.load(..., weights_only=True)` can read it back: no pickled
 classes, only tensors, numbers, strings, lists, tuples and dicts. That is why the numpy RNG state is
 converted to a tensor.
+
+torch is imported inside the functions that move tensors: finding and verifying checkpoints (and
+reading `trainer_state.json`) is plain file work that `omni-run resume` does before it starts a
+supervisor, which must stay free of torch.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file as load_safetensors
-from safetensors.torch import save_file as save_safetensors
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_FILE = "weights.safetensors"  # the trainable parameters (adapter, projectors, or all weights)
 OPTIMIZER_FILE = "optimizer.pt"
@@ -74,6 +78,8 @@ def step_of(path: Path) -> int | None:
 
 def capture_rng_state() -> dict[str, Any]:
     """Every random generator the loop may draw from (dropout, shuffles, sampling)."""
+    import torch
+
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -85,6 +91,8 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
@@ -128,6 +136,7 @@ _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors reports a failed write as a SafetensorError naming the OS error: made an OSError again."""
     from safetensors import SafetensorError
+    from safetensors.torch import save_file as save_safetensors
 
     try:
         save_safetensors(tensors, str(path))
@@ -159,6 +168,8 @@ class _WriteRecorder:
 
 
 def _save_torch(value: Any, path: Path) -> None:
+    import torch
+
     with open(path, "wb") as handle:
         recorder = _WriteRecorder(handle)
         try:
@@ -290,6 +301,9 @@ def prune_checkpoints(checkpoints_dir: Path, keep_last: int, newest_verified: Pa
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> CheckpointContents:
     """Read a verified checkpoint back (safe loading only: no pickled code runs)."""
+    import torch
+    from safetensors.torch import load_file as load_safetensors
+
     path = Path(path)
     try:
         weights = load_safetensors(str(path / WEIGHTS_FILE), device="cpu")

@@ -101,6 +101,7 @@ class Trainer:
         self.stages: list[dict[str, Any]] = self.plan["stages"]
         self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
         self.resume = resume
+        self.parent_pid = os.getppid()  # the supervisor: when it dies we are re-parented and told to stop
         self.events = EventLog(run.events)
         self.status = RunStatus(run.path, name=self.recipe["name"], state="starting", reason="loading",
                                 pid=os.getpid(), total_steps=self.total_steps)
@@ -392,6 +393,8 @@ class Trainer:
             trainer_state={
                 "progress": self.progress.__dict__, "reason": reason,
                 "recipe_sha256": _digest(self.run.recipe), "plan_sha256": _digest(self.run.plan),
+                # What this checkpoint was trained under, so `omni-run resume` can name what changed since.
+                "recipe": self.recipe, "plan": self.plan,
             },
         )
         saved = ckpt.save_checkpoint(self.run.checkpoints, self.progress.step, contents)
@@ -447,8 +450,10 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
         outcome = trainer.train()
         if outcome == "finished":
             trainer.finish()
-        controller.close(outcome, "done" if outcome == "finished" else "user")
-        trainer.events.emit("run_end", trainer.progress.step, state=outcome, reason="done" if outcome == "finished" else "stopped on request")
+        reason = "done" if outcome == "finished" else ("supervisor gone" if os.getppid() != trainer.parent_pid else "user")
+        controller.close(outcome, reason)
+        trainer.events.emit("run_end", trainer.progress.step, state=outcome,
+                            reason={"done": "done", "user": "stopped on request"}.get(reason, reason))
         return TrainerExit.OK
     except KeyboardInterrupt:
         return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", TrainerExit.INTERRUPTED)

@@ -32,3 +32,13 @@ def test_resuming_while_the_supervisor_is_about_to_restart_the_trainer_starts_no
     result = _resume(_run_folder(tmp_path, state="failed", pid=None, supervisor_pid=os.getpid()))
     assert result.returncode == 1
     assert f"being restarted by its supervisor (pid {os.getpid()})" in result.stderr
+
+
+def test_resuming_a_run_that_crash_looped_through_its_restart_budget_says_so_and_how_to_grant_more(tmp_path):
+    last_exit = {"cause": "oom", "explanation": "The GPU ran out of memory."}
+    run = _run_folder(tmp_path, state="failed", pid=None, restarts=3, restart_budget=3, last_exit=last_exit)
+    result = _resume(run)
+    assert result.returncode == 1
+    assert "used all 3 of its 3 automatic restart(s)" in result.stderr
+    assert "last failure [oom]: The GPU ran out of memory." in result.stderr
+    assert f"omni-run resume {run} --restarts N" in result.stderr

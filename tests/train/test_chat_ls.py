@@ -163,3 +163,13 @@ def test_chat_offers_the_tools_of_a_tools_file(run_with_final, tmp_path, capsys)
                                   "parameters": {"city": {"type": "str", "description": "City name."}}}]))
     code = main(["chat", str(run_with_final), "--tools", str(tools), "--prompt", "Weather in Oslo?", "--max-new-tokens", "4"])
     assert code == 0 and capsys.readouterr().out.count("\n") == 1
+
+
+def test_ls_marks_a_trainer_whose_supervisor_died_as_running_without_supervisor(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    make_run(tmp_path, "orphan", finished(state="running", step=3, pid=os.getpid(), supervisor_pid=gone.pid))
+
+    result = omni_run("ls", "--runs-dir", str(tmp_path), "--json")
+
+    assert json.loads(result.stdout)["state"] == "running (no supervisor)"

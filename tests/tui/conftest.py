@@ -26,5 +26,6 @@ def recorded_run(tmp_path):
     return copy
 
 
-def dashboard_app(run: RunDir, follow: bool = False) -> OmniTUI:
-    return OmniTUI(run=run, clock=lambda: FROZEN_NOW, follow=follow)
+def dashboard_app(run: RunDir, follow: bool = False, alive: bool = True) -> OmniTUI:
+    """The recorded run's processes count as alive (or all gone), as its clock is frozen."""
+    return OmniTUI(run=run, clock=lambda: FROZEN_NOW, follow=follow, alive=lambda pid: alive)

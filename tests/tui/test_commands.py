@@ -39,12 +39,18 @@ def copy_runs(tmp_path: Path, *states: str) -> Path:
 
 async def test_picker_lists_runs_with_state_step_loss_and_age(tmp_path):
     runs = copy_runs(tmp_path, "finished", "paused")
-    app = OmniTUI(runs_dir=runs, clock=lambda: FROZEN_NOW)
+    app = OmniTUI(runs_dir=runs, clock=lambda: FROZEN_NOW, alive=lambda pid: True)
     async with app.run_test(size=(120, 30)):
         table = app.screen.query_one(DataTable)
         rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
         assert rows["tiny-omni-finished"][1:] == ["finished", "40/40", "0.6000", "just now"]
         assert rows["tiny-omni-paused"][1:4] == ["paused", "15/40", "1.2000"]
+
+
+async def test_picker_shows_a_run_whose_processes_are_gone_as_stale_like_ls(tmp_path):
+    app = OmniTUI(runs_dir=copy_runs(tmp_path, "paused"), clock=lambda: FROZEN_NOW, alive=lambda pid: False)
+    async with app.run_test(size=(120, 30)):
+        assert app.screen.query_one(DataTable).get_row_at(0)[1] == "stale (paused)"
 
 
 async def test_enter_in_the_picker_attaches_to_the_selected_run(tmp_path):

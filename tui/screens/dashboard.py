@@ -25,6 +25,7 @@ from textual.widgets import Footer, ProgressBar
 
 from omni_runner.control.client import ControlError, send_command
 from omni_runner.run.rundir import RunDir
+from omni_runner.run.supervisor import is_alive
 from omni_runner.run.tail import TailBatch
 
 POLL_SECONDS = 1.0
@@ -47,12 +48,13 @@ class Dashboard(Screen):
 
     version: reactive[int] = reactive(0, init=False)  # bumped when the view changed: repaint the panels
 
-    def __init__(self, run: RunDir, clock: Callable[[], float], follow: bool = True) -> None:
+    def __init__(self, run: RunDir, clock: Callable[[], float], follow: bool = True,
+                 alive: Callable[[object], bool] = is_alive) -> None:
         super().__init__()
         self.run = run
         self.clock = clock
         self.follow = follow
-        self.source = RunSource(run)
+        self.source = RunSource(run, alive=alive)
         self.view: RunView = self.source.fresh_view()
         self._corrupt_reported = False
         self.history_complete = self.source.window_start == 0  # False until the older history is merged
@@ -76,7 +78,7 @@ class Dashboard(Screen):
 
     def on_mount(self) -> None:
         # The first window is read here, before the first paint: it is small by construction.
-        self._fold(self.source.tail.read_new(), self.source.read_status_if_changed())
+        self._fold(self.source.tail.read_new(), self.source.read_status_if_changed(), self.source.processes_alive())
         self._repaint()
         if self.source.window_start:
             # Later, so the scan (CPU-bound, holding the GIL half the time) does not slow the first paints.
@@ -105,16 +107,20 @@ class Dashboard(Screen):
 
     @work(thread=True, exclusive=True, group="tail")
     def _follow_events(self) -> None:
+        alive = None
         while not self._stop_following.wait(POLL_SECONDS):
             batch = self.source.tail.read_new()
             status = self.source.read_status_if_changed()
-            if batch.events or batch.restarted or batch.corrupt or status:
-                self.app.call_from_thread(self._fold, batch, status)
+            alive, was_alive = self.source.processes_alive(), alive
+            if batch.events or batch.restarted or batch.corrupt or status or alive != was_alive:
+                self.app.call_from_thread(self._fold, batch, status, alive)
 
-    def _fold(self, batch: TailBatch, status: dict | None) -> None:
+    def _fold(self, batch: TailBatch, status: dict | None, alive: tuple[bool, bool] | None) -> None:
         self.view = self.source.apply_new(self.view, batch)
         if status:
             self.view.apply_status(status)
+        if alive is not None:
+            self.view.apply_processes(*alive)
         if self.view.corrupt_lines and not self._corrupt_reported:
             self._corrupt_reported = True
             self.notify(f"{self.view.corrupt_lines} unreadable line(s) in events.jsonl were skipped", severity="warning")

@@ -13,17 +13,19 @@ from textual.widgets import DataTable, Footer, Label
 
 from omni_runner.run.rundir import list_runs
 from omni_runner.run.status import read_status
+from omni_runner.run.supervisor import is_alive, observed_state
 
 
-def run_rows(runs_dir: Path, now: float) -> list[tuple[str, str, str, str, str]]:
-    """(name, state, step/total, last loss, age) for each run, newest first."""
+def run_rows(runs_dir: Path, now: float, alive: Callable[[object], bool] = is_alive) -> list[tuple[str, str, str, str, str]]:
+    """(name, state, step/total, last loss, age) for each run, newest first; the state as `omni-run ls`
+    shows it (a run whose processes are gone is `stale`, not `running`)."""
     rows = []
     for run in reversed(list_runs(runs_dir)):
         status = read_status(run.path) or {}
         updated = status.get("updated_at")
         rows.append((
             run.path.name,
-            str(status.get("state") or "unknown"),
+            observed_state(status, alive),
             f"{status.get('step') or 0}/{status.get('total_steps') or '?'}",
             loss(status.get("loss")) if isinstance(status.get("loss"), (int, float)) else "—",
             age(now - updated) if isinstance(updated, (int, float)) else "—",
@@ -38,11 +40,13 @@ class RunPicker(Screen):
         Binding("q", "app.quit", "Quit", id="quit", tooltip="Leave; no run is touched"),
     ]
 
-    def __init__(self, runs_dir: Path, clock: Callable[[], float], on_pick: Callable[[Path], None]) -> None:
+    def __init__(self, runs_dir: Path, clock: Callable[[], float], on_pick: Callable[[Path], None],
+                 alive: Callable[[object], bool] = is_alive) -> None:
         super().__init__()
         self.runs_dir = runs_dir
         self.clock = clock
         self.on_pick = on_pick
+        self.alive = alive
 
     def compose(self) -> ComposeResult:
         yield Label(f"Runs in {self.runs_dir}/ — Enter attaches", id="picker-title")
@@ -57,7 +61,7 @@ class RunPicker(Screen):
     def action_reload(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for row in run_rows(self.runs_dir, self.clock()):
+        for row in run_rows(self.runs_dir, self.clock(), self.alive):
             table.add_row(*row, key=row[0])
         if not table.row_count:
             self.query_one("#picker-title", Label).update(

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 STATE_STYLES = {
     "running": "green", "starting": "cyan", "paused": "yellow", "cooling": "dark_orange",
-    "checkpointing": "cyan", "stopping": "yellow", "finished": "green", "stopped": "yellow", "failed": "red",
+    "checkpointing": "cyan", "stopping": "yellow", "finished": "green", "stopped": "yellow", "failed": "red", "stale": "red",
 }
 
 
