@@ -68,6 +68,7 @@ class Adapters:
     r: int = 0
     dropout: bool = False
     full: bool = False
+    experts: bool = False  # LoRA on a mixture-of-experts stack's fused expert weights too
 
 
 FROZEN = Adapters()
@@ -88,6 +89,12 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
     kv = dims.get("kv_heads", heads) * dims.get("head_dim", h // max(heads, 1))
     inner = dims["intermediate_size"]
     kept = 2 * (4 * h + 4) + dtype_bytes * (2 * q + 2 * kv) + 4 * heads + 3 * dtype_bytes * inner
+    experts = dims.get("experts")
+    if experts:
+        # A mixture-of-experts MLP: `inner` is the routed experts' width (only they see the token); the
+        # router keeps its fp32 logits and softmax, and each routed expert's output is kept for its
+        # routing weight's gradient.
+        kept += 2 * 4 * experts["count"] + dtype_bytes * experts["per_token"] * h
     if adapters.full:
         # the inputs of q/k/v, o, gate/up and down, and the normalised hidden state for the norm weights
         kept += dtype_bytes * (3 * h + q + inner)
@@ -97,6 +104,14 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
             width = shapes[target][0]
             kept += 4 * width + 4 * adapters.r + (LORA_DROPOUT_BYTES * width if adapters.dropout else 0)
     return kept
+
+
+def expert_adapter_bytes(dims: dict[str, Any], dtype_bytes: float = 2.0) -> float:
+    """LoRA on fused expert weights (peft `target_parameters`) adds B x A to every expert's weight in the
+    forward: one layer's merged weights (base dtype) and its fp32 delta are materialised, and the merged
+    weights stay alive for the backward of every routed expert's matmul."""
+    experts = dims["experts"]
+    return experts["count"] * 3 * dims["hidden_size"] * experts["intermediate_size"] * (dtype_bytes + 4.0)
 
 
 def stack_activation_bytes(tokens: int, layers: int, per_token_layer: float, hidden: int, checkpointing: bool, dtype_bytes: float = 2.0) -> float:
