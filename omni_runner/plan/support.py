@@ -90,8 +90,8 @@ LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "sigli
 QWEN3_OMNI_TYPES: tuple[str, ...] = ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
 TRAINED_BASE_MODEL_TYPES: tuple[str, ...] = ("qwen2_5_omni", "qwen2_5_omni_thinker", *QWEN3_OMNI_TYPES)
 
-# What the trainer does not do with a Qwen3-Omni base (its thinker trains text and media in, with LoRA on
-# attention and optionally the experts, or in full): refused where the recipe names it.
+# What the trainer does not do with a Qwen3-Omni base (its thinker trains text, images and video with LoRA
+# on attention and optionally the experts): refused where the recipe names it.
 _QWEN3_SAME_AS = "or use a Qwen2.5-Omni base, which has it"
 QWEN3_OMNI_GAPS: dict[str, Gap] = {
     "audio_out": Gap("Qwen3-Omni's talker and code2wav are not wired: no speech reply is spoken, scored or realigned",
@@ -107,6 +107,8 @@ QWEN3_OMNI_GAPS: dict[str, Gap] = {
     "use_audio_in_video": Gap("a video's audio track interleaved with its frames is not trained with Qwen3-Omni "
                               "(its audio tower is reached by no capability it trains)",
                               f"remove use_audio_in_video (the frames train without the track), {_QWEN3_SAME_AS}"),
+    "full": Gap("full fine-tuning of the Qwen3-Omni thinker is not trained by a test yet (LoRA is)",
+                "use training.method lora (training.lora.target_experts: true adapts the experts too)"),
     "quantization": Gap("quantized Qwen3-Omni bases (GPTQ, bitsandbytes, qlora) are not wired: its experts are fused "
                         "3-D weights, not the linear layers those backends quantize",
                         "use training.method lora or full with base_model.quantization none"),
@@ -180,6 +182,8 @@ def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
     if (data.get("output") or {}).get("merge"):
         yield _refusal(recipe, f"output.merge {what}", QWEN3_OMNI_GAPS["merge"], ("output", "merge"))
     training, base_section = data.get("training") or {}, data.get("base_model") or {}
+    if training.get("method") == "full":
+        yield _refusal(recipe, f"training.method full {what}", QWEN3_OMNI_GAPS["full"], ("training", "method"))
     if training.get("method") == "qlora":
         yield _refusal(recipe, f"training.method qlora {what}", QWEN3_OMNI_GAPS["quantization"], ("training", "method"))
     if base_section.get("quantization", "auto") not in ("auto", "none") or base.detection.quantization:

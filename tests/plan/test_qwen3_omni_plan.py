@@ -79,6 +79,7 @@ def test_target_experts_on_a_dense_model_is_refused(write_recipe):
     ("encoders:\n  vision: {path: /absent/siglip2-so400m-patch16-512, kind: siglip2}\n", "encoders.vision", "vision:"),
     ("output: {merge: true}\n", "output.merge", "merge:"),
     ("training: {method: qlora}\n", "training.method", "method:"),
+    ("training: {method: full}\n", "training.method", "method:"),
 ])
 def test_parts_qwen3_omni_does_not_train_are_refused_at_their_line(write_recipe, extra, field, needle):
     path = write_recipe("name: q3\n" + BASE + DATA + extra)
