@@ -198,12 +198,13 @@ def _processor(tokenizer: Any) -> Any:
     )
 
 
-def corpus_fingerprint(corpus: list[str], builder: str = f"builder {BUILDER_VERSION}") -> str:
+def corpus_fingerprint(corpus: list[str], builder: str | None = None) -> str:
     """Everything the files depend on: builder, seed, corpus, and the libraries that initialise and
     serialise the weights and train the tokenizer (another version may produce other bytes).
-    `builder` names the builder and its version (other tiny bases built on this tokenizer pass theirs)."""
+    `builder` names another builder and its version (a tiny base built on this tokenizer); the default
+    is this module's."""
     libraries = " ".join(f"{name} {metadata.version(name)}" for name in ("torch", "transformers", "tokenizers"))
-    digest = hashlib.sha256(f"{builder} seed {SEED} {libraries}".encode())
+    digest = hashlib.sha256(f"{builder or f'builder {BUILDER_VERSION}'} seed {SEED} {libraries}".encode())
     for text in corpus:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
