@@ -42,6 +42,8 @@ def test_text_images_and_video_train_with_lora_on_attention_and_experts(qwen3_ru
     assert all(math.isfinite(e["loss"]) for e in steps)
     assert set().union(*(e["capability_losses"] for e in steps)) == CAPABILITIES  # every kind of sample reached a loss
     assert status(qwen3_run)["state"] == "finished"
+    planned = sum(g["parameters"] for g in json.loads((qwen3_run.path / "plan.json").read_text())["stages"][0]["trainable"])
+    assert f"{planned:,} trainable parameters" in qwen3_run.trainer_log.read_text()  # the plan counts what the loader trains
     final = qwen3_run.path / "final"
     with safe_open(final / "adapter_model.safetensors", "pt") as adapter:
         names = list(adapter.keys())
