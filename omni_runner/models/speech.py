@@ -193,6 +193,12 @@ class SpeechParts:
 
 
 def _omni_config(folder: Path) -> Any:
+    import json
+
+    model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type not in ("qwen2_5_omni", "qwen2_5_omni_thinker"):
+        raise SpeechError(f"{folder} is a {model_type} model: speech out is wired for Qwen2.5-Omni's talker and "
+                          "token2wav only (Qwen3-Omni's talker and code2wav are not). Chat without --audio-out.")
     offline_hub()
     from transformers import Qwen2_5OmniConfig
 

@@ -4,6 +4,9 @@ table exactly, and rebuilt only when its inputs change."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from omni_runner.detect import detect
 from omni_runner.models import tiny_qwen3
@@ -34,3 +37,11 @@ def test_ensure_reuses_a_current_build(tiny_qwen3_omni_dir):
     before = (tiny_qwen3_omni_dir / "model.safetensors").stat().st_mtime_ns
     assert tiny_qwen3.ensure_tiny_qwen3_omni() == tiny_qwen3_omni_dir
     assert (tiny_qwen3_omni_dir / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_speech_out_from_a_qwen3_omni_folder_is_a_clear_error():
+    from omni_runner.models.speech import SpeechError, load_talker
+
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "qwen3-omni-30b-a3b-instruct"
+    with pytest.raises(SpeechError, match="qwen3_omni_moe model: speech out is wired for Qwen2.5-Omni"):
+        load_talker(folder, dtype=None, device=None)
