@@ -47,7 +47,7 @@ from typing import Any
 
 from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.models.families import MODEL_TYPES as OMNI_MODEL_TYPES
-from omni_runner.models.families import QWEN2_5_OMNI, OmniFamily, family_of
+from omni_runner.models.families import OmniFamily, family_of
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS, stored_quantization
 from omni_runner.paths import (
@@ -397,7 +397,7 @@ def load_thinker(
     offline_hub()
     import transformers
 
-    family = family_of(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")) or QWEN2_5_OMNI
+    family = family_of(check_model_dir(folder)["model_type"])
 
     kwargs: dict[str, Any] = {
         "dtype": dtype,
