@@ -213,9 +213,9 @@ def _omni_config(folder: Path) -> Any:
 def load_talker(folder: Path, dtype: Any, device: Any, adapter_dir: Path | None = None) -> Any:
     """The talker of a full Omni folder (its own class maps the `talker.` keys), with a trained LoRA
     adapter on top when `adapter_dir` holds one."""
+    config = _omni_config(folder)
     from transformers import Qwen2_5OmniTalkerForConditionalGeneration
 
-    config = _omni_config(folder)
     with quiet_transformers():
         talker = Qwen2_5OmniTalkerForConditionalGeneration.from_pretrained(
             folder, config=config.talker_config, dtype=dtype, local_files_only=True)
