@@ -100,7 +100,7 @@ def _stack(dims: dict[str, Any], tokens: int, checkpointing: bool, adapters: mem
     per_token_layer = memory.decoder_layer_bytes_per_token(dims, adapters, dtype_bytes)
     total = memory.stack_activation_bytes(tokens, dims["layers"], per_token_layer, dims["hidden_size"], checkpointing, dtype_bytes)
     if adapters.experts and dims.get("experts"):  # merged expert weights: one layer's when recomputed, else every layer's
-        total += memory.expert_adapter_bytes(dims, dtype_bytes) * (1 if checkpointing else dims["experts"]["layers"])
+        total += memory.expert_adapter_bytes(dims, adapters.r, dtype_bytes) * (1 if checkpointing else dims["experts"]["layers"])
     return total
 
 

@@ -91,10 +91,14 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
     kept = 2 * (4 * h + 4) + dtype_bytes * (2 * q + 2 * kv) + 4 * heads + 3 * dtype_bytes * inner
     experts = dims.get("experts")
     if experts:
-        # A mixture-of-experts MLP: `inner` is the routed experts' width (only they see the token); the
-        # router keeps its fp32 logits and softmax, and each routed expert's output is kept for its
-        # routing weight's gradient.
-        kept += 2 * 4 * experts["count"] + dtype_bytes * experts["per_token"] * h
+        # A mixture-of-experts MLP: `inner` is the routed experts' width (only they see the token). The
+        # expert loop also keeps, per routed (token, expert) pair, the gathered input and the output
+        # scaled by its routing weight, plus the summed output; the router its logits and fp32 softmax.
+        # With LoRA on the experts the adapted matmuls keep their inputs too.
+        k = experts["per_token"]
+        kept += dtype_bytes * h * (2 * k + 1) + 12 * experts["count"]
+        if adapters.experts:
+            kept += dtype_bytes * k * (h + experts["intermediate_size"])
     if adapters.full:
         # the inputs of q/k/v, o, gate/up and down, and the normalised hidden state for the norm weights
         kept += dtype_bytes * (3 * h + q + inner)
@@ -106,12 +110,13 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
     return kept
 
 
-def expert_adapter_bytes(dims: dict[str, Any], dtype_bytes: float = 2.0) -> float:
-    """LoRA on fused expert weights (peft `target_parameters`) adds B x A to every expert's weight in the
-    forward: one layer's merged weights (base dtype) and its fp32 delta are materialised, and the merged
-    weights stay alive for the backward of every routed expert's matmul."""
+def expert_adapter_bytes(dims: dict[str, Any], r: int, dtype_bytes: float = 2.0) -> float:
+    """What one layer keeps for backward, beyond its tokens, with LoRA on its fused expert weights (peft
+    `target_parameters` adds B x A to every expert's weight in the forward): the merged weights and the
+    adapter's A and B cast to the base dtype, alive until every routed expert's matmul has its gradient."""
     experts = dims["experts"]
-    return experts["count"] * 3 * dims["hidden_size"] * experts["intermediate_size"] * (dtype_bytes + 4.0)
+    h, i, count = dims["hidden_size"], experts["intermediate_size"], experts["count"]
+    return dtype_bytes * (count * 3 * h * i + r * count * ((h + 2 * i) + (i + h)))
 
 
 def stack_activation_bytes(tokens: int, layers: int, per_token_layer: float, hidden: int, checkpointing: bool, dtype_bytes: float = 2.0) -> float:

@@ -53,9 +53,10 @@ def test_lora_targets_attention_and_the_experts_on_request(write_recipe):
     assert expert_lora_parameters(lm, 16) == 48 * 128 * 16 * ((2048 + 2 * 768) + (768 + 2048))
     assert [d["what"] for d in attention["decisions"]] == ["LoRA on attention only: the experts stay frozen"]
     assert experts["decisions"][0]["what"] == "LoRA on attention and on every expert (training.lora.target_experts)"
-    # one layer's merged expert weights (bf16) and their fp32 delta per layer, kept for backward
+    # per layer: the merged expert weights and the adapters cast to bf16; per routed pair: the adapted matmuls' inputs
     added = experts["memory"]["breakdown"]["activations"] - attention["memory"]["breakdown"]["activations"]
-    assert added * GIB == pytest.approx(48 * 128 * 3 * 2048 * 768 * 6, rel=0.02)
+    per_layer = 2 * (128 * 3 * 2048 * 768 + 16 * 128 * ((2048 + 2 * 768) + (768 + 2048)))
+    assert added * GIB == pytest.approx(48 * (per_layer + 1024 * 2 * 8 * (2048 + 768)), rel=0.01)
 
 
 def test_experts_need_no_dropout_and_have_no_dense_mlp(write_recipe):
