@@ -242,7 +242,7 @@ def _detect_transformers(folder: Path) -> Detection:
         raise DetectionError(
             f"{folder / 'config.json'}: model_type {model_type or '(missing)'!r}"
             f"{' (architectures ' + ', '.join(map(str, architectures)) + ')' if architectures else ''} is not a family "
-            "omni-run knows. Known: Qwen2.5-Omni, Qwen2.5/Llama text models, Qwen2-VL/Qwen2.5-VL, Qwen2-Audio, "
+            "omni-run knows. Known: Qwen2.5-Omni, Qwen3-Omni, Qwen2.5/Llama text models, Qwen2-VL/Qwen2.5-VL, Qwen2-Audio, "
             "SigLIP/SigLIP2, Whisper, Parakeet, diffusers SD3/SVD, and by structure any decoder-only language model "
             "(a *ForCausalLM) or one with a text_config beside a vision_config or audio_config (LLaVA-style). "
             "Set `architecture:` in the recipe to plan with a known one."
@@ -292,6 +292,99 @@ def _omni(model_type: str, config: dict[str, Any], folder: Path, findings: _Find
         findings.add("config.json", "token2wav_config", "token2wav: codec tokens to waveform", "audio_out")
         components["talker"] = _language_model(talker, embedding_size=talker.get("embedding_size")) or {}
         components["token2wav"] = _token2wav(token2wav)
+    return "base"
+
+
+# Qwen3-Omni's tower and decoder config keys and transformers' defaults for them
+# (Qwen3OmniMoe{Vision,Audio}EncoderConfig, Qwen3OmniMoeTextConfig).
+_OMNI3_VISION_DIMS = {"hidden_size": 1152, "intermediate_size": 4304, "depth": 27, "out_hidden_size": 3584,
+                      "num_position_embeddings": 2304, "spatial_merge_size": 2, "patch_size": 16,
+                      "temporal_patch_size": 2, "in_channels": 3}
+_OMNI3_AUDIO_DIMS = {"d_model": 1280, "encoder_ffn_dim": 5120, "encoder_layers": 32, "output_dim": 3584,
+                     "num_mel_bins": 128, "downsample_hidden_size": 480}
+_MOE_TEXT_DEFAULTS = {"hidden_size": 2048, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+                      "num_key_value_heads": 4, "vocab_size": 3584, "num_experts": 128, "num_experts_per_tok": 8,
+                      "moe_intermediate_size": 768, "decoder_sparse_step": 1}
+
+
+def _moe_language_model(section: dict[str, Any], defaults: dict[str, int] = _MOE_TEXT_DEFAULTS, **overrides: Any) -> dict[str, Any]:
+    """A Qwen3-MoE decoder from its config section (the talker names its expert count `num_local_experts`)."""
+    dims = {key: int(section.get(key, section.get("num_local_experts") if key == "num_experts" else None) or default)
+            for key, default in defaults.items()}
+    return param_count.moe_language_model(
+        **dims,
+        head_dim=section.get("head_dim"),
+        tie_word_embeddings=bool(section.get("tie_word_embeddings", False)),
+        mlp_only_layers=tuple(section.get("mlp_only_layers") or ()),
+        shared_expert_intermediate_size=int(section.get("shared_expert_intermediate_size") or 0),
+        **overrides,
+    )
+
+
+def _qwen3_talker(talker: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen3-Omni talker: a MoE decoder over codec tokens, two MLPs that resize thinker states into it,
+    and the code predictor (a dense decoder with one embedding and one head per residual codebook)."""
+    text = talker.get("text_config") or {}
+    decoder = _moe_language_model(text, {**_MOE_TEXT_DEFAULTS, "hidden_size": 1024, "intermediate_size": 2048,
+                                         "num_hidden_layers": 20, "num_attention_heads": 16, "num_key_value_heads": 2,
+                                         "vocab_size": 3072, "moe_intermediate_size": 384})
+    thinker, width = int(talker.get("thinker_hidden_size", 2048)), decoder["hidden_size"]
+    resize = 2 * (thinker * thinker + thinker + thinker * width + width)
+    predictor = talker.get("code_predictor_config") or {}
+    groups = int(predictor.get("num_code_groups", talker.get("num_code_groups", 32))) - 1
+    stack = _language_model({"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 5, "num_attention_heads": 16,
+                             "num_key_value_heads": 8, "head_dim": 128, **predictor, "vocab_size": 0}) or {}
+    codebooks = 2 * groups * int(predictor.get("vocab_size", 2048)) * int(stack.get("hidden_size", 1024))
+    extra = resize + int(stack.get("parameters", 0)) + codebooks
+    return {**decoder, "parameters": decoder["parameters"] + extra, "active_parameters": decoder["active_parameters"] + extra}
+
+
+def _code2wav(config: dict[str, Any]) -> dict[str, Any]:
+    """Qwen3-Omni's code2wav: codec embeddings, a sliding-window transformer, ConvNeXt upsampling, then a
+    causal-convolution vocoder (SnakeBeta activations) from `decoder_dim` channels down to the waveform."""
+    h = int(config.get("hidden_size", 1024))
+    inner = int(config.get("intermediate_size", 3072))
+    layers = int(config.get("num_hidden_layers", 8))
+    transformer = layers * (4 * h * h + 3 * h * inner + 4 * h) + h
+    embeddings = int(config.get("num_quantizers", 16)) * int(config.get("codebook_size", 2048)) * h
+    upsample = sum(h * h * ratio + h + (7 * h + h) + 2 * h + (8 * h * h + 5 * h) for ratio in config.get("upsampling_ratios", (2, 2)))
+    channels = int(config.get("decoder_dim", 1536))
+    vocoder = 7 * h * channels + channels
+    for stage, rate in enumerate(config.get("upsample_rates", (8, 5, 4, 3))):
+        c_in, c_out = channels >> stage, channels >> (stage + 1)
+        vocoder += 2 * c_in + 2 * rate * c_in * c_out + c_out + 3 * (4 * c_out + 8 * c_out * c_out + 2 * c_out)
+    vocoder += 2 * (channels >> 4) + 7 * (channels >> 4) + 1
+    return {"kind": "decoder", "parameters": transformer + embeddings + upsample + vocoder, "quantizable": 0}
+
+
+def _omni3(model_type: str, config: dict[str, Any], folder: Path, findings: _Findings, components: Components) -> str:
+    thinker = config.get("thinker_config", config) or {}
+    text = thinker.get("text_config") or {}
+    lm = _moe_language_model(text)
+    experts = lm["experts"]
+    talker, code2wav = config.get("talker_config"), config.get("code2wav_config")
+    speaks = isinstance(talker, dict) and isinstance(code2wav, dict) and bool(config.get("enable_audio_output", True))
+    findings.add("config.json", "model_type", f"{model_type}: Qwen3-Omni mixture-of-experts thinker{'-talker' if speaks else ''} model", *_TEXT)
+    findings.add("config.json", "thinker_config.text_config.num_experts",
+                 f"{experts['count']} experts of width {experts['intermediate_size']} in {experts['layers']} of "
+                 f"{lm['layers']} layers, {experts['per_token']} routed per token: all resident, "
+                 f"about {lm['parameters'] / 1e9:.2f} B language-model parameters, {lm['active_parameters'] / 1e9:.2f} B active per token")
+    components["thinker"] = lm
+    if isinstance(thinker.get("vision_config"), dict):
+        vision = thinker["vision_config"]
+        findings.add("config.json", "thinker_config.vision_config", "vision tower: images and video frames", *_VISION)
+        components["vision_tower"] = param_count.qwen3_omni_vision_tower(
+            **_dims(vision, _OMNI3_VISION_DIMS), deepstack_mergers=len(vision.get("deepstack_visual_indexes", (8, 16, 24))))
+    if isinstance(thinker.get("audio_config"), dict):
+        findings.add("config.json", "thinker_config.audio_config", "audio tower: speech and sound in", "audio_in")
+        components["audio_tower"] = param_count.qwen3_omni_audio_tower(**_dims(thinker["audio_config"], _OMNI3_AUDIO_DIMS))
+    if isinstance(talker, dict) and not speaks:
+        findings.add("config.json", "enable_audio_output", "false: the talker and code2wav are not loaded, so no speech out")
+    if speaks:
+        findings.add("config.json", "talker_config", "talker: multi-codebook speech codec tokens from thinker states")
+        findings.add("config.json", "code2wav_config", "code2wav: codec tokens to waveform", "audio_out")
+        components["talker"] = _qwen3_talker(talker)
+        components["code2wav"] = _code2wav(code2wav)
     return "base"
 
 
@@ -406,6 +499,7 @@ def _by_structure(model_type: str, config: dict[str, Any], folder: Path, finding
 
 _FAMILIES = (
     (("qwen2_5_omni", "qwen2_5_omni_thinker"), _omni),
+    (("qwen3_omni_moe", "qwen3_omni_moe_thinker"), _omni3),
     (("qwen2_vl", "qwen2_5_vl"), _vision_language),
     (("qwen2_audio",), _audio_language),
     (_TEXT_ONLY_TYPES, _text_only),

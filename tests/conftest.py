@@ -47,3 +47,11 @@ def tiny_svd_dir(_omni_runner_cache: Path) -> Path:
     from omni_runner.models.tiny_decoders import ensure_tiny_decoder
 
     return ensure_tiny_decoder("tiny-svd")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_omni_dir(_omni_runner_cache: Path) -> Path:
+    """The built-in tiny Qwen3-Omni (`builtin:tiny-qwen3-omni`), built once into the test cache."""
+    from omni_runner.models.tiny_qwen3 import ensure_tiny_qwen3_omni
+
+    return ensure_tiny_qwen3_omni()

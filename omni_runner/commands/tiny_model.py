@@ -1,8 +1,8 @@
 """`omni-run tiny-model OUT_DIR`: build the deterministic tiny Qwen2.5-Omni into a folder.
 
 The same model that `base_model.path: builtin:tiny-qwen2.5-omni` builds into the cache, placed where
-the user wants it (to inspect it, ship it, or point a recipe at it). `--model` builds one of the tiny
-encoders instead: `tiny-siglip2` (`encoders.vision`), `tiny-whisper` (`encoders.audio`) or
+the user wants it (to inspect it, ship it, or point a recipe at it). `--model tiny-qwen3-omni` builds the
+tiny Qwen3-Omni (mixture-of-experts thinker) base instead; `--model` also builds one of the tiny encoders: `tiny-siglip2` (`encoders.vision`), `tiny-whisper` (`encoders.audio`) or
 `tiny-parakeet` (`encoders.asr`), each from its real transformers classes with random weights; or one
 of the tiny decoders: `tiny-sd3` (`decoders.image`) or `tiny-svd` (`decoders.video`), diffusers
 pipeline folders from the real diffusers classes with random weights. `--kind sd3` is `--model tiny-sd3`.
@@ -21,7 +21,7 @@ from omni_runner.models.tiny_decoders import TINY_DECODERS
 HELP = "Build the tiny, randomly initialised Qwen2.5-Omni model (with its processor) into a folder."
 
 
-TINY_MODELS = ("tiny-qwen2.5-omni", "tiny-siglip2", "tiny-whisper", "tiny-parakeet", "tiny-sd3", "tiny-svd")
+TINY_MODELS = ("tiny-qwen2.5-omni", "tiny-qwen3-omni", "tiny-siglip2", "tiny-whisper", "tiny-parakeet", "tiny-sd3", "tiny-svd")
 TINY_PREFIX = "tiny-"
 
 
@@ -67,6 +67,10 @@ def _builder(name: str) -> tuple[Callable[[Path], Path], Callable[[Path], dict[s
         from omni_runner.models import tiny
 
         return tiny.build_tiny_model, tiny.read_stamp
+    if name == "tiny-qwen3-omni":
+        from omni_runner.models import tiny_qwen3
+
+        return tiny_qwen3.build_tiny_qwen3_omni, tiny_qwen3.read_stamp
     if name in TINY_DECODERS:
         from omni_runner.models import tiny_decoders
 
@@ -77,6 +81,12 @@ def _builder(name: str) -> tuple[Callable[[Path], Path], Callable[[Path], dict[s
 
 
 def _notes(name: str, stamp: dict[str, Any]) -> list[str]:
+    if name == "tiny-qwen3-omni":
+        from omni_runner.models.tiny_qwen3 import EXPERTS, EXPERTS_PER_TOKEN
+
+        return [f"Qwen3-Omni-MoE thinker: {EXPERTS} experts, {EXPERTS_PER_TOKEN} routed per token; no talker",
+                f"tokenizer: the tiny Qwen2.5-Omni's ({stamp.get('tokenizer_length')} tokens)",
+                f"thinker vocabulary: {stamp.get('vocab_size')} rows"]
     if name == "tiny-qwen2.5-omni":
         return [f"tokenizer: {stamp.get('tokenizer_length')} tokens (byte-level BPE)",
                 f"thinker vocabulary: {stamp.get('vocab_size')} rows"]

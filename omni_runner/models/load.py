@@ -1,7 +1,8 @@
 """Load the base model for training: the same code for the tiny model on a CPU and the 7B on a GPU.
 
-What trains is the Qwen2.5-Omni *thinker* (`Qwen2_5OmniThinkerForConditionalGeneration`: language
-model, vision tower, audio tower). It is loaded straight from a full Omni folder: transformers 5 maps
+What trains is the Omni *thinker* (`Qwen2_5OmniThinkerForConditionalGeneration`, or for Qwen3-Omni
+`Qwen3OmniMoeThinkerForConditionalGeneration`: language model, vision tower, audio tower; models/families.py
+says which modules form which group). It is loaded straight from a full Omni folder: transformers 5 maps
 the checkpoint's `thinker.` keys onto the thinker and reports `talker.`/`token2wav.` keys as
 unexpected without reading them (the safetensors are memory-mapped and those slices are never
 materialised), so the talker costs no memory unless a stage trains it.
@@ -26,7 +27,8 @@ Public API:
   only adapter weights train, except in the merger and the audio projection, which train fully; the
   talker always trains its adapters only (train/talker_realign.py).
   The generation groups (`GENERATION_GROUPS`: decoder projectors, query tokens) are set on `generation`.
-- `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` builds the tiny model.
+- `resolve_model_dir(path_value, recipe_dir) -> Path`: `builtin:tiny-qwen2.5-omni` (and `builtin:tiny-qwen3-omni`)
+  builds the tiny model.
 - `check_model_dir(folder) -> dict`: the folder's config, or `ModelLoadError`.
 - `load_processor(folder)`, `load_thinker(folder, ...)`: the pieces, reused by `export`;
   `load_recipe_processor(recipe_data, recipe_dir)`: the base model's processor, for `data check|preview`.
@@ -44,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.data.external import EXTERNAL_KEYS
+from omni_runner.models.families import MODEL_TYPES as OMNI_MODEL_TYPES
+from omni_runner.models.families import OmniFamily, family_of
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS, stored_quantization
 from omni_runner.paths import (
@@ -63,7 +67,6 @@ PROJECTOR_GROUPS = ("vision_projector", "audio_projector")
 # Stage groups of the generation path (models/generation.py): the decoders' connectors (and denoiser
 # adapters) and the learnable queries, beside the thinker.
 GENERATION_GROUPS = ("image_projector", "video_projector", "query_tokens")
-OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 LORA_METHODS = ("lora", "qlora")
 # What the forward takes from a collated batch; the media tensors only when present (the external
 # encoders' inputs become `inputs_embeds` in `LoadedModel.forward_inputs`).
@@ -81,7 +84,7 @@ class ModelLoadError(Exception):
 @dataclass
 class LoadedModel:
     model: Any  # what the optimizer sees: a peft model (lora/qlora) or the thinker itself (full)
-    thinker: Any  # the underlying Qwen2_5OmniThinkerForConditionalGeneration
+    thinker: Any  # the underlying thinker (Qwen2.5-Omni's, or Qwen3-Omni's mixture-of-experts one)
     processor: Any
     model_dir: Path
     device: Any
@@ -101,13 +104,13 @@ class LoadedModel:
     @property
     def groups(self) -> dict[str, list[Any]]:
         """Group name -> the modules it covers (`talker` is empty unless loaded)."""
-        inner = self.thinker.model
+        inner, family = self.thinker.model, thinker_family(self.thinker)
         return {
             "thinker": [inner.language_model, self.thinker.lm_head],
             "vision_tower": [inner.visual],
-            "vision_merger": [inner.visual.merger],
+            "vision_merger": [getattr(inner.visual, name) for name in family.vision_merger],
             "audio_tower": [inner.audio_tower],
-            "audio_projection": [inner.audio_tower.ln_post, inner.audio_tower.proj],
+            "audio_projection": [getattr(inner.audio_tower, name) for name in family.audio_projection],
             "talker": [self.talker] if self.talker is not None else [],
             **(self.external.groups if self.external is not None else {}),
             **(self.generation.groups if self.generation is not None else {}),
@@ -177,7 +180,15 @@ def _to_device(value: Any, device: Any) -> Any:
 def sliding_window(thinker: Any) -> int | None:
     """The window of a thinker's sliding-window attention layers (packed masks need it); None when it has none."""
     text = thinker.config.text_config
-    return text.sliding_window if "sliding_attention" in (text.layer_types or ()) else None
+    return text.sliding_window if "sliding_attention" in (getattr(text, "layer_types", None) or ()) else None
+
+
+def thinker_family(thinker: Any) -> OmniFamily:
+    """The family of a loaded thinker (its config's model_type names it)."""
+    family = family_of(thinker.config.model_type)
+    if family is None:
+        raise ModelLoadError(f"a {thinker.config.model_type} thinker is not an Omni family the trainer loads")
+    return family
 
 
 # ---------------------------------------------------------------- folders
@@ -186,21 +197,22 @@ def sliding_window(thinker: Any) -> int | None:
 def resolve_model_dir(path_value: str, recipe_dir: Path) -> Path:
     """A recipe's model path as a folder on disk; the built-in tiny model is built on first use."""
     if is_builtin(path_value):
-        from omni_runner.models.tiny import TINY_MODEL_NAME, ensure_tiny_model
+        from omni_runner.models import tiny, tiny_qwen3
 
-        if builtin_name(path_value) != TINY_MODEL_NAME:
+        builders = {tiny.TINY_MODEL_NAME: tiny.ensure_tiny_model, tiny_qwen3.NAME: tiny_qwen3.ensure_tiny_qwen3_omni}
+        if builtin_name(path_value) not in builders:
             raise ModelLoadError(
                 f"base_model.path: unknown built-in model {path_value!r}; "
-                f"the built-in model is {BUILTIN_PREFIX}{TINY_MODEL_NAME}."
+                f"the built-in models are {', '.join(BUILTIN_PREFIX + name for name in builders)}."
             )
-        return ensure_tiny_model()
+        return builders[builtin_name(path_value)]()
     return resolve_model_path(path_value, recipe_dir)
 
 
 def check_model_dir(folder: Path) -> dict[str, Any]:
     """Read and check `config.json` and the weights' presence before transformers sees the folder."""
     folder = Path(folder)
-    rebuild_hint = "Point base_model.path at a Qwen2.5-Omni folder (config.json, *.safetensors, processor files)."
+    rebuild_hint = "Point base_model.path at a Qwen2.5-Omni or Qwen3-Omni folder (config.json, *.safetensors, processor files)."
     if not folder.is_dir():
         raise ModelLoadError(f"model folder {folder} does not exist. {rebuild_hint}")
     config_path = folder / "config.json"
@@ -216,7 +228,7 @@ def check_model_dir(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("model_type") not in OMNI_MODEL_TYPES:
         found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
         raise ModelLoadError(
-            f"{config_path}: model_type is {found!r}, but omni-runner trains Qwen2.5-Omni "
+            f"{config_path}: model_type is {found!r}, but omni-runner trains Qwen2.5-Omni and Qwen3-Omni "
             f"(model_type {' or '.join(OMNI_MODEL_TYPES)}). {rebuild_hint}"
         )
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
@@ -381,9 +393,11 @@ def load_thinker(
     extra_kwargs: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
 ) -> Any:
-    """The thinker alone, from a full Omni folder or a thinker folder."""
+    """The thinker alone, from a full Omni folder or a thinker folder, with its family's class."""
     offline_hub()
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+    import transformers
+
+    family = family_of(check_model_dir(folder)["model_type"])
 
     kwargs: dict[str, Any] = {
         "dtype": dtype,
@@ -396,10 +410,10 @@ def load_thinker(
         kwargs["device_map"] = {"": device.index or 0}  # accelerate places the weights while loading
     try:
         with quiet_transformers():
-            thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(folder, **kwargs)
+            thinker = getattr(transformers, family.thinker_class).from_pretrained(folder, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(
-            f"cannot load the Qwen2.5-Omni thinker from {folder}: {error}. "
+            f"cannot load the {family.name} thinker from {folder}: {error}. "
             f"The weights may be damaged or from another model{_tiny_hint(folder)}."
         ) from None
     if device.type != "cuda":
@@ -412,9 +426,11 @@ def _group_prefixes() -> dict[str, str]:
     return {"thinker": "model.language_model.", "vision_tower": "model.visual.", "audio_tower": "model.audio_tower."}
 
 
-# The FULLY_TRAINED_GROUPS' layers inside the towers: never adapted, so their trained weights stay plain
-# tensors that `final/` can store beside the adapter.
-_NOT_ADAPTED = ("model.visual.merger.", "model.audio_tower.proj")
+def _not_adapted(family: OmniFamily) -> tuple[str, ...]:
+    """Name prefixes of the FULLY_TRAINED_GROUPS' layers inside the towers: never adapted, so their trained
+    weights stay plain tensors that `final/` can store beside the adapter."""
+    return (*(f"model.visual.{name}." for name in family.vision_merger),
+            *(f"model.audio_tower.{name}." for name in family.audio_projection))
 
 
 def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Iterable[str]) -> list[str]:
@@ -429,6 +445,7 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
 
     targets = set(target_modules)
     prefixes = _group_prefixes()
+    not_adapted = _not_adapted(thinker_family(thinker))
     wanted = [prefixes[group] for group in groups if group in prefixes and group != "thinker"]
     names: list[str] = []
     found_suffixes: set[str] = set()
@@ -439,7 +456,7 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
         if "thinker" in groups and name.startswith(prefixes["thinker"]) and suffix in targets:
             names.append(name)
             found_suffixes.add(suffix)
-        elif any(name.startswith(prefix) for prefix in wanted) and not name.startswith(_NOT_ADAPTED):
+        elif any(name.startswith(prefix) for prefix in wanted) and not (name + ".").startswith(not_adapted):
             names.append(name)
     missing = targets - found_suffixes
     if "thinker" in groups and missing:
@@ -457,8 +474,28 @@ def lora_target_names(thinker: Any, target_modules: Iterable[str], groups: Itera
     return names
 
 
+def expert_parameter_names(thinker: Any, lora: dict[str, Any], groups: Iterable[str]) -> list[str]:
+    """Full names of the fused expert weights that get adapters (`training.lora.target_experts`), or none.
+
+    peft adapts a 3-D expert weight with one rank-r pair per expert (`target_parameters`); it cannot
+    apply dropout there, so the recipe must set dropout 0 (plan refuses it otherwise, and so does this).
+    """
+    if not lora.get("target_experts") or "thinker" not in groups:
+        return []
+    family = thinker_family(thinker)
+    if not family.expert_parameters:
+        raise ModelLoadError(f"training.lora.target_experts: the {family.name} language model has no experts; remove it.")
+    if float(lora.get("dropout", 0.05)):
+        raise ModelLoadError("training.lora.target_experts: peft cannot apply dropout to fused expert weights; "
+                             "set training.lora.dropout: 0.")
+    prefix = _group_prefixes()["thinker"]
+    return [name for name, _ in thinker.named_parameters()
+            if name.startswith(prefix) and name.endswith(family.expert_parameters)]
+
+
 def _apply_lora(
-    thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool
+    thinker: Any, lora: dict[str, Any], target_names: list[str], quantized: bool, checkpointing: bool,
+    expert_names: list[str] | None = None,
 ) -> Any:
     from peft import (
         LoraConfig,
@@ -476,6 +513,7 @@ def _apply_lora(
         lora_alpha=float(lora.get("alpha", 32)),
         lora_dropout=float(lora.get("dropout", 0.05)),
         target_modules=target_names,
+        target_parameters=expert_names or None,
         bias="none",
         task_type=TaskType.CAUSAL_LM,
     )
@@ -594,8 +632,11 @@ def load_for_training(
     targets: list[str] = []
     model = thinker
     if method in LORA_METHODS:
-        targets = lora_target_names(thinker, training.get("lora", {}).get("target_modules", ()), all_groups)
-        model = _apply_lora(thinker, training.get("lora", {}), targets, quantization != "none", gradient_checkpointing)
+        lora = training.get("lora", {})
+        targets = lora_target_names(thinker, lora.get("target_modules", ()), all_groups)
+        experts = expert_parameter_names(thinker, lora, all_groups)
+        model = _apply_lora(thinker, lora, targets, quantization != "none", gradient_checkpointing, experts)
+        targets = targets + experts
     from omni_runner.models.encoders import load_external_encoders
 
     external = load_external_encoders(recipe_data, Path(recipe_dir), thinker.config.text_config.hidden_size, device, dtype)

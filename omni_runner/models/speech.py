@@ -193,6 +193,12 @@ class SpeechParts:
 
 
 def _omni_config(folder: Path) -> Any:
+    import json
+
+    model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type not in ("qwen2_5_omni", "qwen2_5_omni_thinker"):
+        raise SpeechError(f"{folder} is a {model_type} model: speech out is wired for Qwen2.5-Omni's talker and "
+                          "token2wav only (Qwen3-Omni's talker and code2wav are not). Chat without --audio-out.")
     offline_hub()
     from transformers import Qwen2_5OmniConfig
 
@@ -207,9 +213,9 @@ def _omni_config(folder: Path) -> Any:
 def load_talker(folder: Path, dtype: Any, device: Any, adapter_dir: Path | None = None) -> Any:
     """The talker of a full Omni folder (its own class maps the `talker.` keys), with a trained LoRA
     adapter on top when `adapter_dir` holds one."""
+    config = _omni_config(folder)
     from transformers import Qwen2_5OmniTalkerForConditionalGeneration
 
-    config = _omni_config(folder)
     with quiet_transformers():
         talker = Qwen2_5OmniTalkerForConditionalGeneration.from_pretrained(
             folder, config=config.talker_config, dtype=dtype, local_files_only=True)

@@ -198,11 +198,13 @@ def _processor(tokenizer: Any) -> Any:
     )
 
 
-def _corpus_fingerprint(corpus: list[str]) -> str:
+def corpus_fingerprint(corpus: list[str], builder: str | None = None) -> str:
     """Everything the files depend on: builder, seed, corpus, and the libraries that initialise and
-    serialise the weights and train the tokenizer (another version may produce other bytes)."""
+    serialise the weights and train the tokenizer (another version may produce other bytes).
+    `builder` names another builder and its version (a tiny base built on this tokenizer); the default
+    is this module's."""
     libraries = " ".join(f"{name} {metadata.version(name)}" for name in ("torch", "transformers", "tokenizers"))
-    digest = hashlib.sha256(f"builder {BUILDER_VERSION} seed {SEED} {libraries}".encode())
+    digest = hashlib.sha256(f"{builder or f'builder {BUILDER_VERSION}'} seed {SEED} {libraries}".encode())
     for text in corpus:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
@@ -315,7 +317,7 @@ def build_tiny_model(out_dir: Path) -> Path:
     # The real checkpoint's talker config also names thinker ids past the talker vocabulary;
     # transformers warns about that on every build, so builds run quietly.
     with atomic_folder(out_dir) as staging, quiet_transformers():
-        _write_folder(staging, corpus, _corpus_fingerprint(corpus))
+        _write_folder(staging, corpus, corpus_fingerprint(corpus))
     return out_dir
 
 
@@ -323,7 +325,7 @@ def current_fingerprint() -> str:
     """What a fresh build would be stamped with (builder version, seed and training corpus)."""
     from omni_runner.models.tokenizer import training_corpus
 
-    return _corpus_fingerprint(training_corpus(BUNDLED_DATA_DIR))
+    return corpus_fingerprint(training_corpus(BUNDLED_DATA_DIR))
 
 
 def ensure_tiny_model() -> Path:

@@ -62,6 +62,9 @@ _SIZED_FROM_DIMS = {
     "language_model": param_count.language_model,
     "qwen_omni_vision": param_count.qwen_omni_vision_tower,
     "qwen_omni_audio": param_count.qwen_omni_audio_tower,
+    "moe_language_model": param_count.moe_language_model,
+    "qwen3_omni_vision": param_count.qwen3_omni_vision_tower,
+    "qwen3_omni_audio": param_count.qwen3_omni_audio_tower,
 }
 
 

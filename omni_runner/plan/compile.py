@@ -193,6 +193,7 @@ def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:
             targets=tuple(lora.get("target_modules") or ()),
             r=int(lora.get("r", 16)),
             dropout=float(lora.get("dropout", 0.05)) > 0,
+            experts=bool(lora.get("target_experts")),
         ),
         on_accelerator=(data.get("hardware") or {}).get("device") != "cpu",
     )
@@ -253,7 +254,7 @@ def _compile_stage(
         generation=native_generation_shape(modules),
     )
     fit = fit_stage(modules, shape, precision, vram_gb, policy)
-    scope = _scope_decisions(capabilities) + _asr_decisions(models)
+    scope = _scope_decisions(capabilities) + _asr_decisions(models) + _expert_decisions(models, training, train)
     if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
         need = fit.estimate.total / 1024**3
         diagnostics.append(error(
@@ -311,6 +312,24 @@ def _feeders(group: str) -> str:
     if "audio_in" in inputs:
         text += ", or video-understanding with `use_audio_in_video: true` on its data sets"
     return text
+
+
+def _expert_decisions(models: dict[str, PlannedModel], training: dict[str, Any], train: list[str]) -> list[dict[str, str]]:
+    """How a mixture-of-experts language model trains: every expert is resident, and LoRA reaches the
+    experts only when the recipe asks (`training.lora.target_experts`)."""
+    lm = models["base_model"].detection.components.get("thinker") or {}
+    experts = lm.get("experts")
+    if not experts or "thinker" not in train:
+        return []
+    resident = (f"all {experts['count']} experts of {experts['layers']} layers are resident in the weights; "
+                f"activations are kept for the {experts['per_token']} routed per token")
+    if training.get("method", "lora") == "full":
+        return [{"what": "every expert trains in full", "why": resident}]
+    if (training.get("lora") or {}).get("target_experts"):
+        return [{"what": "LoRA on attention and on every expert (training.lora.target_experts)",
+                 "why": resident + "; each layer's merged expert weights are held for backward (counted in activations)"}]
+    return [{"what": "LoRA on attention only: the experts stay frozen",
+             "why": resident + "; set training.lora.target_experts: true to adapt them too"}]
 
 
 def _asr_decisions(models: dict[str, PlannedModel]) -> list[dict[str, str]]:

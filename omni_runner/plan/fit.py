@@ -99,7 +99,10 @@ def _as_stack(component: dict[str, Any]) -> dict[str, Any]:
 
 def _stack(dims: dict[str, Any], tokens: int, checkpointing: bool, adapters: memory.Adapters, dtype_bytes: float) -> float:
     per_token_layer = memory.decoder_layer_bytes_per_token(dims, adapters, dtype_bytes)
-    return memory.stack_activation_bytes(tokens, dims["layers"], per_token_layer, dims["hidden_size"], checkpointing, dtype_bytes)
+    total = memory.stack_activation_bytes(tokens, dims["layers"], per_token_layer, dims["hidden_size"], checkpointing, dtype_bytes)
+    if adapters.experts and dims.get("experts"):  # merged expert weights: one layer's when recomputed, else every layer's
+        total += memory.expert_adapter_bytes(dims, adapters.r, dtype_bytes) * (1 if checkpointing else dims["experts"]["layers"])
+    return total
 
 
 def native_generation_shape(modules: StageModules) -> dict[str, dict[str, int]]:

@@ -76,6 +76,7 @@ class Adapters:
     r: int = 0
     dropout: bool = False
     full: bool = False
+    experts: bool = False  # LoRA on a mixture-of-experts stack's fused expert weights too
 
 
 FROZEN = Adapters()
@@ -96,6 +97,16 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
     kv = dims.get("kv_heads", heads) * dims.get("head_dim", h // max(heads, 1))
     inner = dims["intermediate_size"]
     kept = 2 * (4 * h + 4) + dtype_bytes * (2 * q + 2 * kv) + 4 * heads + 3 * dtype_bytes * inner
+    experts = dims.get("experts")
+    if experts:
+        # A mixture-of-experts MLP: `inner` is the routed experts' width (only they see the token). The
+        # expert loop also keeps, per routed (token, expert) pair, the gathered input and the output
+        # scaled by its routing weight, plus the summed output; the router its logits and fp32 softmax.
+        # With LoRA on the experts the adapted matmuls keep their inputs too.
+        k = experts["per_token"]
+        kept += dtype_bytes * h * (2 * k + 1) + 12 * experts["count"]
+        if adapters.experts:
+            kept += dtype_bytes * k * (h + experts["intermediate_size"])
     if adapters.full:
         # the inputs of q/k/v, o, gate/up and down, and the normalised hidden state for the norm weights
         kept += dtype_bytes * (3 * h + q + inner)
@@ -105,6 +116,15 @@ def decoder_layer_bytes_per_token(dims: dict[str, Any], adapters: Adapters = FRO
             width = shapes[target][0]
             kept += 4 * width + 4 * adapters.r + (LORA_DROPOUT_BYTES * width if adapters.dropout else 0)
     return kept
+
+
+def expert_adapter_bytes(dims: dict[str, Any], r: int, dtype_bytes: float = 2.0) -> float:
+    """What one layer keeps for backward, beyond its tokens, with LoRA on its fused expert weights (peft
+    `target_parameters` adds B x A to every expert's weight in the forward): the merged weights and the
+    adapter's A and B cast to the base dtype, alive until every routed expert's matmul has its gradient."""
+    experts = dims["experts"]
+    h, i, count = dims["hidden_size"], experts["intermediate_size"], experts["count"]
+    return dtype_bytes * (count * 3 * h * i + r * count * ((h + 2 * i) + (i + h)))
 
 
 def stack_activation_bytes(tokens: int, layers: int, per_token_layer: float, hidden: int, checkpointing: bool, dtype_bytes: float = 2.0) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES, LOSS_DENOISING
-from omni_runner.param_count import projection_shapes
+from omni_runner.param_count import expert_lora_parameters, projection_shapes
 from omni_runner.plan.models import PlannedModel
 from omni_runner.plan.support import ASR_SLOT
 
@@ -146,7 +146,11 @@ def stage_modules(
         out.frozen.append(ModuleGroup(lm_key, lm["parameters"], quantization=base.quantization))
         if "thinker" in train:
             targets = list(lora.get("target_modules") or [])
-            out.trainable.append(ModuleGroup(f"{lm_key}.lora", lora_parameters(lm, r, targets), f"LoRA r={r} on {', '.join(targets)}", added=True))
+            parameters, how = lora_parameters(lm, r, targets), f"LoRA r={r} on {', '.join(targets)}"
+            if lora.get("target_experts") and "experts" in lm:
+                parameters += expert_lora_parameters(lm, r)
+                how += f" and on all {lm['experts']['count']} experts of {lm['experts']['layers']} layers"
+            out.trainable.append(ModuleGroup(f"{lm_key}.lora", parameters, how, added=True))
 
     for part, modalities in _BASE_TOWERS.items():
         if part in base.components:

@@ -86,8 +86,35 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
 # `encoders.*.kind` values the trainer loads (models/encoders.py picks the class from the folder's config).
 LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "siglip"), "audio": ("whisper",)}
 
-# Base-model types the trainer loads (omni_runner/models/load.py loads the Qwen2.5-Omni thinker only).
-TRAINED_BASE_MODEL_TYPES: tuple[str, ...] = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+# Base-model types the trainer loads (omni_runner/models/load.py loads the thinker; models/families.py).
+QWEN3_OMNI_TYPES: tuple[str, ...] = ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
+TRAINED_BASE_MODEL_TYPES: tuple[str, ...] = ("qwen2_5_omni", "qwen2_5_omni_thinker", *QWEN3_OMNI_TYPES)
+
+# What the trainer does not do with a Qwen3-Omni base (its thinker trains text, images and video with LoRA
+# on attention and optionally the experts): refused where the recipe names it.
+_QWEN3_SAME_AS = "or use a Qwen2.5-Omni base, which has it"
+QWEN3_OMNI_GAPS: dict[str, Gap] = {
+    "audio_out": Gap("Qwen3-Omni's talker and code2wav are not wired: no speech reply is spoken, scored or realigned",
+                     f"train a capability without speech out, {_QWEN3_SAME_AS}"),
+    "talker": Gap("the talker realign objective is written for Qwen2.5-Omni's talker; Qwen3-Omni's multi-codebook "
+                  "MoE talker is not wired", "remove talker from train"),
+    "encoders": Gap("external encoders feed the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
+                    f"remove it (the base model's own towers read images, video and audio), {_QWEN3_SAME_AS}"),
+    "decoders": Gap("generation decoders condition on the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
+                    f"remove it, {_QWEN3_SAME_AS}"),
+    "merge": Gap("output.merge writes a complete Qwen2.5-Omni folder; merging into Qwen3-Omni is not wired",
+                 "remove output.merge: final/ keeps the adapter, which loads on the base model"),
+    "use_audio_in_video": Gap("a video's audio track interleaved with its frames is not trained with Qwen3-Omni "
+                              "(its audio tower is reached by no capability it trains)",
+                              f"remove use_audio_in_video (the frames train without the track), {_QWEN3_SAME_AS}"),
+    "full": Gap("full fine-tuning of the Qwen3-Omni thinker is not trained by a test yet (LoRA is)",
+                "use training.method lora (training.lora.target_experts: true adapts the experts too)"),
+    "quantization": Gap("quantized Qwen3-Omni bases (GPTQ, bitsandbytes, qlora) are not wired: its experts are fused "
+                        "3-D weights, not the linear layers those backends quantize",
+                        "use training.method lora or full with base_model.quantization none"),
+}
+# LoRA target names of a dense MLP, which a mixture-of-experts layer does not have (its experts are fused weights).
+_DENSE_MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
 
 
 def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> list[Diagnostic]:
@@ -95,6 +122,8 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
     each at the line that names it."""
     return [
         *_base_model(recipe, models),
+        *_qwen3_omni(recipe, models),
+        *_experts(recipe, models),
         *_model_slots(recipe),
         *_encoders(recipe),
         *_asr(recipe, models),
@@ -113,10 +142,11 @@ def _base_model(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
     base = models.get("base_model")
     if base is not None and base.detection.model_type not in TRAINED_BASE_MODEL_TYPES:
         yield error(
-            f"the trainer loads Qwen2.5-Omni base models only, and this is {base.detection.model_type} "
+            f"the trainer loads Qwen2.5-Omni and Qwen3-Omni base models only, and this is {base.detection.model_type} "
             f"({', '.join(base.detection.modalities) or 'no modality detected'})",
             recipe.location(("base_model", "path")), "base_model.path",
-            "use a Qwen2.5-Omni folder (Qwen2.5-Omni-7B, -3B, -7B-GPTQ-Int4, or builtin:tiny-qwen2.5-omni)",
+            "use a Qwen2.5-Omni folder (Qwen2.5-Omni-7B, -3B, -7B-GPTQ-Int4, or builtin:tiny-qwen2.5-omni) "
+            "or a Qwen3-Omni one (Qwen3-Omni-30B-A3B-Instruct, or builtin:tiny-qwen3-omni)",
         )
     stored = base.detection.quantization if base is not None else None
     if stored and stored not in LOADED_QUANTIZATIONS and (recipe.data.get("base_model") or {}).get("quantization", "auto") == "auto":
@@ -125,6 +155,65 @@ def _base_model(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
             recipe.location(("base_model", "path")), "base_model.path",
             "use the unquantized model (base_model.quantization bnb-4bit or bnb-8bit quantizes it while loading) or a GPTQ build",
         )
+
+
+def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
+    """Each part of the recipe a Qwen3-Omni base cannot train yet (QWEN3_OMNI_GAPS), at its line."""
+    base = models.get("base_model")
+    if base is None or base.detection.model_type not in QWEN3_OMNI_TYPES:
+        return
+    data = recipe.data
+    what = "with a Qwen3-Omni base"
+    for name in enabled_capabilities(data):
+        if "audio_out" in CAPABILITIES[name].requires:
+            yield _refusal(recipe, f"capability {name!r} speaks its reply {what}", QWEN3_OMNI_GAPS["audio_out"], ("capabilities", name))
+    for index, stage in enumerate(data.get("stages") or ()):
+        if "talker" in (stage.get("train") or ()):
+            path = ("stages", index, "train", stage["train"].index("talker"))
+            yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {what}", QWEN3_OMNI_GAPS["talker"], path)
+    for section in ("encoders", "decoders"):
+        for slot, spec in sorted((data.get(section) or {}).items()):
+            if spec is not None and not (section == "encoders" and slot == "asr"):  # ASR only transcribes data
+                yield _refusal(recipe, f"{section}.{slot} {what}", QWEN3_OMNI_GAPS[section], (section, slot))
+    for name, spec in sorted((data.get("datasets") or {}).items()):
+        if (spec or {}).get("use_audio_in_video"):
+            path = ("datasets", name, "use_audio_in_video")
+            yield _refusal(recipe, f"data set {name!r} sets use_audio_in_video {what}", QWEN3_OMNI_GAPS["use_audio_in_video"], path)
+    if (data.get("output") or {}).get("merge"):
+        yield _refusal(recipe, f"output.merge {what}", QWEN3_OMNI_GAPS["merge"], ("output", "merge"))
+    training, base_section = data.get("training") or {}, data.get("base_model") or {}
+    if training.get("method") == "full":
+        yield _refusal(recipe, f"training.method full {what}", QWEN3_OMNI_GAPS["full"], ("training", "method"))
+    if training.get("method") == "qlora":
+        yield _refusal(recipe, f"training.method qlora {what}", QWEN3_OMNI_GAPS["quantization"], ("training", "method"))
+    if base_section.get("quantization", "auto") not in ("auto", "none") or base.detection.quantization:
+        path = ("base_model", "quantization") if "quantization" in base_section else ("base_model", "path")
+        yield _refusal(recipe, f"a quantized base {what}", QWEN3_OMNI_GAPS["quantization"], path)
+
+
+def _experts(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
+    """LoRA settings that a mixture-of-experts (or a dense) language model cannot honour."""
+    base = models.get("base_model")
+    if base is None:
+        return
+    lm = base.detection.components.get("thinker") or base.detection.components.get("language_model") or {}
+    experts = lm.get("experts")
+    lora = (recipe.data.get("training") or {}).get("lora") or {}
+    if not lora:
+        return
+    if lora.get("target_experts") and not experts:
+        gap = Gap(f"the {base.detection.model_type} language model has no experts", "remove target_experts")
+        yield _refusal(recipe, "training.lora.target_experts is true", gap, ("training", "lora", "target_experts"))
+    if lora.get("target_experts") and experts and float(lora.get("dropout", 0.05)):
+        gap = Gap("peft adapts fused expert weights without dropout (it cannot factor the input out of them)",
+                  "set training.lora.dropout: 0, or remove target_experts")
+        yield _refusal(recipe, f"training.lora.dropout is {lora.get('dropout', 0.05)} with target_experts", gap, ("training", "lora", "dropout"))
+    dense = [t for t in lora.get("target_modules") or () if t in _DENSE_MLP_TARGETS]
+    if experts and dense and experts["layers"] == lm["layers"]:
+        index = list(lora["target_modules"]).index(dense[0])
+        gap = Gap("every layer of this mixture-of-experts language model routes to fused experts, so it has no "
+                  f"{', '.join(dense)} Linear layers", "remove them; set training.lora.target_experts: true to adapt the experts")
+        yield _refusal(recipe, f"training.lora.target_modules names {', '.join(dense)}", gap, ("training", "lora", "target_modules", index))
 
 
 def _model_slots(recipe: Any) -> Iterator[Diagnostic]:
