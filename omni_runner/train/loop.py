@@ -418,8 +418,36 @@ class Trainer:
         return every > 0 and self.progress.step % every == 0 and self.progress.step < self.total_steps
 
     def evaluate(self, eval_dir: Path) -> None:
-        """Score the model as it is now (results under `eval_dir`); a failing evaluation is reported but
-        never costs the trained run."""
+        """Score the model as it is now (results under `eval_dir`): each capability's held-out loss, then
+        each data set's metric. A failing evaluation is reported but never costs the trained run, and the
+        random generators are put back, so a run that evaluates trains exactly like one that does not."""
+        rng = ckpt.capture_rng_state()
+        try:
+            self._evaluate_heldout(eval_dir)
+            self._evaluate_datasets(eval_dir)
+        finally:
+            ckpt.restore_rng_state(rng)
+
+    def _evaluate_heldout(self, eval_dir: Path) -> None:
+        """`eval` events of suite `perplexity`, one per capability, and `eval_dir/perplexity.json`."""
+        try:
+            from omni_runner.eval.heldout import SUITE, heldout_losses
+
+            losses = heldout_losses(self.loaded, self.recipe, self.run.path, int(self.recipe["eval"]["max_samples"]),
+                                    self.precision.autocast)
+        except Exception as exc:
+            traceback.print_exc()
+            self.events.emit("error", self.progress.step, message=f"held-out loss failed: {exc}", source="eval")
+            return
+        if not losses:
+            return
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        (eval_dir / f"{SUITE}.json").write_text(json.dumps(losses, indent=2) + "\n")
+        for capability, metrics in losses.items():
+            self.events.emit("eval", self.progress.step, suite=SUITE, capability=capability, metrics=metrics)
+            _log(f"held-out {capability}: {metrics}")
+
+    def _evaluate_datasets(self, eval_dir: Path) -> None:
         try:
             from omni_runner.eval import evaluate
 
