@@ -64,6 +64,7 @@ from omni_runner.train.talker_realign import (
     RunSpeech,
     is_realign_stage,
 )
+from omni_runner.tracking import TrackerError, Trackers, open_trackers
 
 
 class NonFiniteLossAbort(RuntimeError):
@@ -109,6 +110,7 @@ class Trainer:
         # later stage does not reload an earlier stage's work from the base model.
         self.trained_weights: set[str] = set()
         self.batches: MicroBatches | None = None
+        self.trackers: Trackers | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -139,6 +141,10 @@ class Trainer:
         self._setup_stage(self.progress.stage, state)
         if state is not None:
             ckpt.restore_rng_state(state.rng)  # last: building the stage must not shift the generators
+        # Before the controller starts its telemetry thread, so trackers see every event from here on.
+        self.trackers = open_trackers(self.recipe["output"].get("report_to") or [], self.run.path, self.run.path.name,
+                                      self.recipe, resume_step=self.progress.step if self.resume else None)
+        self.events.listen(self.trackers.record)
         self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
                                      start_step=self.progress.step)
         self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
@@ -467,6 +473,7 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
     run = RunDir(Path(run_dir))
     trainer = Trainer(run, resume)
     controller: Controller | None = None
+    ended = "failed"
     try:
         trainer.setup()
         controller = trainer.controller
@@ -475,6 +482,7 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
             trainer.finish()
         controller.close(outcome, "done" if outcome == "finished" else "user")
         trainer.events.emit("run_end", trainer.progress.step, state=outcome, reason="done" if outcome == "finished" else "stopped on request")
+        ended = outcome
         return TrainerExit.OK
     except KeyboardInterrupt:
         return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", TrainerExit.INTERRUPTED)
@@ -482,12 +490,14 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
         return _fail(trainer, controller, "nan", str(exc), TrainerExit.NAN)
     except torch.OutOfMemoryError as exc:
         return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", TrainerExit.OOM)
-    except (DataError, ModelLoadError, ckpt.CheckpointError) as exc:
+    except (DataError, ModelLoadError, ckpt.CheckpointError, TrackerError) as exc:
         return _fail(trainer, controller, "error", str(exc), TrainerExit.ERROR)
     except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
         traceback.print_exc()
         return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", TrainerExit.ERROR)
     finally:
+        if trainer.trackers is not None:
+            trainer.trackers.close(ended)
         trainer.events.close()
 
 
