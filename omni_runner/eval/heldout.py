@@ -3,8 +3,8 @@
     losses = heldout_losses(loaded, recipe_data, recipe_dir, max_samples=16)
     # {"tool-calling": {"loss": 0.84, "perplexity": 2.32, "n": 16, "tokens": 1204}}
 
-The held-out split is the recipe's `eval.datasets`: data sets no capability trains on (the recipe checks
-say so), each scored under the capability that uses its format (`capability_for_format`, as `evaluate`
+The held-out split is the recipe's `eval.datasets`: data sets no capability trains on (as the schema
+asks of them), each scored under the capability that uses its format (`capability_for_format`, as `evaluate`
 does), so its records are rendered, masked and tokenised exactly as that capability's training samples
 are (`SamplePreparer`). No fraction of the training data is split off: a split would change which
 records training draws, and so every existing run's numbers, while `eval.datasets` already names data
