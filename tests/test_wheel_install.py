@@ -81,7 +81,7 @@ def test_the_installed_wheel_trains_and_evaluates_the_quick_start_from_outside_t
     assert all(path.startswith(str(tmp_path / "venv")) for path in where), where
 
     result = subprocess.run([str(python.parent / "omni-run"), "tiny_omni.yaml", *QUICK_START], cwd=work, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, check=False)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run] = (work / "runs").iterdir()

@@ -70,8 +70,12 @@ def _log_two_attempts(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def two_attempts(tmp_path_factory) -> tuple[Path, dict]:
+    """The defaults under test: no tracker settings in the environment."""
     run = tmp_path_factory.mktemp("run")
-    return run, _log_two_attempts(run)
+    with pytest.MonkeyPatch.context() as environment:
+        for name in ("WANDB_MODE", "WANDB_PROJECT", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+            environment.delenv(name, raising=False)
+        return run, _log_two_attempts(run)
 
 
 def test_tensorboard_event_files_read_back_with_the_resumed_steps_replacing_the_crashed_ones(two_attempts):
