@@ -3,16 +3,18 @@ between steps without changing what training does next."""
 
 from __future__ import annotations
 
-import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import prepare
-from omni_runner.eval.heldout import summarise
+from omni_runner.eval.heldout import heldout_losses, summarise
+from omni_runner.plain_yaml import read_plain_yaml
+from omni_runner.run.prepare import prepare_run
 from omni_runner.train.checkpoint import capture_rng_state
-from omni_runner.train.loop import Trainer
+
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny_omni.yaml"
 
 
 def test_the_loss_is_the_mean_over_reply_tokens_and_perplexity_its_exponential():
@@ -26,36 +28,26 @@ def test_a_capability_without_scored_tokens_has_no_loss():
 
 
 @pytest.mark.slow
-def test_an_evaluation_between_steps_leaves_everything_the_next_step_reads_unchanged(tmp_path):
-    """Random generators, data position, weights and module modes are what the next step depends on;
+def test_held_out_loss_on_a_real_tiny_model_leaves_what_training_reads_unchanged(tmp_path):
+    """Random generators, weights, gradients and each module's mode are what the next step depends on;
     tests/train/test_resume.py also compares, step by step, losses after an `eval.every_steps`
     evaluation (the reference run's) with those of a run that has none."""
-    trainer = Trainer(prepare(tmp_path, "eval.max_samples=2", "eval.max_new_tokens=2"), resume=False)
-    trainer.setup()
-    try:
-        trainer.train_step(trainer.stages[0])
-        before = _state(trainer)
-        trainer.evaluate(trainer.run.eval / "step-1")
-        after = _state(trainer)
-    finally:
-        trainer.batches.stream.close()
-        trainer.events.close()
+    from omni_runner.models.load import load_for_training
 
-    assert after["data"] == before["data"] and after["modes"] == before["modes"]
-    for key in ("torch", "numpy"):
-        assert torch.equal(after["rng"][key], before["rng"][key])
-    assert after["rng"]["python"] == before["rng"]["python"]
-    assert all(torch.equal(after["weights"][name], weight) for name, weight in before["weights"].items())
-    heldout = json.loads((trainer.run.eval / "step-1" / "perplexity.json").read_text())
-    assert list(heldout) == ["tool-calling"]
-    assert heldout["tool-calling"]["n"] == 2 and heldout["tool-calling"]["tokens"] > 0
-    assert heldout["tool-calling"]["perplexity"] == pytest.approx(math.exp(heldout["tool-calling"]["loss"]))
+    run = prepare_run(TINY, ["training.method=lora"], None, run_dir=tmp_path / "run")
+    recipe = read_plain_yaml(run.recipe)
+    loaded = load_for_training(recipe, run.path, "cpu")
+    loaded.model.train()
+    next(loaded.model.modules()).eval()  # a mixed set of modes must come back as it was, not all in train
+    modes, rng = [m.training for m in loaded.model.modules()], capture_rng_state()
+    weights = {n: p.detach().clone() for n, p in loaded.named_parameters() if p.requires_grad}
 
+    losses = heldout_losses(loaded, recipe, run.path, max_samples=2)
 
-def _state(trainer: Trainer) -> dict:
-    rng = capture_rng_state()
-    return {
-        "data": trainer.batches.state_dict(), "modes": [m.training for m in trainer.model.modules()],
-        "rng": {"torch": rng["torch"], "numpy": rng["numpy"][1], "python": rng["python"]},
-        "weights": {n: p.detach().clone() for n, p in trainer.loaded.named_parameters() if p.requires_grad},
-    }
+    assert [m.training for m in loaded.model.modules()] == modes
+    after = capture_rng_state()
+    assert torch.equal(after["torch"], rng["torch"]) and after["python"] == rng["python"]
+    assert all(torch.equal(p, weights[n]) and p.grad is None for n, p in loaded.named_parameters() if p.requires_grad)
+    assert list(losses) == ["tool-calling"]
+    assert losses["tool-calling"]["n"] == 2 and losses["tool-calling"]["tokens"] > 0
+    assert losses["tool-calling"]["perplexity"] == pytest.approx(math.exp(losses["tool-calling"]["loss"]))
