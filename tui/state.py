@@ -78,6 +78,22 @@ class CapabilityView:
 
 
 @dataclass
+class EvalResult:
+    """The latest result of one evaluated subject (a data set, or a suite's capability) and its step."""
+
+    step: int
+    metrics: dict[str, Any]
+
+
+def eval_subject(event: dict[str, Any]) -> str:
+    """An `eval` event's label: its data set (with the capability scored), else its suite and capability
+    (`perplexity tool-calling`: the held-out loss), else the capability alone (runs from before either)."""
+    if event.get("dataset"):
+        return f"{event['dataset']} ({event['capability']})" if event.get("capability") else str(event["dataset"])
+    return " ".join(str(part) for part in (event.get("suite"), event.get("capability")) if part) or "eval"
+
+
+@dataclass
 class RunView:
     """The dashboard's model of one run."""
 
@@ -113,6 +129,7 @@ class RunView:
     loss_history: SeriesHistory = field(default_factory=SeriesHistory)
     capability_history: dict[str, SeriesHistory] = field(default_factory=dict)
     capabilities: dict[str, CapabilityView] = field(default_factory=dict)
+    evals: dict[str, EvalResult] = field(default_factory=dict)  # by `eval_subject`, the latest of each
     log: list[tuple[float, str, str]] = field(default_factory=list)  # (t, level, text)
     log_count: int = 0  # lines ever logged, so a log widget knows which ones it has not shown
     corrupt_lines: int = 0
@@ -231,6 +248,8 @@ class RunView:
 
     def _on_eval(self, event: dict[str, Any]) -> None:
         self._log(event, "info", f"eval {format_eval(event)}")
+        if isinstance(event.get("metrics"), dict):
+            self.evals[eval_subject(event)] = EvalResult(event.get("step") or 0, event["metrics"])
 
     def _on_run_end(self, event: dict[str, Any]) -> None:
         self.state = event.get("state") or self.state

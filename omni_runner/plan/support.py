@@ -19,6 +19,7 @@ from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
 from omni_runner.recipe.schema import child_schema, recipe_schema
+from omni_runner.tracking import TRACKERS, missing_extra
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,17 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
         *_formats(recipe),
         *_groups(recipe),
         *_ignored_fields(recipe),
+        *_trackers(recipe),
     ]
+
+
+def _trackers(recipe: Any) -> Iterator[Diagnostic]:
+    """A tracker in `output.report_to` whose optional extra is not installed would fail the trainer's start."""
+    for index, name in enumerate((recipe.data.get("output") or {}).get("report_to") or []):
+        problem = missing_extra(name) if name in TRACKERS else None
+        if problem:
+            yield error(problem, recipe.location(("output", "report_to", index)), f"output.report_to[{index}]",
+                        f"install it, or take {name} out of output.report_to")
 
 
 def _refusal(recipe: Any, what: str, gap: Gap, path: tuple[str | int, ...]) -> Diagnostic:

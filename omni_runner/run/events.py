@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,20 @@ class EventLog:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Also hand every event written from now on to `listener` (the experiment trackers), after the
+        line is on disk and outside the write lock, from whichever thread emitted it."""
+        self._listeners.append(listener)
 
     def emit(self, type: str, step: int, **fields: Any) -> dict[str, Any]:
         event = {"t": round(time.time(), 3), "type": type, "step": int(step), **_finite(fields)}
         line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
         with self._lock:
             os.write(self._fd, line)
+        for listener in self._listeners:
+            listener(event)
         return event
 
     def close(self) -> None:

@@ -64,6 +64,7 @@ from omni_runner.train.talker_realign import (
     RunSpeech,
     is_realign_stage,
 )
+from omni_runner.tracking import TrackerError, Trackers, open_trackers
 
 
 class NonFiniteLossAbort(RuntimeError):
@@ -110,6 +111,7 @@ class Trainer:
         # later stage does not reload an earlier stage's work from the base model.
         self.trained_weights: set[str] = set()
         self.batches: MicroBatches | None = None
+        self.trackers: Trackers | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -140,6 +142,10 @@ class Trainer:
         self._setup_stage(self.progress.stage, state)
         if state is not None:
             ckpt.restore_rng_state(state.rng)  # last: building the stage must not shift the generators
+        # Before the controller starts its telemetry thread, so trackers see every event from here on.
+        self.trackers = open_trackers(self.recipe["output"].get("report_to") or [], self.run.path, self.run.path.name,
+                                      self.recipe, resume_step=self.progress.step if self.resume else None)
+        self.events.listen(self.trackers.record)
         self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
                                      start_step=self.progress.step)
         self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
@@ -423,8 +429,36 @@ class Trainer:
         return every > 0 and self.progress.step % every == 0 and self.progress.step < self.total_steps
 
     def evaluate(self, eval_dir: Path) -> None:
-        """Score the model as it is now (results under `eval_dir`); a failing evaluation is reported but
-        never costs the trained run."""
+        """Score the model as it is now (results under `eval_dir`): each capability's held-out loss, then
+        each data set's metric. A failing evaluation is reported but never costs the trained run, and the
+        random generators are put back, so a run that evaluates trains exactly like one that does not."""
+        rng = ckpt.capture_rng_state()
+        try:
+            self._evaluate_heldout(eval_dir)
+            self._evaluate_datasets(eval_dir)
+        finally:
+            ckpt.restore_rng_state(rng)
+
+    def _evaluate_heldout(self, eval_dir: Path) -> None:
+        """`eval` events of suite `perplexity`, one per capability, and `eval_dir/perplexity.json`."""
+        try:
+            from omni_runner.eval.heldout import SUITE, heldout_losses
+
+            losses = heldout_losses(self.loaded, self.recipe, self.run.path, int(self.recipe["eval"]["max_samples"]),
+                                    self.precision.autocast)
+        except Exception as exc:
+            traceback.print_exc()
+            self.events.emit("error", self.progress.step, message=f"held-out loss failed: {exc}", source="eval")
+            return
+        if not losses:
+            return
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        (eval_dir / f"{SUITE}.json").write_text(json.dumps(losses, indent=2) + "\n")
+        for capability, metrics in losses.items():
+            self.events.emit("eval", self.progress.step, suite=SUITE, capability=capability, metrics=metrics)
+            _log(f"held-out {capability}: {metrics}")
+
+    def _evaluate_datasets(self, eval_dir: Path) -> None:
         try:
             from omni_runner.eval import evaluate
 
@@ -444,6 +478,7 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
     run = RunDir(Path(run_dir))
     trainer = Trainer(run, resume)
     controller: Controller | None = None
+    ended = "failed"
     try:
         trainer.setup()
         controller = trainer.controller
@@ -454,6 +489,7 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
         controller.close(outcome, reason)
         trainer.events.emit("run_end", trainer.progress.step, state=outcome,
                             reason={"done": "done", "user": "stopped on request"}.get(reason, reason))
+        ended = outcome
         return TrainerExit.OK
     except KeyboardInterrupt:
         return _fail(trainer, controller, "interrupted", "stopped at once by a second stop signal, without a checkpoint", TrainerExit.INTERRUPTED)
@@ -461,12 +497,14 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
         return _fail(trainer, controller, "nan", str(exc), TrainerExit.NAN)
     except torch.OutOfMemoryError as exc:
         return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", TrainerExit.OOM)
-    except (DataError, ModelLoadError, ckpt.CheckpointError) as exc:
+    except (DataError, ModelLoadError, ckpt.CheckpointError, TrackerError) as exc:
         return _fail(trainer, controller, "error", str(exc), TrainerExit.ERROR)
     except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
         traceback.print_exc()
         return _fail(trainer, controller, "error", f"{type(exc).__name__}: {exc}", TrainerExit.ERROR)
     finally:
+        if trainer.trackers is not None:
+            trainer.trackers.close(ended)
         trainer.events.close()
 
 

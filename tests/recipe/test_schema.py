@@ -81,6 +81,7 @@ def test_the_wheel_ships_the_schema_and_the_installed_loader_finds_it(tmp_path):
     for folder in ("omni_runner", "schemas", "tui"):
         shutil.copytree(REPO / folder, source / folder, ignore=ignore)
     shutil.copy(REPO / "pyproject.toml", source)
+    shutil.copy(REPO / "setup.py", source)
     (source / "README.md").write_text("omni-runner\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", ".", "-w", "dist"],

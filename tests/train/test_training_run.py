@@ -59,5 +59,13 @@ def test_eval_results_are_reported_at_the_end(finished_run):
 
 
 def test_eval_every_steps_also_scores_the_model_during_training(finished_run):
-    assert [e["step"] for e in read_events(finished_run.events) if e["type"] == "eval"] == [EVAL_EVERY, STEPS]
+    evals = [e for e in read_events(finished_run.events) if e["type"] == "eval"]
+    assert [e["step"] for e in evals if e.get("dataset")] == [EVAL_EVERY, STEPS]
     assert (finished_run.eval / f"step-{EVAL_EVERY}" / "results.json").exists()
+
+
+def test_eval_every_steps_reports_each_capabilitys_held_out_loss(finished_run):
+    heldout = [e for e in read_events(finished_run.events) if e["type"] == "eval" and e.get("suite") == "perplexity"]
+    assert [(e["step"], e["capability"]) for e in heldout] == [(EVAL_EVERY, "tool-calling"), (STEPS, "tool-calling")]
+    assert all(e["metrics"]["n"] == 2 and e["metrics"]["loss"] > 0 for e in heldout)
+    assert json.loads((finished_run.eval / "perplexity.json").read_text())["tool-calling"] == heldout[-1]["metrics"]

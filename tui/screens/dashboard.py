@@ -10,6 +10,7 @@ from omni_tui.source import RunSource
 from omni_tui.state import RunView
 from omni_tui.widgets.capabilities import CapabilityMix
 from omni_tui.widgets.controller import ControllerPanel
+from omni_tui.widgets.evals import EvalPanel
 from omni_tui.widgets.gpu import GpuPanel
 from omni_tui.widgets.header import RunHeader
 from omni_tui.widgets.log_tail import LogTail
@@ -71,6 +72,7 @@ class Dashboard(Screen):
                 yield Throughput(id="throughput")
                 yield GpuPanel(id="gpus")
                 yield ControllerPanel(id="controller")
+                yield EvalPanel(id="evals")
         with Horizontal(id="bottom"):
             yield CapabilityMix(id="capabilities")
             yield LogTail(id="log")
@@ -145,6 +147,7 @@ class Dashboard(Screen):
         self.query_one(Throughput).render_view(view)
         self.query_one(GpuPanel).render_view(view)
         self.query_one(ControllerPanel).render_view(view, now)
+        self.query_one(EvalPanel).render_view(view)
         self.query_one(CapabilityMix).render_view(view)
         self.query_one(LogTail).render_view(view)
 
