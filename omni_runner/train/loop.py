@@ -374,8 +374,9 @@ class Trainer:
         policy = self.recipe["training"]["nan_policy"]
         streak = self.progress.skipped_in_a_row
         before = self.progress.step + 1 - streak  # optimizer steps completed before the streak began
-        what = (f"{streak} steps in a row (steps {before + 1}-{self.progress.step + 1}) had a non-finite loss "
-                f"or gradient norm (training.nan_policy.after: {policy['after']})")
+        steps = f"step {before + 1}" if streak == 1 else f"steps {before + 1}-{self.progress.step + 1}"
+        what = (f"{streak} step{'s' if streak > 1 else ''} in a row ({steps}) had a non-finite loss or gradient "
+                f"norm (training.nan_policy.after: {policy['after']})")
         found = ckpt.find_resumable(self.run.path, self._warn_checkpoint, at_most_step=before)
         state = ckpt.load_checkpoint(found, map_location=self.device) if found else None
         if state is not None and state.trainer_state["progress"]["stage"] != self.progress.stage:

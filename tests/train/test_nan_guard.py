@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import prepare
+from conftest import SMALL, TINY
 from omni_runner.run.events import read_events
+from omni_runner.run.prepare import prepare_run
 from omni_runner.train import checkpoint as ckpt
 from omni_runner.train.loop import NonFiniteLossAbort, Trainer
 
@@ -53,11 +54,12 @@ class PoisonedTrainer(Trainer):
 
 @pytest.fixture(scope="module")
 def make_trainer(tmp_path_factory):
-    """Set-up trainers for the tiny recipe (6 steps, a checkpoint every 2, nan_policy.after 2)."""
+    """Set-up trainers for short tiny runs (4 steps of one short `cot` sample, a checkpoint every 2)."""
     made: list[Trainer] = []
 
-    def make(*overrides: str, poison_when: Callable[[Trainer], bool] = lambda trainer: False) -> PoisonedTrainer:
-        run = prepare(tmp_path_factory.mktemp("nan"), "training.nan_policy.after=2", *overrides)
+    def make(*overrides: str, poison_when: Callable[[Trainer], bool]) -> PoisonedTrainer:
+        run = prepare_run(TINY, [*SMALL, "training.max_steps=4", "training.seq_len=96", *overrides], ["cot"],
+                          run_dir=tmp_path_factory.mktemp("nan") / "run")
         trainer = PoisonedTrainer(run, poison_when)
         trainer.setup()
         made.append(trainer)
@@ -68,47 +70,62 @@ def make_trainer(tmp_path_factory):
         trainer.controller.close("failed", "test over")
 
 
-@pytest.fixture(scope="module")
-def rolled_back(make_trainer):
-    """Steps 1-3 fine, a checkpoint at 2; the weight turns NaN before step 4 (once): steps 4 and 5 are
-    skipped, and the run rolls back to step 2."""
-    trainer = make_trainer("training.nan_policy.action=rollback",
-                           poison_when=lambda t: t.progress.step == 3 and t.progress.rollbacks == 0)
-    return trainer, trainer.train()
-
-
 def warnings(trainer: Trainer, source: str) -> list[dict]:
     return [e for e in read_events(trainer.run.events) if e["type"] == "warning" and e["source"] == source]
 
 
-def test_a_non_finite_step_is_skipped_without_touching_the_weights(make_trainer):
-    trainer = make_trainer()  # poisoned by hand, one step
-    before = trainable(trainer)
-    poisoned = poison(trainer)
-    trainer.train_step(trainer.stages[0])
-    assert (trainer.progress.skipped_steps, trainer.progress.skipped_in_a_row) == (1, 1)
-    for name, parameter in trainer.model.named_parameters():
-        if parameter.requires_grad and name != poisoned:
-            assert parameter.detach().equal(before[name]), f"{name} changed during a skipped step"
+@pytest.fixture(scope="module")
+def rolled_back(make_trainer):
+    """Steps 1-2 fine, a checkpoint at 2; the weight turns NaN before step 3 (once): steps 3 and 4 are
+    skipped, the run rolls back to step 2 and trains steps 3 and 4 again."""
+    trainer = make_trainer("training.nan_policy.action=rollback", "training.nan_policy.after=2",
+                           poison_when=lambda t: t.progress.step == 2 and t.progress.rollbacks == 0)
+    return trainer, trainer.train()
+
+
+@pytest.fixture(scope="module")
+def stopped_without_checkpoint(make_trainer):
+    """The weight is NaN from the first step on, with the default action (stop) after 2 such steps."""
+    trainer = make_trainer("training.nan_policy.after=2", poison_when=lambda t: t.progress.step == 0)
+    with pytest.raises(NonFiniteLossAbort) as stopped:
+        trainer.train()
+    return trainer, str(stopped.value)
+
+
+def test_a_non_finite_step_is_skipped_without_touching_the_other_weights(stopped_without_checkpoint):
+    trainer, _ = stopped_without_checkpoint
+    (_, first), (_, second) = trainer.step_inputs
+    poisoned = [name for name, value in first.items() if value.isnan().any()]
+    assert len(poisoned) == 1
+    for name, value in second.items():
+        assert name in poisoned or value.equal(first[name]), f"{name} changed during a skipped step"
+    assert (trainer.progress.skipped_steps, trainer.progress.skipped_in_a_row) == (2, 2)
     assert "skipped" in warnings(trainer, "nan_guard")[-1]["message"]
+
+
+def test_stop_says_what_happened_and_what_to_try(stopped_without_checkpoint):
+    _, message = stopped_without_checkpoint
+    assert message.startswith("2 steps in a row (steps 1-2) had a non-finite loss or gradient norm")
+    assert "there is no checkpoint from step 0 or before to roll back to" in message
+    assert "training.lr" in message and "training.nan_policy.action: rollback" in message
+    assert "controller.checkpoint.every_steps" in message
 
 
 def test_a_rollback_restores_the_checkpoint_lowers_the_lr_and_the_run_finishes(rolled_back):
     trainer, outcome = rolled_back
-    assert outcome == "finished" and trainer.progress.step == 6
+    assert outcome == "finished" and trainer.progress.step == 4
     rollback = warnings(trainer, "nan_policy")[0]
     assert rollback["checkpoint"].endswith("step-2") and (rollback["rollbacks"], rollback["lr_scale"]) == (1, 0.5)
-    assert "steps 4-5" in rollback["message"]
+    assert "steps 3-4" in rollback["message"]
     # The first step after the rollback starts from step 2's saved weights, not the poisoned ones.
     kept = trainer.checkpoints_at_poison["step-2"].weights
     step_2_again = [weights for step, weights in trainer.step_inputs if step == 2][1]
     for name, value in step_2_again.items():
         assert value.equal(kept[name].to(value.dtype)), name
-    # Every step after the rollback uses half the learning rate the first attempt used at that step.
+    # Every step after the rollback uses half the learning rate the first attempt had at that step.
     lrs = [(e["step"], e["lr"]) for e in read_events(trainer.run.events) if e["type"] == "step"]
-    first, again = dict(lrs[:3]), dict(lrs[4:])
-    assert [step for step, _ in lrs] == [1, 2, 3, 4, 3, 4, 5, 6]
-    assert again[3] == pytest.approx(first[3] * 0.5)
+    assert [step for step, _ in lrs] == [1, 2, 3, 3, 4]
+    assert lrs[3][1] == pytest.approx(lrs[2][1] * 0.5)
     assert all(value.isfinite().all() for value in trainable(trainer).values())
 
 
@@ -117,8 +134,8 @@ def test_the_rollback_is_saved_so_a_later_resume_keeps_the_lower_lr_and_the_coun
     saved = ckpt.load_checkpoint(trainer.run.checkpoints / "step-2").trainer_state
     assert saved["reason"] == "rollback"
     assert (saved["progress"]["rollbacks"], saved["progress"]["lr_scale"]) == (1, 0.5)
-    assert ckpt.find_resumable(trainer.run.path) == trainer.run.checkpoints / "step-6"
-    resumed = ckpt.load_checkpoint(trainer.run.checkpoints / "step-6").trainer_state["progress"]
+    assert ckpt.find_resumable(trainer.run.path) == trainer.run.checkpoints / "step-4"
+    resumed = ckpt.load_checkpoint(trainer.run.checkpoints / "step-4").trainer_state["progress"]
     assert (resumed["rollbacks"], resumed["lr_scale"]) == (1, 0.5)
 
 
@@ -126,31 +143,16 @@ def test_skip_data_continues_after_the_batches_that_produced_the_nans(rolled_bac
     trainer, _ = rolled_back
     before = trainer.checkpoints_at_poison["step-2"].trainer_state["progress"]["data"]
     after = ckpt.load_checkpoint(trainer.run.checkpoints / "step-2").trainer_state["progress"]["data"]
-    assert sum(after["seen"].values()) > sum(before["seen"].values())  # steps 3-5's samples are not replayed
+    assert sum(after["seen"].values()) > sum(before["seen"].values())  # steps 3-4's samples are not replayed
 
 
-def test_the_rollback_cap_stops_the_run_with_what_happened_and_what_to_try(make_trainer):
-    trainer = make_trainer("training.nan_policy.action=rollback", "training.nan_policy.max_rollbacks=1",
-                           poison_when=lambda t: t.progress.step == 2)
+def test_the_rollback_cap_stops_the_run_naming_the_last_good_checkpoint(make_trainer):
+    trainer = make_trainer("training.nan_policy.action=rollback", "training.nan_policy.after=1",
+                           "training.nan_policy.max_rollbacks=1", poison_when=lambda t: t.progress.step == 2)
     with pytest.raises(NonFiniteLossAbort) as stopped:
         trainer.train()
     message = str(stopped.value)
+    assert message.startswith("1 step in a row (step 3)")
     assert "it was rolled back 1 of at most 1 times (training.nan_policy.max_rollbacks)" in message
-    assert "the last good checkpoint is" in message and "step-2" in message and "training.lr" in message
-    assert len(warnings(trainer, "nan_policy")) == 1
-
-
-def test_with_nothing_to_roll_back_to_the_run_stops_clearly(make_trainer):
-    trainer = make_trainer("training.nan_policy.action=rollback", poison_when=lambda t: t.progress.step == 0)
-    with pytest.raises(NonFiniteLossAbort, match="there is no checkpoint from step 0 or before to roll back to"):
-        trainer.train()
-
-
-def test_action_stop_names_the_last_good_checkpoint_and_the_rollback_option(make_trainer):
-    trainer = make_trainer(poison_when=lambda t: t.progress.step == 2)
-    with pytest.raises(NonFiniteLossAbort) as stopped:
-        trainer.train()
-    message = str(stopped.value)
-    assert message.startswith("2 steps in a row (steps 3-4) had a non-finite loss or gradient norm")
-    assert "the last good checkpoint is" in message and message.count("step-2") == 1
-    assert "training.nan_policy.action: rollback" in message and "omni-run resume" in message
+    assert f"the last good checkpoint is {trainer.run.checkpoints / 'step-2'}" in message
+    assert "omni-run resume" in message and len(warnings(trainer, "nan_policy")) == 1
