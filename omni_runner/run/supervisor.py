@@ -75,6 +75,10 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
         else:
             why, hint = f"The trainer was killed by {name}.", None
         return ExitReport(None, name, "killed", why, hint)
+    if returncode == TrainerExit.OK:
+        if final_state == "stopped":
+            return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
+        return ExitReport(0, None, "ok", "The run finished.", None)
     if returncode == TrainerExit.OOM or any(marker in log_tail for marker in _OOM_MARKERS):
         return ExitReport(returncode, None, "oom", "The GPU ran out of memory.", oom_suggestion(plan, stage))
     if returncode == TrainerExit.NAN:
@@ -90,10 +94,6 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
             "The trainer was stopped at once by a second stop signal, without a checkpoint.",
             "Continue from the last checkpoint with `omni-run resume RUN`; the steps after it are lost.",
         )
-    if returncode == TrainerExit.OK:
-        if final_state == "stopped":
-            return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
-        return ExitReport(0, None, "ok", "The run finished.", None)
     last_error = _last_error_line(log_tail)
     why = f"The trainer failed with exit code {returncode}" + (f": {last_error}" if last_error else ".")
     return ExitReport(returncode, None, "error", why, "See trainer.log in the run folder for the full traceback.")
@@ -123,10 +123,12 @@ def _last_error_line(log_tail: str) -> str | None:
     return None
 
 
-def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
+def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES, since: int = 0) -> str:
+    """The end of the log, no earlier than byte `since` (where this attempt's output began: an earlier
+    attempt's out-of-memory text must not name this one's cause)."""
     try:
         with open(path, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(path) - size))
+            handle.seek(max(since, os.path.getsize(path) - size))
             return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -209,6 +211,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
         while True:
             _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done)
             with open(run.trainer_log, "ab") as log:
+                log_start = log.tell()
                 stops.child = subprocess.Popen(
                     trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -223,7 +226,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             step = int(status.get("step") or 0)
             stages = stages_now(run, plan)
             stage = stage_at_step(stages, step) if stages else 0
-            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log),
+            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log, since=log_start),
                                    {"stages": stages}, stage)
             lowered = None
             if report.cause == "oom" and stops.count == 0 and stages and auto_micro_batch(run):
