@@ -99,6 +99,16 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
     return ExitReport(returncode, None, "error", why, "See trainer.log in the run folder for the full traceback.")
 
 
+def lower_micro_batch(report: ExitReport, stage: dict[str, Any]) -> tuple[ExitReport, tuple[int, int] | None]:
+    """`training.auto_micro_batch` after an out-of-memory exit in `stage`: the smaller (micro_batch,
+    grad_accum) to restart with, or None at micro-batch 1, with the report saying so."""
+    lowered = smaller_shape(int(stage["micro_batch"]), int(stage["grad_accum"]))
+    if lowered is None:
+        report = replace(report, explanation=f"{report.explanation} training.auto_micro_batch cannot go lower: "
+                         "the micro-batch is already 1.")
+    return report, lowered
+
+
 def oom_suggestion(plan: dict[str, Any], stage_index: int = 0) -> str:
     """What to change after an out-of-memory failure in stage `stage_index`, from the plan's numbers."""
     stages = plan.get("stages") or [{}]
@@ -230,10 +240,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
                                    {"stages": stages}, stage)
             lowered = None
             if report.cause == "oom" and stops.count == 0 and stages and auto_micro_batch(run):
-                lowered = smaller_shape(int(stages[stage]["micro_batch"]), int(stages[stage]["grad_accum"]))
-                if lowered is None:
-                    report = replace(report, explanation=report.explanation + " training.auto_micro_batch cannot go "
-                                     "lower: the micro-batch is already 1.")
+                report, lowered = lower_micro_batch(report, stages[stage])
             will_restart = lowered is not None or (report.cause in RESTARTABLE_CAUSES and restarts_left > 0 and stops.count == 0)
             events.emit("exit", step, **report.to_event(), will_restart=will_restart)
             if status.get("state") not in TERMINAL_STATES:

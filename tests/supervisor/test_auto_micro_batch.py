@@ -65,10 +65,3 @@ def test_without_auto_micro_batch_the_user_gets_the_explanation_and_the_plans_su
     assert f"SIMULATED by {SIMULATE_OOM_ENV}=1: micro_batch 2 > 1" in output
     assert "Traceback" not in output
 
-
-def test_at_micro_batch_1_auto_micro_batch_stops_with_the_explanation(tmp_path):
-    code, output = run_to_end(tmp_path, "--set", "training.micro_batch=1", "--set", "training.auto_micro_batch=true",
-                              oom_above=0)
-    assert code == 4, output
-    assert "cannot go lower: the micro-batch is already 1" in output
-    assert not events_of(only_run(tmp_path), "restart") and "Traceback" not in output
