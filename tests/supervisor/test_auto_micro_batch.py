@@ -20,11 +20,11 @@ from run_watch import events_of, status_of
 
 pytestmark = pytest.mark.slow
 
-SHAPE = ["--set", "training.grad_accum=1", "--set", "training.max_steps=2"]
+SHAPE = ["--set", "training.grad_accum=1", "--set", "training.max_steps=1"]
 
 
 def run_to_end(runs, *args: str, oom_above: int = 1) -> tuple[int, str]:
-    """`omni-run` on the tiny recipe, 2 steps, out of memory at micro-batches above `oom_above`."""
+    """`omni-run` on the tiny recipe, 1 step, out of memory at micro-batches above `oom_above`."""
     process = omni_run(TINY, "--runs-dir", str(runs), *FAST, *SHORT_STEPS, *SHAPE, *args,
                        env={**os.environ, SIMULATE_OOM_ENV: str(oom_above)})
     output, _ = process.communicate(timeout=600)
@@ -42,7 +42,7 @@ def halved(tmp_path_factory):
 def test_auto_micro_batch_restarts_with_half_the_micro_batch_twice_the_accumulation_and_finishes(halved):
     code, output, run = halved
     assert code == 0, output
-    assert (status_of(run)["state"], status_of(run)["step"]) == ("finished", 2)
+    assert (status_of(run)["state"], status_of(run)["step"]) == ("finished", 1)
     crash = events_of(run, "exit")[0]
     assert (crash["cause"], crash["will_restart"]) == ("oom", True)
     restart = events_of(run, "restart")[0]
