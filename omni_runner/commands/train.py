@@ -79,6 +79,7 @@ def follow_while_supervising(run_dir, resume: bool, mode: str, restarts: int | N
     if mode != "json":
         print(f"run folder: {run_dir.path}", flush=True)
     code = supervise(run_dir, resume=resume, on_tick=lambda: printer.feed(tail.read_new().events), restarts=restarts)
+    printer.feed(tail.read_new().events)  # the supervisor's own last events (how the trainer ended)
     printer.close()
     if mode != "json":
         print(summary(run_dir), flush=True)

@@ -116,6 +116,14 @@ class Controller:
                 return True
             time.sleep(_WAIT_TICK_S)
 
+    def rolled_back(self, step: int, save_checkpoint: SaveCheckpoint) -> Path | None:
+        """The trainer went back to its checkpoint of `step` (training.nan_policy): save its new state
+        there at once, so that a resume continues after the rollback (its lower learning rate, its count)
+        rather than before it. None when the write failed (handled as any failed checkpoint)."""
+        self.step = step
+        self._last_checkpoint_path = None
+        return self._checkpoint(save_checkpoint, "rollback")
+
     def _take_requests(self, save_checkpoint: SaveCheckpoint) -> list[tuple[Request, Callable[[], dict]]]:
         """Apply signal flags and queued socket commands; replies are sent after the transition."""
         toggles = self._take_signals("toggle")

@@ -110,7 +110,7 @@ def compile_plan(recipe: Any) -> Plan:
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
     stages = [_compile_stage(spec, models, sources, precision, vram_gb, recipe, diagnostics) for spec in stage_specs]
     _raise_on_errors(diagnostics)
-    diagnostics += _estimate_notes(recipe)
+    diagnostics += _estimate_notes(recipe) + _recovery_notes(recipe)
     return Plan(
         name=str(data.get("name", "")),
         stages=[stage for stage in stages if stage is not None],
@@ -158,6 +158,20 @@ def _estimate_notes(recipe: Any) -> list[Diagnostic]:
     if (recipe.data.get("hardware") or {}).get("device") == "cpu":
         notes.append(warning("device cpu: the estimate is host memory and vram_gb is not enforced",
                              recipe.location(("hardware", "device")), "hardware.device"))
+    return notes
+
+
+def _recovery_notes(recipe: Any) -> list[Diagnostic]:
+    """Recovery settings (training.nan_policy, training.auto_micro_batch) that this recipe leaves nothing to act on."""
+    training, checkpoint = recipe.data["training"], recipe.data["controller"]["checkpoint"]
+    notes = []
+    if training["nan_policy"]["action"] == "rollback" and checkpoint["every_steps"] == 0:
+        notes.append(warning("a rollback goes back to a checkpoint, and controller.checkpoint.every_steps is 0: "
+                             "until one is taken on request, NaNs stop the run",
+                             _where(recipe, ("training", "nan_policy", "action")), "training.nan_policy.action"))
+    if training["auto_micro_batch"] and training["micro_batch"] == 1:
+        notes.append(warning("micro_batch is already 1, so an out-of-memory failure stops the run: there is nothing to lower",
+                             _where(recipe, ("training", "auto_micro_batch")), "training.auto_micro_batch"))
     return notes
 
 

@@ -66,7 +66,10 @@ def format_event(event: dict[str, Any]) -> str | None:
         suggestion = f"\n  → {event['suggestion']}" if event.get("suggestion") else ""
         return f"trainer exit [{event.get('cause')}]: {event.get('explanation')}{suggestion}"
     if kind == "restart":
-        return f"restarting (attempt {event.get('attempt')}) from {event.get('checkpoint') or 'the newest valid checkpoint'}"
+        shape = (f" with micro_batch {event['micro_batch']}, grad_accum {event.get('grad_accum')}"
+                 if event.get("micro_batch") else "")
+        return (f"restarting (attempt {event.get('attempt')}) from {event.get('checkpoint') or 'the newest valid checkpoint'}"
+                f"{shape}")
     if kind == "data":
         skipped = sum((event.get("skipped") or {}).values())
         return f"data: {skipped} bad records skipped" if skipped else None

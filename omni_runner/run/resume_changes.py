@@ -23,7 +23,8 @@ HARMLESS = {
     "output": "output settings",
     "hardware.vram_gb": "a planning input (its effect, if any, shows in the plan)",
     "training.log_every": "logging",
-    "training.max_skipped_steps": "the NaN guard's patience",
+    "training.nan_policy": "what a streak of NaN steps does",
+    "training.auto_micro_batch": "what an out-of-memory failure does",
 }
 
 # What a breaking recipe change touches, by dotted prefix: the first match names it.

@@ -22,18 +22,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from omni_runner.plain_yaml import YAMLError, read_plain_yaml
+from omni_runner.run.batch_shape import (
+    BatchShapeError,
+    read_batch_shapes,
+    smaller_shape,
+    stage_at_step,
+    with_batch_shapes,
+    write_batch_shape,
+)
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import ACTIVE_STATES, read_status, write_json_atomic
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
-# Causes worth another attempt from the last checkpoint: a deterministic NaN would only come back.
+# Causes worth another attempt from the last checkpoint under `controller.restarts`: a deterministic NaN
+# would only come back. An "oom" with `training.auto_micro_batch` restarts apart from that budget, with a
+# smaller micro-batch, until the micro-batch is 1.
 RESTARTABLE_CAUSES = ("killed", "error", "oom")
 _OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError")
 _LOG_TAIL_BYTES = 16_384
@@ -60,8 +70,10 @@ class ExitReport:
         }
 
 
-def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan: dict[str, Any]) -> ExitReport:
-    """Name the cause of a trainer exit from its return code, last state and the end of its log."""
+def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan: dict[str, Any],
+                  stage: int = 0) -> ExitReport:
+    """Name the cause of a trainer exit from its return code, last state and the end of its log
+    (`stage`: the index of the stage that was running, whose shape the advice names)."""
     if returncode < 0:
         name = signal.Signals(-returncode).name
         if -returncode == signal.SIGKILL:
@@ -70,13 +82,18 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
         else:
             why, hint = f"The trainer was killed by {name}.", None
         return ExitReport(None, name, "killed", why, hint)
+    if returncode == TrainerExit.OK:
+        if final_state == "stopped":
+            return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
+        return ExitReport(0, None, "ok", "The run finished.", None)
     if returncode == TrainerExit.OOM or any(marker in log_tail for marker in _OOM_MARKERS):
-        return ExitReport(returncode, None, "oom", "The GPU ran out of memory.", _oom_suggestion(plan))
+        return ExitReport(returncode, None, "oom", "The GPU ran out of memory.", oom_suggestion(plan, stage))
     if returncode == TrainerExit.NAN:
         return ExitReport(
             returncode, None, "nan",
-            "Training stopped after too many steps with a NaN or infinite loss.",
-            "Lower training.lr or raise training.warmup_steps, and check the data with `omni-run data check`.",
+            "Training stopped after too many steps in a row with a NaN or infinite loss (training.nan_policy).",
+            "Lower training.lr or raise training.warmup_steps, check the data with `omni-run data check`, or let "
+            "training.nan_policy.action: rollback go back to the last good checkpoint with a lower learning rate.",
         )
     if returncode == TrainerExit.INTERRUPTED:
         return ExitReport(
@@ -84,23 +101,31 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
             "The trainer was stopped at once by a second stop signal, without a checkpoint.",
             "Continue from the last checkpoint with `omni-run resume RUN`; the steps after it are lost.",
         )
-    if returncode == TrainerExit.OK:
-        if final_state == "stopped":
-            return ExitReport(0, None, "stopped", "The run was stopped on request after a checkpoint.", "Continue it with `omni-run resume RUN`.")
-        return ExitReport(0, None, "ok", "The run finished.", None)
     last_error = _last_error_line(log_tail)
     why = f"The trainer failed with exit code {returncode}" + (f": {last_error}" if last_error else ".")
     return ExitReport(returncode, None, "error", why, "See trainer.log in the run folder for the full traceback.")
 
 
-def _oom_suggestion(plan: dict[str, Any]) -> str:
+def lower_micro_batch(report: ExitReport, stage: dict[str, Any]) -> tuple[ExitReport, tuple[int, int] | None]:
+    """`training.auto_micro_batch` after an out-of-memory exit in `stage`: the smaller (micro_batch,
+    grad_accum) to restart with, or None at micro-batch 1, with the report saying so."""
+    lowered = smaller_shape(int(stage["micro_batch"]), int(stage["grad_accum"]))
+    if lowered is None:
+        report = replace(report, explanation=f"{report.explanation} training.auto_micro_batch cannot go lower: "
+                         "the micro-batch is already 1.")
+    return report, lowered
+
+
+def oom_suggestion(plan: dict[str, Any], stage_index: int = 0) -> str:
+    """What to change after an out-of-memory failure in stage `stage_index`, from the plan's numbers."""
     stages = plan.get("stages") or [{}]
-    stage = stages[0]
+    stage = stages[min(stage_index, len(stages) - 1)]
     parts = []
     if not stage.get("gradient_checkpointing"):
         parts.append("turn on training.gradient_checkpointing")
     if (stage.get("micro_batch") or 1) > 1:
-        parts.append(f"lower training.micro_batch below {stage['micro_batch']} (raise grad_accum to keep the batch)")
+        parts.append(f"lower training.micro_batch below {stage['micro_batch']} (raise grad_accum to keep the batch), "
+                     "or let training.auto_micro_batch: true do it")
     if stage.get("seq_len"):
         parts.append(f"lower training.seq_len below {stage['seq_len']}")
     parts.append("set hardware.vram_gb to what the card really has free so the plan fits itself")
@@ -115,10 +140,12 @@ def _last_error_line(log_tail: str) -> str | None:
     return None
 
 
-def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
+def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES, since: int = 0) -> str:
+    """The end of the log, no earlier than byte `since` (where this attempt's output began: an earlier
+    attempt's out-of-memory text must not name this one's cause)."""
     try:
         with open(path, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(path) - size))
+            handle.seek(max(since, os.path.getsize(path) - size))
             return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -174,6 +201,23 @@ def spent_budget(status: dict[str, Any]) -> str | None:
     explanation = f": {last['explanation']}" if last.get("explanation") else ""
     return (f"it used all {used} of its {budget} automatic restart(s) (controller.restarts) and failed again; "
             f"last failure [{cause}]{explanation}")
+
+
+def auto_micro_batch(run: RunDir) -> bool:
+    """`training.auto_micro_batch` from the run's resolved recipe (False when unreadable)."""
+    try:
+        return read_plain_yaml(run.recipe)["training"]["auto_micro_batch"] is True
+    except (OSError, YAMLError, KeyError, TypeError):
+        return False
+
+
+def stages_now(run: RunDir, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan's stages with the micro-batches auto_micro_batch lowered (unreadable record: the plan's;
+    the trainer reports that file itself)."""
+    try:
+        return with_batch_shapes(plan.get("stages") or [], read_batch_shapes(run.path))
+    except BatchShapeError:
+        return plan.get("stages") or []
 
 
 def _update_status(run: RunDir, **fields: Any) -> None:
@@ -259,6 +303,7 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget)
             with open(run.trainer_log, "ab") as log:
                 # preexec_fn is unsafe only with threads running, and the supervisor starts none.
+                log_start = log.tell()
                 stops.child = subprocess.Popen(
                     trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),  # noqa: PLW1509
@@ -270,19 +315,34 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             if on_tick:
                 on_tick()
             status = read_status(run.path) or {}
-            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log), plan)
             step = int(status.get("step") or 0)
-            will_restart = report.cause in RESTARTABLE_CAUSES and restarts_done < budget and stops.count == 0
+            stages = stages_now(run, plan)
+            stage = stage_at_step(stages, step) if stages else 0
+            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log, since=log_start),
+                                   {"stages": stages}, stage)
+            lowered = None
+            if report.cause == "oom" and stops.count == 0 and stages and auto_micro_batch(run):
+                report, lowered = lower_micro_batch(report, stages[stage])
+            will_restart = lowered is not None or (report.cause in RESTARTABLE_CAUSES and restarts_done < budget and stops.count == 0)
             events.emit("exit", step, **report.to_event(), will_restart=will_restart)
             _update_status(run, last_exit={**report.to_event(), "step": step})
             if status.get("state") not in TERMINAL_STATES:
                 _update_status(run, state="failed", reason=report.cause, pid=None)
             if not will_restart:
                 return 0 if report.cause in ("ok", "stopped") else (report.exit_code or 1)
+            shape: dict[str, Any] = {}
+            if lowered is not None:
+                shape = {"stage": stage, "micro_batch": lowered[0], "grad_accum": lowered[1]}
+                write_batch_shape(run.path, stage, *lowered)
+                events.emit("warning", step, source="auto_micro_batch", **shape, message=(
+                    f"out of GPU memory at micro_batch {stages[stage]['micro_batch']} in stage "
+                    f"{stages[stage].get('name', stage)!r}: restarting with micro_batch {lowered[0]} and grad_accum "
+                    f"{lowered[1]} (the same {lowered[0] * lowered[1]} samples a step), training.auto_micro_batch"))
+                budget += 1  # a restart at a lower micro-batch is not a crash: it spends none of the budget
             restarts_done += 1
             checkpoint = (status.get("last_checkpoint") or {}).get("path")
-            events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint)
-            _update_status(run, state="starting", reason="restart", restarts=restarts_done)
+            events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint, **shape)
+            _update_status(run, state="starting", reason="restart", restarts=restarts_done, restart_budget=budget)
             resume = True
     finally:
         events.close()

@@ -201,14 +201,17 @@ def save_checkpoint(checkpoints_dir: Path, step: int, contents: CheckpointConten
             os.fsync(handle.fileno())
         _fsync_path(tmp)
         final = checkpoints_dir / f"step-{step}"
+        superseded = None
         if final.exists():
-            # Left by a crashed attempt that got this far before (we resumed from an older one):
-            # it is superseded by the checkpoint we just wrote.
+            # Left by a crashed attempt that got this far before (we resumed from an older one), or
+            # the checkpoint a NaN rollback went back to: superseded by the one we just wrote, and
+            # deleted only once the new one is in place.
             superseded = checkpoints_dir / f"{_TMP_PREFIX}superseded-{step}-{os.getpid()}"
             os.rename(final, superseded)
-            shutil.rmtree(superseded, ignore_errors=True)
         os.rename(tmp, final)
         _fsync_path(checkpoints_dir)
+        if superseded is not None:
+            shutil.rmtree(superseded, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -264,14 +267,27 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: step_of(p) or 0, reverse=True)
 
 
-def find_resumable(run_dir: Path, warn: Callable[[str], None] = lambda message: None) -> Path | None:
-    """The newest checkpoint whose manifest verifies; each one skipped is reported through `warn`."""
+def find_resumable(run_dir: Path, warn: Callable[[str], None] = lambda message: None,
+                   at_most_step: int | None = None) -> Path | None:
+    """The newest checkpoint whose manifest verifies (of those at `at_most_step` or before, when given);
+    each one skipped is reported through `warn`."""
     for path in list_checkpoints(Path(run_dir) / "checkpoints"):
+        if at_most_step is not None and (step_of(path) or 0) > at_most_step:
+            continue
         problem = verify_checkpoint(path)
         if problem is None:
             return path
         warn(f"skipping checkpoint {path.name}: {problem}")
     return None
+
+
+def discard_after(checkpoints_dir: Path, step: int) -> list[Path]:
+    """Delete the checkpoints of steps after `step` and return them: a NaN rollback to `step` abandoned
+    the steps they hold, and a resume must not pick them over the rollback."""
+    discarded = [path for path in list_checkpoints(checkpoints_dir) if (step_of(path) or 0) > step]
+    for path in discarded:
+        shutil.rmtree(path, ignore_errors=True)
+    return discarded
 
 
 def prune_checkpoints(checkpoints_dir: Path, keep_last: int, newest_verified: Path) -> list[Path]:

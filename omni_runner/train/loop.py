@@ -45,11 +45,19 @@ from omni_runner.models.load import (
 )
 from omni_runner.models.output_head import deferred_output_head
 from omni_runner.plain_yaml import read_plain_yaml
+from omni_runner.run.batch_shape import (
+    BatchShapeError,
+    read_batch_shapes,
+    with_batch_shapes,
+)
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
+from omni_runner.run.supervisor import oom_suggestion
+from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
+from omni_runner.train.fault_injection import raise_simulated_oom
 from omni_runner.train.losses import (
     capability_loss_weights,
     capability_sums,
@@ -64,11 +72,10 @@ from omni_runner.train.talker_realign import (
     RunSpeech,
     is_realign_stage,
 )
-from omni_runner.tracking import TrackerError, Trackers, open_trackers
 
 
 class NonFiniteLossAbort(RuntimeError):
-    """Too many optimizer steps had a NaN/Inf loss or gradient norm."""
+    """Too many optimizer steps in a row had a NaN/Inf loss or gradient norm, and no rollback helps."""
 
 
 @dataclass
@@ -80,7 +87,10 @@ class Progress:
     stage_step: int = 0
     tokens: int = 0
     samples: int = 0
-    skipped_steps: int = 0
+    skipped_steps: int = 0  # over the whole run
+    skipped_in_a_row: int = 0  # the current streak; a finite step resets it
+    rollbacks: int = 0  # training.nan_policy rollbacks so far
+    lr_scale: float = 1.0  # the schedule's multiplier after those rollbacks
     data: dict[str, Any] = field(default_factory=dict)  # MicroBatches.state_dict(), taken when checkpointing
 
 
@@ -117,6 +127,7 @@ class Trainer:
 
     def setup(self) -> None:
         training = self.recipe["training"]
+        self.stages = with_batch_shapes(self.stages, read_batch_shapes(self.run.path))  # auto_micro_batch
         torch.manual_seed(int(training["seed"]))
         self.device = resolve_device(self.recipe["hardware"]["device"])
         self.precision = resolve_precision(training["precision"], self.device)
@@ -150,20 +161,22 @@ class Trainer:
                                      start_step=self.progress.step)
         self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
                          attempt=(self.status.snapshot().get("restarts") or 0) + 1,
-                         resumed_from=str(resumed_from) if resumed_from else None, pid=os.getpid())
+                         resumed_from=str(resumed_from) if resumed_from else None, pid=os.getpid(),
+                         micro_batch=int(self.stages[self.progress.stage]["micro_batch"]),
+                         grad_accum=int(self.stages[self.progress.stage]["grad_accum"]))
         _log(f"model {self.loaded.model_dir} on {self.device} ({self.precision.name}), "
              f"{self.loaded.parameter_counts()['trainable']:,} trainable parameters, "
              f"{self.total_steps} steps" + (f", resuming from {resumed_from}" if resumed_from else ""))
 
     def _find_checkpoint(self) -> Path | None:
-        def warn(message: str) -> None:
-            self.events.emit("warning", 0, message=message, source="checkpoint")
-            _log(message)
-
-        found = ckpt.find_resumable(self.run.path, warn)
+        found = ckpt.find_resumable(self.run.path, self._warn_checkpoint)
         if found is None:
-            warn("no valid checkpoint to resume from: starting from step 0")
+            self._warn_checkpoint("no valid checkpoint to resume from: starting from step 0")
         return found
+
+    def _warn_checkpoint(self, message: str) -> None:
+        self.events.emit("warning", self.progress.step, message=message, source="checkpoint")
+        _log(message)
 
     def _setup_stage(self, index: int, state: ckpt.CheckpointContents | None = None) -> None:
         """Build what changes between stages: trainable groups, data mixture, optimizer, schedule.
@@ -190,7 +203,8 @@ class Trainer:
                                         device_type=self.device.type)
         warmup, schedule, steps = int(self.recipe["training"]["warmup_steps"]), self.recipe["training"]["lr_scheduler"], int(stage["max_steps"])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
+            self.optimizer,
+            lambda s: self.progress.lr_scale * lr_multiplier(s, total_steps=steps, warmup_steps=warmup, schedule=schedule))
         self.scaler = self.precision.grad_scaler()
         if state is not None:
             self.trained_weights |= set(state.weights)
@@ -227,26 +241,31 @@ class Trainer:
             return "stopped"
         while self.progress.stage < len(self.stages):
             stage = self.stages[self.progress.stage]
-            while self.progress.stage_step < int(stage["max_steps"]):
-                step_started = time.monotonic()
-                metrics = self.train_step(stage)
-                self.progress.step += 1
-                self.progress.stage_step += 1
-                self.report_step(metrics, time.monotonic() - step_started, started, first_step)
-                if self._periodic_eval_due():
-                    self.evaluate(self.run.eval / f"step-{self.progress.step}")
-                if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
-                    return "stopped"
-            self.progress.stage += 1
-            self.progress.stage_step = 0
-            if self.progress.stage < len(self.stages):
-                self._setup_stage(self.progress.stage)
+            if self.progress.stage_step >= int(stage["max_steps"]):
+                self.progress.stage += 1
+                self.progress.stage_step = 0
+                if self.progress.stage < len(self.stages):
+                    self._setup_stage(self.progress.stage)
+                continue
+            step_started = time.monotonic()
+            metrics = self.train_step(stage)
+            if self.progress.skipped_in_a_row >= int(self.recipe["training"]["nan_policy"]["after"]):
+                self.after_non_finite_streak()  # back to a checkpoint's step, or NonFiniteLossAbort
+                continue
+            self.progress.step += 1
+            self.progress.stage_step += 1
+            self.report_step(metrics, time.monotonic() - step_started, started, first_step)
+            if self._periodic_eval_due():
+                self.evaluate(self.run.eval / f"step-{self.progress.step}")
+            if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
+                return "stopped"
         return "finished"
 
     def train_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step over `grad_accum` micro-batches, token-weighted across all of them."""
         if is_realign_stage(stage):
             return self.realign_step(stage)
+        raise_simulated_oom(int(stage["micro_batch"]))  # test-only, off unless its variable is set
         waiting = time.monotonic()
         micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
         data_wait_s = time.monotonic() - waiting  # preparing samples the workers had not finished, and collating
@@ -326,6 +345,7 @@ class Trainer:
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self._skip_step(loss_value, grad_norm)
         else:
+            self.progress.skipped_in_a_row = 0
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -344,13 +364,87 @@ class Trainer:
 
     def _skip_step(self, loss: float, grad_norm: float) -> None:
         self.progress.skipped_steps += 1
-        limit = int(self.recipe["training"]["max_skipped_steps"])
+        self.progress.skipped_in_a_row += 1
+        policy = self.recipe["training"]["nan_policy"]
         message = (f"step {self.progress.step + 1} skipped: loss {loss}, grad norm {grad_norm} "
-                   f"({self.progress.skipped_steps} of at most {limit})")
+                   f"({self.progress.skipped_in_a_row} in a row; training.nan_policy acts ({policy['action']}) "
+                   f"after {policy['after']})")
         self.events.emit("warning", self.progress.step, message=message, source="nan_guard")
         _log(message)
-        if self.progress.skipped_steps > limit:
-            raise NonFiniteLossAbort(f"{self.progress.skipped_steps} steps had a non-finite loss or gradient")
+
+    # ------------------------------------------------------------------ NaN/Inf policy
+
+    def after_non_finite_streak(self) -> None:
+        """`training.nan_policy.after` steps in a row were skipped: roll back to the newest checkpoint
+        from before them (same stage), or raise NonFiniteLossAbort saying what happened and what to try.
+
+        Only a checkpoint from before the streak is a good one: one written during it holds weights
+        that may be the cause. A rollback stays within the stage, because a checkpoint of an earlier
+        stage lacks the weights later stages trained.
+        """
+        policy = self.recipe["training"]["nan_policy"]
+        streak = self.progress.skipped_in_a_row
+        before = self.progress.step + 1 - streak  # optimizer steps completed before the streak began
+        steps = f"step {before + 1}" if streak == 1 else f"steps {before + 1}-{self.progress.step + 1}"
+        what = (f"{streak} step{'s' if streak > 1 else ''} in a row ({steps}) had a non-finite loss or gradient "
+                f"norm (training.nan_policy.after: {policy['after']})")
+        found = ckpt.find_resumable(self.run.path, self._warn_checkpoint, at_most_step=before)
+        state = ckpt.load_checkpoint(found, map_location=self.device) if found else None
+        if state is not None and state.trainer_state["progress"]["stage"] != self.progress.stage:
+            refusal = (f"the newest checkpoint from before them ({found.name}) is from an earlier stage, and a "
+                       f"rollback stays within its stage")
+            found = state = None
+        elif found is None:
+            refusal = f"there is no checkpoint from step {before} or before to roll back to"
+        elif policy["action"] == "stop":
+            refusal = f"training.nan_policy.action is stop; the last good checkpoint is {found}"
+        elif self.progress.rollbacks >= int(policy["max_rollbacks"]):
+            refusal = (f"it was rolled back {self.progress.rollbacks} of at most {policy['max_rollbacks']} times "
+                       f"(training.nan_policy.max_rollbacks); the last good checkpoint is {found}")
+        else:
+            self._roll_back(found, state, policy, what)
+            return
+        advice = ("Try: lower training.lr or raise training.warmup_steps; look for bad records with "
+                  "`omni-run data check`" + ("; set training.nan_policy.action: rollback to go back to the last good "
+                                             "checkpoint with a lower learning rate automatically"
+                                             if policy["action"] == "stop" else "")
+                  + ("; `omni-run resume RUN` continues from the last good checkpoint" if found else "")
+                  + ("; checkpoint more often (controller.checkpoint.every_steps)" if not found else "") + ".")
+        raise NonFiniteLossAbort(f"{what}; {refusal}. {advice}")
+
+    def _roll_back(self, path: Path, state: ckpt.CheckpointContents, policy: dict[str, Any], what: str) -> None:
+        """Restore the checkpoint at `path` as a resume would (weights, optimizer, schedule, random state),
+        keeping the run's rollback count and lowering the learning rate; save that state over the
+        checkpoint so it survives a later resume.
+
+        Data (`skip_data`, the default): the batches drawn since the checkpoint are not replayed. Those
+        batches are exactly what produced the non-finite steps (and the few finite ones before them),
+        and replaying them deterministically would most often produce the same NaNs when the data is
+        the cause; PaLM likewise skipped the batches around each loss spike.
+        """
+        data_now = self.batches.state_dict()
+        self.progress = Progress(**{
+            **state.trainer_state["progress"],
+            "rollbacks": self.progress.rollbacks + 1,
+            "lr_scale": self.progress.lr_scale * float(policy["lr_factor"]),
+            "skipped_steps": self.progress.skipped_steps,
+            **({"data": data_now} if policy["skip_data"] else {}),
+        })
+        abandoned = ckpt.discard_after(self.run.checkpoints, self.progress.step)
+        self._setup_stage(self.progress.stage, state)
+        self.scheduler.last_epoch -= 1  # recompute the restored step's learning rate at the new scale
+        self.scheduler.step()
+        ckpt.restore_rng_state(state.rng)
+        message = (f"{what}: rolled back to {path.name} (rollback {self.progress.rollbacks} of at most "
+                   f"{policy['max_rollbacks']}), learning rate now x{self.progress.lr_scale:g}"
+                   + (", continuing with the data after the skipped steps" if policy["skip_data"] else ", replaying its data")
+                   + (f"; removed the later checkpoints {', '.join(p.name for p in abandoned)}" if abandoned else ""))
+        self.events.emit("warning", self.progress.step, message=message, source="nan_policy", checkpoint=str(path),
+                         rollbacks=self.progress.rollbacks, lr_scale=self.progress.lr_scale,
+                         skipped_data=bool(policy["skip_data"]))
+        _log(message)
+        self.status.update(step=self.progress.step)
+        self.controller.rolled_back(self.progress.step, self.save_checkpoint)
 
     def report_step(self, metrics: dict[str, Any], step_s: float, started: float, first_step: int) -> None:
         elapsed = time.monotonic() - started
@@ -383,6 +477,14 @@ class Trainer:
     def _epoch(self) -> float:
         records = sum(len(source) for source in self.sources.values()) or 1
         return round(self.progress.samples / records, 3)
+
+    def out_of_memory(self, exc: torch.OutOfMemoryError) -> str:
+        """What ran out of memory, where, and the plan's advice (the supervisor's `oom_suggestion`)."""
+        stage = self.stages[self.progress.stage]
+        shape = f"micro_batch {stage['micro_batch']}, grad_accum {stage['grad_accum']}, seq_len {stage['seq_len']}"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
+        return (f"out of GPU memory at step {self.progress.step + 1} in stage {stage.get('name', self.progress.stage)!r} "
+                f"({shape}): {first_line}. {oom_suggestion({'stages': self.stages}, self.progress.stage)}")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -496,8 +598,8 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
     except NonFiniteLossAbort as exc:
         return _fail(trainer, controller, "nan", str(exc), TrainerExit.NAN)
     except torch.OutOfMemoryError as exc:
-        return _fail(trainer, controller, "oom", f"CUDA out of memory: {exc}", TrainerExit.OOM)
-    except (DataError, ModelLoadError, ckpt.CheckpointError, TrackerError) as exc:
+        return _fail(trainer, controller, "oom", trainer.out_of_memory(exc), TrainerExit.OOM)
+    except (DataError, ModelLoadError, ckpt.CheckpointError, TrackerError, BatchShapeError) as exc:
         return _fail(trainer, controller, "error", str(exc), TrainerExit.ERROR)
     except Exception as exc:  # anything else: keep the traceback in trainer.log, say it in the events
         traceback.print_exc()

@@ -287,3 +287,11 @@ def test_a_talker_realign_stage_plans_talker_adapters(write_recipe, no_data_root
     realign = _stage(plan, "talker_realign")
     assert [g["module"] for g in realign["trainable"]] == ["talker.lora"]
 
+
+
+def test_recovery_settings_with_nothing_to_act_on_are_warned_about(no_data_root):
+    plan = _full_omni(no_data_root, ["training.nan_policy.action=rollback", "controller.checkpoint.every_steps=0",
+                                     "training.auto_micro_batch=true", "training.micro_batch=1"])
+    assert any(w.startswith("training.nan_policy.action: a rollback goes back to a checkpoint") for w in plan["warnings"])
+    assert any(w.startswith("training.auto_micro_batch: micro_batch is already 1") for w in plan["warnings"])
+    assert not any("training.nan_policy" in w or "auto_micro_batch" in w for w in _full_omni(no_data_root)["warnings"])

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from omni_runner.run.exit_codes import TrainerExit
-from omni_runner.run.supervisor import RESTARTABLE_CAUSES, classify_exit
+from omni_runner.run.supervisor import RESTARTABLE_CAUSES, classify_exit, lower_micro_batch, read_log_tail
 
 PLAN = {"stages": [{"micro_batch": 4, "seq_len": 2048, "gradient_checkpointing": False}]}
 
@@ -77,3 +77,27 @@ def test_other_errors_quote_the_last_error_line_of_the_log():
     report = classify_exit(1, "running", log, PLAN)
     assert report.cause == "error"
     assert "ValueError: bad shape (2, 3)" in report.explanation
+
+
+def test_a_clean_exit_is_ok_even_when_an_earlier_attempt_ran_out_of_memory_in_the_same_log():
+    log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n...\nstep 2/2\n"
+    assert classify_exit(0, "finished", log, PLAN).cause == "ok"
+
+
+def test_the_log_tail_starts_where_this_attempt_began(tmp_path):
+    log = tmp_path / "trainer.log"
+    log.write_text("CUDA out of memory\nsecond attempt\n")
+    assert read_log_tail(log, since=len("CUDA out of memory\n")) == "second attempt\n"
+
+
+def test_auto_micro_batch_halves_the_failing_stages_micro_batch_and_doubles_its_accumulation():
+    report, lowered = lower_micro_batch(classify_exit(4, "failed", "", PLAN), {"micro_batch": 4, "grad_accum": 3})
+    assert lowered == (2, 6) and report.explanation == "The GPU ran out of memory."
+
+
+def test_at_micro_batch_1_auto_micro_batch_stops_with_the_explanation():
+    report, lowered = lower_micro_batch(classify_exit(4, "failed", "", PLAN), {"micro_batch": 1, "grad_accum": 8})
+    assert lowered is None
+    assert report.explanation == ("The GPU ran out of memory. training.auto_micro_batch cannot go lower: "
+                                  "the micro-batch is already 1.")
+    assert "seq_len below 2048" in report.suggestion
