@@ -16,6 +16,7 @@ from typing import Any
 
 from omni_runner.capabilities import DATASET_FORMATS
 from omni_runner.commands.run_options import add_runs_dir_option
+from omni_runner.paths import is_builtin
 
 HELP = "Score a run's model (or a model folder) on evaluation suites, optionally against its base model."
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="step-N", default=None, help="score this checkpoint of the run instead of final/")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--data", metavar="PATH", default=None,
-                        help="score the records of this file instead of the recipe's eval data sets (with --format)")
+                        help="score the records of this file (or builtin: data) instead of the recipe's eval data sets (with --format)")
     parser.add_argument("--format", choices=DATASET_FORMATS, default=None, help="the format of --data's records")
     parser.add_argument("--max-samples", type=int, default=None, help="records per data set (default: the recipe's eval.max_samples, else 16)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.data is None) != (args.format is None):
         return _fail("--data and --format go together: the file's records and their format")
-    if args.data is not None and not Path(args.data).exists():
+    if args.data is not None and not is_builtin(args.data) and not Path(args.data).exists():
         return _fail(f"--data {args.data}: no such file or folder")
     if args.clip is not None and not Path(args.clip).is_dir():
         return _fail(f"--clip {args.clip}: no such folder (give a local CLIP model folder, e.g. a download of "

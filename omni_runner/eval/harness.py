@@ -118,7 +118,7 @@ def run(context: Any) -> dict[str, dict[str, Any]]:
         raise SuiteError("the lm-eval suite needs --tasks NAME[,NAME] (e.g. mmlu,hellaswag, or the `task:` names "
                          "of the YAML files in an --include folder)")
     include = list(context.options.get("include") or [])
-    manager = TaskManager(include_path=include or None, include_defaults=not include, verbosity="ERROR")
+    manager = TaskManager(include_path=include or None, include_defaults=not include)
     unknown = [task for task in tasks if task not in manager.all_tasks]
     if unknown:
         where = f"the task YAML files in {', '.join(include)}" if include else "lm-eval's task index"
@@ -127,7 +127,7 @@ def run(context: Any) -> dict[str, dict[str, Any]]:
         results = lm_eval.simple_evaluate(
             model=harness_model(context.loaded, context.max_new_tokens), tasks=tasks,
             num_fewshot=context.options.get("num_fewshot"), limit=context.max_samples, task_manager=manager,
-            log_samples=False, bootstrap_iters=0, verbosity="ERROR")
+            log_samples=False, bootstrap_iters=0)
     except (FileNotFoundError, ConnectionError, OSError) as exc:
         raise SuiteError(f"lm-eval could not read a task's data from local files ({exc}); see docs/evaluation.md "
                          "for pointing a task at downloaded data") from None

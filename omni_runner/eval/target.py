@@ -16,6 +16,10 @@ from omni_runner.run.rundir import RunDir, RunNotFoundError, resolve_run
 _STEP = re.compile(r"^(?:step-)?(\d+)$")
 _INPUT_SLOTS = {"vision": ("image_in", "video_in"), "audio": ("audio_in",)}
 _OUTPUT_KINDS = {"image": "image_out", "video": "video_out"}
+# The trained parts' file names beside a final model: models/encoders.py's and models/generation.py's
+# PART_NAME (those modules import torch; refusals must come before it loads).
+ENCODERS_PART = "external_encoders"
+GENERATION_PART = "generation"
 
 
 class TargetError(Exception):
@@ -120,8 +124,6 @@ def modalities(target: Target, *, base: bool = False) -> set[str]:
     base folder's modalities (models' configs, `detect`), plus the external encoders and generation
     decoders the run trained."""
     from omni_runner.detect import detect
-    from omni_runner.models.encoders import PART_NAME as ENCODERS
-    from omni_runner.models.generation import PART_NAME as GENERATION
 
     if base or target.checkpoint:
         found = set(detect(base_model_dir(target)).modalities)
@@ -131,11 +133,14 @@ def modalities(target: Target, *, base: bool = False) -> set[str]:
         slots = list(recipe.get("encoders") or {})
         kinds = [kind for kind in (recipe.get("decoders") or {}) if kind in _OUTPUT_KINDS]
     else:
-        from omni_runner.models.export import speech_folder
+        folder = target.model_path
+        if (folder / "adapter_config.json").is_file():
+            from omni_runner.models.export import speech_folder
 
-        found = set(detect(speech_folder(target.model_path)).modalities)
-        slots = _trained_part_keys(target.model_path, ENCODERS)
-        kinds = _trained_part_keys(target.model_path, GENERATION)
+            folder = speech_folder(folder)  # the base the adapter sits on
+        found = set(detect(folder).modalities)
+        slots = _trained_part_keys(target.model_path, ENCODERS_PART)
+        kinds = _trained_part_keys(target.model_path, GENERATION_PART)
     for slot in slots:
         found.update(_INPUT_SLOTS.get(slot, ()))
     found.update(_OUTPUT_KINDS[kind] for kind in kinds if kind in _OUTPUT_KINDS)
