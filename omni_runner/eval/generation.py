@@ -69,9 +69,8 @@ def _scored(context: Any, source: Any, clip_dir: str) -> dict[str, Any]:
         image = painter.image(drawing, None, 0, int(context.options.get("steps") or 28), 1.0)
         with torch.no_grad():
             inputs = processor(text=[prompt], images=[image], return_tensors="pt", padding=True, truncation=True)
-            image_embedding = clip.get_image_features(pixel_values=inputs["pixel_values"])[0]
-            text_embedding = clip.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])[0]
-        score = clip_score(image_embedding.tolist(), text_embedding.tolist())
+            embedded = clip(**inputs)  # image_embeds and text_embeds: the projected embeddings
+        score = clip_score(embedded.image_embeds[0].tolist(), embedded.text_embeds[0].tolist())
         scores.append(score)
         samples.append({"location": source.location(position), "prompt": prompt, "reply": drawing.reply, "clip_score": score})
     return {"clip_score": sum(scores) / len(scores) if scores else None, "n": len(scores), "samples": samples}
