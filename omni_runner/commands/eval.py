@@ -80,12 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
     from omni_runner.models.load import ModelLoadError
 
+    failed: dict[str, str] = {}
     try:
-        reports = _evaluate(args, suites, target)
-    except (SuiteError, TargetError, ModelLoadError) as exc:
+        reports = _evaluate(args, suites, target, failed)
+    except (TargetError, ModelLoadError) as exc:
         return _fail(str(exc))
     _show(reports, args.json)
-    return 0
+    for name, reason in failed.items():
+        print(f"error: suite {name}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _context_settings(args: argparse.Namespace, recipe: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,32 +100,41 @@ def _context_settings(args: argparse.Namespace, recipe: dict[str, Any] | None) -
     }
 
 
-def _evaluate(args: argparse.Namespace, suites: list[Any], target: Any) -> list[dict[str, Any]]:
-    """Each suite on the target, then (one model in memory at a time) on the base; the reports kept."""
+def _evaluate(args: argparse.Namespace, suites: list[Any], target: Any, failed: dict[str, str]) -> list[dict[str, Any]]:
+    """Each suite on the target, then (one model in memory at a time) on the base; the reports kept.
+    A suite that cannot run (no records to score, a task without data) goes to `failed` with the
+    reason; the others still run and are kept."""
     import gc
 
     from omni_runner.eval.results import emit_events, suite_report, write_suite
-    from omni_runner.eval.suites import SuiteContext, run_suite
+    from omni_runner.eval.suites import SuiteContext, SuiteError, run_suite
     from omni_runner.eval.target import load_base, load_target
 
     options = {"tasks": args.tasks, "include": args.include, "num_fewshot": args.num_fewshot, "clip": args.clip,
                "steps": args.steps, "model_path": target.model_path, "load_base": lambda: load_base(target, args.device)}
     settings = _context_settings(args, target.recipe)
 
-    def score(loaded: Any, is_base: bool) -> dict[str, dict[str, dict[str, Any]]]:
+    def score(loaded: Any, chosen: list[Any], is_base: bool) -> dict[str, dict[str, dict[str, Any]]]:
         context = SuiteContext(loaded, target.recipe, target.recipe_dir, target.run.path if target.run else None,
                                **settings, options={**options, "is_base": is_base})
-        return {suite.name: run_suite(suite, context) for suite in suites}
+        scored = {}
+        for suite in chosen:
+            try:
+                scored[suite.name] = run_suite(suite, context)
+            except SuiteError as exc:
+                failed[suite.name] = f"{exc} (on the base model)" if is_base else str(exc)
+        return scored
 
     decoders = any(suite.name == "generation" for suite in suites)
     loaded = load_target(target, args.device, decoders=decoders)
-    tuned = score(loaded, is_base=False)
+    tuned = score(loaded, suites, is_base=False)
     del loaded
     gc.collect()
-    base = score(load_base(target, args.device), is_base=True) if args.compare else {}
+    scored = [suite for suite in suites if suite.name in tuned]
+    base = score(load_base(target, args.device), scored, is_base=True) if args.compare and scored else {}
 
     reports = []
-    for suite in suites:
+    for suite in scored:
         report = suite_report(suite.name, target.describe(), target.step, tuned[suite.name], base.get(suite.name))
         if target.run is not None:
             report["file"] = str(write_suite(target.run.eval, report))
@@ -134,6 +146,8 @@ def _evaluate(args: argparse.Namespace, suites: list[Any], target: Any) -> list[
 def _show(reports: list[dict[str, Any]], as_json: bool) -> None:
     from omni_runner.eval.results import without_details
 
+    if not reports:
+        return
     if as_json:
         trimmed = [without_details(report) for report in reports]
         print(json.dumps(trimmed[0] if len(trimmed) == 1 else {"suites": trimmed}, indent=2, default=str))
@@ -157,8 +171,8 @@ def _show(reports: list[dict[str, Any]], as_json: bool) -> None:
             for key in ("note", "failures", "skipped"):
                 if entry.get(key):
                     console.print(f"  {name} {key}: {entry[key] if key != 'skipped' else len(entry[key])}", markup=False)
-        if report.get("file"):
-            console.print(f"  results: {report['file']}", markup=False)
+        console.print(f"  results: {report['file']}" if report.get("file")
+                      else "  results not kept: a model folder has no run folder (--json prints them)", markup=False)
 
 
 def _shown(value: float | None, *, signed: bool = False) -> str:
