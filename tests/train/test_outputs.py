@@ -64,7 +64,7 @@ def test_eval_compare_base_reports_base_tuned_and_difference_and_keeps_them_in_t
     from omni_runner.run.events import read_events
 
     report = eval_json(capsys, str(finished_run.path), "--suite", "function-calling", "--compare", "base",
-                       "--max-samples", "2", "--max-new-tokens", "8")
+                       "--max-samples", "2", "--max-new-tokens", "4")
 
     assert (report["suite"], report["step"]) == ("function-calling", 6)
     tuned, base = report["results"]["xlam-heldout"], report["base"]["xlam-heldout"]
@@ -145,8 +145,12 @@ def test_vqa_and_audio_score_local_media_records(finished_run, capsys):
     assert shapes["vqa_accuracy"] in (0.0, 0.5, 1.0) and beeps["accuracy"] in (0.0, 0.5, 1.0)
 
 
-def test_a_suite_without_records_to_score_says_which_data_sets_it_looked_at(finished_run, capsys):
+def test_a_suite_without_records_to_score_says_so_and_the_other_suites_are_kept(finished_run, capsys):
     from omni_runner.cli import main
 
-    assert main(["eval", str(finished_run.path), "--suite", "talker"]) == 1
+    code = main(["eval", str(finished_run.path), "--suite", "talker,function-calling", "--max-samples", "1",
+                 "--max-new-tokens", "2"])
+    assert code == 1
     assert "no eval data set of the recipe is scored by a speech-output capability" in capsys.readouterr().err
+    kept = json.loads((finished_run.eval / "function-calling.json").read_text())
+    assert (kept["step"], kept["results"]["xlam-heldout"]["n"]) == (6, 1)
