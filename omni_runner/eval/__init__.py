@@ -25,6 +25,10 @@ codec loss on the original model's own speech, reading the tuned thinker (docs/s
 
 Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
 computed, with the reason, rather than guessed.
+
+`omni-run eval` (commands/eval.py) runs the suites beside this module on a finished run, a checkpoint
+or a model folder: the registry is `suites.py`, one module per suite (docs/evaluation.md); they score
+records through `answer_record` like this evaluation.
 """
 
 from __future__ import annotations
