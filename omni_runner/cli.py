@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "stop": "omni_runner.commands.control",
     "chat": "omni_runner.commands.chat",
     "generate": "omni_runner.commands.generate",
+    "eval": "omni_runner.commands.eval",
 }
 
 EXIT_OK = 0

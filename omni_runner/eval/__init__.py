@@ -25,6 +25,10 @@ codec loss on the original model's own speech, reading the tuned thinker (docs/s
 
 Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
 computed, with the reason, rather than guessed.
+
+`omni-run eval` (commands/eval.py) runs the suites beside this module on a finished run, a checkpoint
+or a model folder: the registry is `suites.py`, one module per suite (docs/evaluation.md); they score
+records through `answer_record` like this evaluation.
 """
 
 from __future__ import annotations
@@ -106,14 +110,11 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
     template = template_for(capability)
     samples, skipped = [], []
     for position in range(len(source)):
-        conversation = source.conversation(position)
         try:
-            inputs, reply = record_prompt(loaded, source, position, template)
+            generated, reply = answer_record(loaded, source, position, template, max_new_tokens)
         except RecordError as exc:
             skipped.append({"location": source.location(position), "reason": str(exc)})
             continue
-        generated = generate_reply(loaded, inputs, max_new_tokens,
-                                   use_audio_in_video=bool(conversation.videos) and source.media.use_audio_in_video)
         samples.append({"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
                         "match": reply_matches(metric, generated, reply)})
     hits = sum(sample["match"] for sample in samples)
@@ -131,6 +132,16 @@ def record_prompt(loaded: Any, source: Any, position: int, template: str) -> tup
     prompt, expected = render_prompt(conversation, loaded.tokenizer, template)
     inputs = prompt_inputs(loaded.model, loaded.processor, conversation, prompt, source.media, loaded.external)
     return inputs, expected.messages[-1]
+
+
+def answer_record(loaded: Any, source: Any, position: int, template: str, max_new_tokens: int) -> tuple[str, Message]:
+    """The model's greedy reply to a record's prompt and the reply the record holds; RecordError when
+    its media cannot be read. The `omni-run eval` suites score records through this too."""
+    conversation = source.conversation(position)
+    inputs, reply = record_prompt(loaded, source, position, template)
+    generated = generate_reply(loaded, inputs, max_new_tokens,
+                               use_audio_in_video=bool(conversation.videos) and source.media.use_audio_in_video)
+    return generated, reply
 
 
 def reply_matches(metric: str, generated: str, reply: Message) -> bool:

@@ -118,9 +118,18 @@ class ProgressPrinter:
 
 
 def format_eval(event: dict[str, Any]) -> str:
-    """`xlam-heldout (tool-calling): tool_call_exact_match 0.700, n 100` for an `eval` event. Runs from
+    """`xlam-heldout (tool-calling): tool_call_exact_match 0.700, n 100` for an `eval` event; an
+    `omni-run eval` suite's reads `function-calling xlam-heldout: ast_match 0.700 (base 0.100)`. Runs from
     before the `dataset` field named the data set in `capability`; their events read as before."""
     dataset, capability = event.get("dataset"), event.get("capability")
     subject = str(capability or "") if dataset is None else (f"{dataset} ({capability})" if capability else str(dataset))
-    metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (event.get("metrics") or {}).items())
+    if event.get("suite"):
+        subject = f"{event['suite']} {subject}"
+    base = event.get("base_metrics") or {}
+
+    def shown(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else ("not computed" if value is None else str(value))
+
+    metrics = ", ".join(f"{k} {shown(v)}" + (f" (base {shown(base[k])})" if k in base else "")
+                        for k, v in (event.get("metrics") or {}).items())
     return f"{subject}: {metrics}"

@@ -164,3 +164,24 @@ def test_audio_out_without_a_prompt_is_refused(tmp_path):
     result = subprocess.run([sys.executable, "-m", "omni_runner.cli", "chat", str(tmp_path), "--audio-out", "x.wav"],
                             capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 1 and "--audio-out speaks one reply" in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_talker_suite_scores_the_final_model_as_the_trainer_did(speech_run, tmp_path, capsys):
+    """`omni-run eval RUN --suite talker` on the final model (its realigned talker adapter, the run's
+    cached codec targets) gives the consistency the trainer's end-of-run evaluation logged."""
+    from omni_runner.cli import main
+
+    run = tmp_path / "copy"  # a copy: the eval event it appends stays out of the shared run's log
+    run.mkdir()
+    for name in ("recipe.yaml", "plan.json", "status.json", "speech_targets.json"):
+        shutil.copy2(speech_run.path / name, run / name)
+    shutil.copytree(speech_run.final, run / "final")
+
+    assert main(["eval", str(run), "--suite", "talker", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["results"]["beeps-heldout"]
+
+    logged = _consistency(speech_run)[-1]
+    assert scored["n"] == logged["talker_consistency_n"] > 0
+    assert scored["talker_consistency"] == pytest.approx(logged["talker_consistency"], rel=1e-3)
+    assert scored["talker_consistency_floor"] == pytest.approx(logged["talker_consistency_floor"], rel=1e-6)
