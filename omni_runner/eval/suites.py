@@ -46,6 +46,8 @@ SUITES: dict[str, Suite] = {
               "word error rate of transcriptions (jiwer), accuracy of audio QA"),
         Suite("generation", "omni_runner.eval.generation", frozenset({"text_in", "image_out"}),
               "CLIP score of generated images against their prompts (needs --clip)"),
+        Suite("perplexity", "omni_runner.eval.perplexity", frozenset({"text_in", "text_out"}),
+              "each capability's held-out loss and perplexity, as the trainer computes them during training"),
         Suite("talker", "omni_runner.eval.talker", frozenset({"audio_out"}),
               "talker consistency: the talker's codec loss reading the tuned thinker, against the base floor"),
     )

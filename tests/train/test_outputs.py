@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -78,6 +79,13 @@ def test_eval_compare_base_reports_base_tuned_and_difference_and_keeps_them_in_t
     event = [e for e in read_events(finished_run.events) if e["type"] == "eval"][-1]
     assert (event["suite"], event["dataset"], event["step"]) == ("function-calling", "xlam-heldout", 6)
     assert event["metrics"]["ast_match"] == tuned["ast_match"] and event["base_metrics"]["ast_match"] == base["ast_match"]
+
+
+def test_eval_perplexity_suite_reports_each_capabilitys_held_out_loss(finished_run, capsys):
+    report = eval_json(capsys, str(finished_run.path), "--suite", "perplexity", "--max-samples", "2")
+    scored = report["results"]["tool-calling"]
+    assert scored["n"] == 2 and scored["tokens"] > 0
+    assert scored["perplexity"] == pytest.approx(math.exp(scored["loss"]), rel=1e-6)
 
 
 def test_eval_of_a_checkpoint_prints_a_table_of_its_scores(finished_run, capsys):
