@@ -23,8 +23,9 @@ Data sets of speech-output capabilities (`audio_out`) also get `talker_consisten
 `talker_consistency_floor` when the caller passes a `TalkerConsistency` (the trainer does): the talker's
 codec loss on the original model's own speech, reading the tuned thinker (docs/speech.md).
 
-Metrics that need a reference model (perplexity of speech, CLIP scores of images) are reported as not
-computed, with the reason, rather than guessed.
+A capability scored by perplexity (streaming) gets its figure from the held-out loss (eval/heldout.py,
+`perplexity.json`), which the trainer computes beside these; CLIP scores of generated images need a
+reference model and are left to `omni-run eval --suite generation --clip PATH`, with that said here.
 
 `omni-run eval` (commands/eval.py) runs the suites beside this module on a finished run, a checkpoint
 or a model folder: the registry is `suites.py`, one module per suite (docs/evaluation.md); they score
@@ -104,9 +105,12 @@ def _write_results(eval_dir: Path, results: dict[str, dict[str, Any]], samples: 
 def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The (scanned) data set's score and every scored sample (generated and expected replies, hit or miss)."""
     metric = CAPABILITIES[capability].eval_metric if capability in CAPABILITIES else None
+    if metric == "perplexity":
+        return {"capability": capability, "metric": metric, "n": 0,
+                "note": "scored by the held-out loss, without generating: see perplexity.json beside this file"}, []
     if metric not in SUPPORTED_METRICS:
         return {"capability": capability, "metric": metric, "n": 0,
-                "note": f"{metric} needs a reference model and is not computed by omni-runner yet"}, []
+                "note": f"{metric} needs a reference model: omni-run eval --suite generation --clip PATH scores it"}, []
     template = template_for(capability)
     samples, skipped = [], []
     for position in range(len(source)):
