@@ -148,6 +148,7 @@ def test_byte_mutations_of_a_parquet_file_give_only_the_projects_errors(tmp_path
     read_everything(path, tmp_path / "cache")
 
 
+@pytest.mark.timeout(180)  # the first test to need the tokenizer loads transformers and the tiny model
 def test_data_check_names_a_truncated_parquet_file_and_what_to_do_without_a_traceback(tmp_path, tokenizer, capsys):
     from tests.data.test_data_command import run_data
 
