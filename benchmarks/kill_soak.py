@@ -7,8 +7,8 @@ model (recipes/tiny_omni.yaml, 6 steps, a checkpoint every 2), SIGKILLs the trai
 after its first checkpoint, resumes it, and compares every later step's loss with an uninterrupted run.
 
 The trainer-kill chain costs one start-up a kill, not a whole run: one run of the tiny model (LoRA, a
-checkpoint every step, 3 steps a kill) is SIGKILLed at a seeded random moment (during start-up, or
-0-3 steps after its first step, which lands some kills inside a checkpoint write), resumed with
+checkpoint every step, 3 steps a kill) is SIGKILLed at a seeded random moment (15% during start-up,
+30% within 50 ms of a checkpoint write starting, the rest 0-3 steps after its first step), resumed with
 `--resume`, killed again, and so on; after the last kill it runs to the end. After every kill the
 checkpoint resume would choose must verify and load, and at the end every step loss the chain logged
 (recomputed steps included) must equal the uninterrupted run's. The result goes into docs/reliability.md.
@@ -93,6 +93,7 @@ def run_trials(count: int, rng: random.Random, folder: Path) -> dict[str, int]:
 CHAIN = ["training.method=lora", "training.micro_batch=1", "training.warmup_steps=2",
          "controller.checkpoint.every_steps=1", "controller.checkpoint.keep_last=3", "eval.at_end=false"]
 STARTUP_KILL_SHARE = 0.15  # kills that land while the trainer is still starting (loading, resuming)
+WRITE_KILL_SHARE = 0.3  # kills aimed inside a checkpoint write: at most 50 ms after its folder appears
 
 
 def _step_events(run, offset: int) -> list[dict]:
@@ -132,8 +133,13 @@ def trainer_kill_chain(kills: int, rng: random.Random, folder: Path) -> dict[str
     for trial in range(kills):
         offset, before = _size(run.events), _temporaries(run)
         process = _trainer(run, "--resume")
-        if rng.random() < STARTUP_KILL_SHARE:
+        moment = rng.random()
+        if moment < STARTUP_KILL_SHARE:
             time.sleep(rng.uniform(0.0, startup_s))
+        elif moment < STARTUP_KILL_SHARE + WRITE_KILL_SHARE:
+            while not _temporaries(run) - before and process.poll() is None:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.05))
         else:
             while not _step_events(run, offset) and process.poll() is None:
                 time.sleep(0.02)
