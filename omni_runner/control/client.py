@@ -46,6 +46,8 @@ def send_command(run_dir: Path, cmd: str, timeout: float = 120.0) -> dict[str, A
         raise ControlError("not your run: its control socket belongs to another user") from None
     except (ConnectionRefusedError, FileNotFoundError):
         raise ControlError(_why_nobody_listens(run_dir)) from None
+    except BlockingIOError:  # connect: the trainer's backlog of waiting connections is full
+        raise ControlError("the trainer's control socket is busy (too many connections waiting); try again") from None
     except socket.timeout:
         raise ControlError(f"timed out after {timeout:g} s waiting for the trainer to {cmd}") from None
     except (OSError, ValueError) as exc:

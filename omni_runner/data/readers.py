@@ -16,12 +16,16 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omni_runner.data.conversation import DataError, RecordError
 
 STREAMING_THRESHOLD_BYTES = 512 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
+SNIFFED_BYTES = 4096
 
 
 class RecordTable(ABC):
@@ -41,7 +45,15 @@ class RecordTable(ABC):
         """Where the record is, for people: `file:line` or `file row N`."""
 
 
-def _parse_line(text: str) -> Any:
+def _parse_line(raw: bytes) -> Any:
+    """One JSON line's record. Lines are kept as bytes and decoded here, strictly, so a line in another
+    encoding (latin-1 bytes) is one bad record at its `file:line`, never a record of replacement characters."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"line is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -49,15 +61,17 @@ def _parse_line(text: str) -> Any:
 
 
 def _json_lines(path: str, size: int, mtime_ns: int):
-    """Yield the non-blank lines of a JSON-lines file with their 1-based line numbers.
+    """Yield the non-blank lines of a JSON-lines file, as bytes, with their 1-based line numbers.
 
     `size` and `mtime_ns` are unused here but part of the datasets cache fingerprint, so an
     edited file is re-read instead of served from a stale cache.
     """
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
+            if number == 1:
+                line = line.removeprefix(UTF8_BOM)
             if line.strip():
-                yield {"line": number, "text": line.rstrip("\r\n")}
+                yield {"line": number, "text": line.rstrip(b"\r\n")}
 
 
 class ArrowLinesTable(RecordTable):
@@ -73,7 +87,7 @@ class ArrowLinesTable(RecordTable):
             _json_lines,
             gen_kwargs={"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
             cache_dir=str(cache_dir),
-            features=datasets.Features({"line": datasets.Value("int64"), "text": datasets.Value("string")}),
+            features=datasets.Features({"line": datasets.Value("int64"), "text": datasets.Value("binary")}),
         )
         self._lines = self._table["line"]
 
@@ -110,8 +124,8 @@ class StreamedLinesTable(RecordTable):
         return len(self._offsets)
 
     def record(self, index: int) -> Any:
-        start = int(self._offsets[index])
-        chunks = []
+        first = int(self._offsets[index])
+        start, chunks = first, []
         while True:
             chunk = os.pread(self._fd, 65536, start)
             newline = chunk.find(b"\n")
@@ -119,7 +133,8 @@ class StreamedLinesTable(RecordTable):
             if newline >= 0 or not chunk:
                 break
             start += len(chunk)
-        return _parse_line(b"".join(chunks).decode("utf-8", errors="replace"))
+        line = b"".join(chunks).rstrip(b"\r")
+        return _parse_line(line.removeprefix(UTF8_BOM) if first == 0 else line)
 
     def location(self, index: int) -> str:
         return f"{self.path.name}:{int(self._numbers[index])}"
@@ -138,21 +153,41 @@ class IndexedTable(RecordTable):
         return len(self._rows)
 
     def record(self, index: int) -> Any:
-        return self._rows[index]
+        try:
+            return self._rows[index]
+        except UnicodeDecodeError as exc:  # a corrupt Parquet page whose text column decodes to bad bytes
+            raise RecordError(f"{self._unit} holds text that is not UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
+                              "the file may be corrupt: write it again from its source") from None
 
     def location(self, index: int) -> str:
         return f"{self.path.name} {self._unit} {index}"
 
 
-def _starts_with_array(path: Path) -> bool:
+def _sniff_text(path: Path) -> bytes:
+    """The start of a JSON or JSON-lines file, after refusing what cannot hold records as a whole: an
+    empty file, and UTF-16 or binary bytes (whose every line would otherwise be a bad record)."""
     with open(path, "rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"[")
+        head = handle.read(SNIFFED_BYTES)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(f"{path}: the file is UTF-16 text; save it as UTF-8 (JSON lines, one record a line)")
+        if b"\x00" in head:
+            raise DataError(f"{path}: the file holds NUL bytes, so it is not UTF-8 JSON text (UTF-16 without a byte "
+                            "order mark, or a binary file); save it as UTF-8 JSON lines, or check the path")
+        chunk = head.removeprefix(UTF8_BOM)
+        while chunk and not chunk.strip():  # blank so far: look on, a chunk at a time
+            chunk = handle.read(1 << 20)
+        if not chunk.strip():
+            raise DataError(f"{path}: the file is empty (no records); write one JSON record a line, or check the path")
+    return head.removeprefix(UTF8_BOM).lstrip()
 
 
 def _load_json_array(path: Path) -> list[Any]:
+    raw = path.read_bytes()
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: the file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
@@ -166,12 +201,40 @@ def _load_json_array(path: Path) -> list[Any]:
 def _load_from_disk(path: Path, split: str) -> Any:
     import datasets
 
-    loaded = datasets.load_from_disk(str(path))
+    with _unreadable_as_data_error(path, "a datasets save_to_disk folder"):
+        loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise DataError(f"{path}: no split '{split}' (has: {', '.join(loaded)}); set datasets.<name>.split")
         return loaded[split]
     return loaded
+
+
+def _load_parquet(path: Path, cache_dir: Path) -> Any:
+    import datasets
+
+    with _unreadable_as_data_error(path, "a Parquet file"):
+        return datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir))
+
+
+@contextmanager
+def _unreadable_as_data_error(path: Path, what: str) -> Iterator[None]:
+    """Turn the readers' errors for a truncated or corrupt file (pyarrow's, datasets', the OS's) into one
+    DataError naming the file and what to do, and keep datasets from logging them as well."""
+    import datasets
+    import pyarrow
+
+    datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    except (pyarrow.ArrowException, datasets.exceptions.DatasetsError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as {what}, it may be truncated or corrupt ({reason}); "
+                        "write it again from its source, or check the path") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
 
 
 def use_streaming(path: Path, streaming: bool | str) -> bool:
@@ -192,12 +255,10 @@ def open_table(path: Path, *, split: str = "train", streaming: bool | str = "aut
         return IndexedTable(path, _load_from_disk(path, split), "row")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import datasets
-
-        return IndexedTable(path, datasets.Dataset.from_parquet(str(path), cache_dir=str(cache_dir)), "row")
+        return IndexedTable(path, _load_parquet(path, cache_dir), "row")
     if suffix not in (".json", ".jsonl"):
         raise DataError(f"{path}: unsupported file type '{suffix}' (use .jsonl, .json, .parquet or a save_to_disk folder)")
-    if suffix == ".json" and _starts_with_array(path):
+    if _sniff_text(path).startswith(b"[") and suffix == ".json":
         return IndexedTable(path, _load_json_array(path), "item")
     if use_streaming(path, streaming):
         return StreamedLinesTable(path)

@@ -101,6 +101,33 @@ def recent_start_offset(path: Path, window_bytes: int) -> int:
         return handle.tell()
 
 
+def start_of_last_lines(path: Path, count: int, max_bytes: int, block_bytes: int = 1 << 16) -> int:
+    """Where the last `count` lines of the file begin, found by reading backwards from its end a
+    block at a time, so the cost is those lines, not the file; never more than about `max_bytes`
+    before the end (then the first whole line inside that window). 0 when the file is that short."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 1))
+        ending = handle.read(1) == b"\n"  # the last line's own newline does not start another line
+        newlines_needed, position = count + ending, size
+        while position > 0 and size - position < max_bytes:
+            start = max(0, position - block_bytes, size - max_bytes)
+            handle.seek(start)
+            block = handle.read(position - start)
+            found = block.count(b"\n")
+            if found >= newlines_needed:
+                cut = len(block)
+                for _ in range(newlines_needed):
+                    cut = block.rindex(b"\n", 0, cut)
+                return start + cut + 1
+            newlines_needed -= found
+            position = start
+    return 0 if position == 0 else recent_start_offset(path, max_bytes)
+
+
 STEP_MARKER = b'"type":"step"'
 
 

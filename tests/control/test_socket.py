@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from run_watch import events_of, status_of
+from run_watch import events_of, status_of, wait_for
 from omni_runner.control.client import ControlError, send_command
 from omni_runner.control.protocol import MAX_MESSAGE_BYTES
 
@@ -142,3 +142,32 @@ def test_a_finished_run_answers_run_already_finished(harness):
     assert process.wait(timeout=10) == 0
     with pytest.raises(ControlError, match="run already finished"):
         send_command(process.run_dir, "pause")
+
+
+@pytest.mark.timeout(60)
+def test_a_flood_of_broken_clients_never_holds_up_the_step_loop_or_a_well_formed_client(harness):
+    """200 connections that send nothing or half a line, 20 of binary garbage and 5 oversized, all
+    open at once: the loop keeps stepping, and status and pause are answered as usual."""
+    process = harness()
+    flood = []
+    try:
+        for index in range(225):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(process.run_dir / "control.sock"))
+            if index % 9 == 1:
+                sock.sendall(b'{"cmd": "pau')
+            elif index % 9 == 2:
+                sock.sendall(b"\x00\xff garbage \x9c\n" * 3)
+            elif index == 8:
+                sock.sendall(b"y" * (MAX_MESSAGE_BYTES + 10))
+            flood.append(sock)
+        before = status_of(process.run_dir)["step"]
+        assert send_command(process.run_dir, "status", timeout=5)["ok"]
+        wait_for(lambda: status_of(process.run_dir)["step"] >= before + 10, 5, "ten more steps during the flood")
+        assert send_command(process.run_dir, "pause", timeout=5)["state"] == "paused"
+        assert send_command(process.run_dir, "resume", timeout=5)["state"] == "running"
+    finally:
+        for sock in flood:
+            sock.close()
+    assert send_command(process.run_dir, "stop", timeout=5)["ok"] and process.wait(timeout=10) == 0
+    assert b"Traceback" not in process.stdout.read()

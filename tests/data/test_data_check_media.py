@@ -186,3 +186,100 @@ def test_preview_shows_an_edit_request_with_its_source_image_and_chain_of_though
     assert "<|vision_bos|><|IMAGE|>×4<|vision_eos|>make the shape yellow<|im_end|>" in output
     assert "[[Change the red circle on the right to yellow.<|im_end|>]]" in output
     assert "image 1 (edits/e0000_source.png, 56x56): 4 tokens at 15-18\n" in output
+
+
+BROKEN_RECIPE = """\
+name: broken-media
+base_model:
+  path: builtin:tiny-qwen2.5-omni
+datasets:
+  mixed: {path: mixed.jsonl, format: sharegpt, max_bad_fraction: 0.9, video_fps: 4, video_max_frames: 8,
+          video_max_pixels: 3136}
+capabilities:
+  vision-qa: {weight: 1, datasets: [mixed]}
+training:
+  max_steps: 10
+  seq_len: 512
+"""
+BROKEN_FILES = {  # (record column, file): what a user's data set holds when a copy or a download was cut short
+    ("images", "images/ok.png"): None,
+    ("audios", "audio/empty.wav"): lambda good: b"",
+    ("audios", "audio/wrong-header.wav"): lambda good: b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)),
+    ("audios", "audio/cut.flac"): lambda good: good["flac"][: len(good["flac"]) // 2],
+    ("images", "images/noise.jpg"): lambda good: b"\xff\xd8\xff\xe0" + bytes(range(256)) * 12,
+    ("videos", "videos/garbage.mp4"): lambda good: bytes(range(256)) * 16,
+    ("videos", "videos/cut.mp4"): lambda good: good["mp4"][: len(good["mp4"]) // 2],
+}
+PLACEHOLDER = {"images": "<image>", "audios": "<audio>", "videos": "<video>"}
+
+
+@pytest.fixture(scope="module")
+def broken_recipe(tmp_path_factory: pytest.TempPathFactory, _omni_runner_cache: Path) -> Path:
+    """One good picture and six files broken in the ways downloads and copies break them."""
+    import soundfile
+
+    from omni_runner.data.bundled.media import ensure_media_data
+    from omni_runner.models.tiny import ensure_tiny_model
+
+    ensure_tiny_model()
+    bundled = ensure_media_data()
+    folder = tmp_path_factory.mktemp("broken-media")
+    for sub in ("images", "audio", "videos"):
+        (folder / sub).mkdir()
+    samples, rate = soundfile.read(bundled / "audio" / "a000.wav")
+    soundfile.write(folder / "good.flac", samples, rate)
+    good = {"flac": (folder / "good.flac").read_bytes(), "mp4": (bundled / "videos" / "video0.mp4").read_bytes()}
+    records = []
+    for (column, name), broken in BROKEN_FILES.items():
+        if broken is None:
+            shutil.copy(bundled / "images" / "shape0000.png", folder / name)
+        else:
+            (folder / name).write_bytes(broken(good))
+        records.append(_sharegpt(f"{PLACEHOLDER[column]}What is it?", "a shape", column, name))
+    (folder / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "recipe.yaml").write_text(BROKEN_RECIPE)
+    return folder / "recipe.yaml"
+
+
+def _expected_bad(folder: Path) -> list[tuple[str, str]]:
+    """(file:line, the start of the reason naming the media file) for each broken file, in record order."""
+    kinds = {"images": "image", "audios": "audio", "videos": "video"}
+    return [(f"mixed.jsonl:{line}", f"cannot read {kinds[column]} {folder / name}: ")
+            for line, ((column, name), broken) in enumerate(BROKEN_FILES.items(), start=1) if broken is not None]
+
+
+def test_check_counts_each_broken_image_audio_and_video_file_as_a_bad_record_naming_it(broken_recipe, capsys):
+    assert run_data("check", str(broken_recipe), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    mixed = report["datasets"]["mixed"]
+    assert (mixed["records"], mixed["usable"], mixed["bad"]) == (7, 1, 6)
+    found = [(bad["location"], bad["reason"]) for bad in report["bad_records"]]
+    assert [(location, reason[: len(start)]) for (location, reason), (_, start) in
+            zip(found, _expected_bad(broken_recipe.parent))] == _expected_bad(broken_recipe.parent)
+
+
+def test_a_training_mix_skips_broken_media_as_bad_records_and_stops_past_max_bad_fraction(broken_recipe):
+    """The trainer's own stream: broken files are skipped with file:line and the path, the good record
+    keeps coming, and once the skipped ones pass max_bad_fraction the stream stops with a DataError."""
+    from omni_runner.data.conversation import DataError
+    from omni_runner.data.sources import build_sources
+    from omni_runner.data.stream import SampleStream, mixer_for
+    from omni_runner.models.load import load_recipe_processor
+    from omni_runner.recipe import load_recipe
+
+    recipe = load_recipe(broken_recipe).data
+    processor = load_recipe_processor(recipe, broken_recipe.parent)
+    sources = build_sources(recipe, broken_recipe.parent)
+    stream = SampleStream(sources, mixer_for(recipe, sources), processor.tokenizer, 512, processor=processor)
+    samples = [next(stream) for _ in range(3)]
+    assert {sample.location for sample in samples} == {"mixed.jsonl:1"}
+    skipped = sorted((bad.location, bad.reason) for bad in stream.unrenderable["mixed"].values())
+    assert [(location, reason[: len(start)]) for (location, reason), (_, start) in
+            zip(skipped, _expected_bad(broken_recipe.parent))] == _expected_bad(broken_recipe.parent)
+    assert stream.report()["skipped"] == {"mixed": 6}
+
+    sources["mixed"].max_bad_fraction = 0.5
+    stream = SampleStream(sources, mixer_for(recipe, sources), processor.tokenizer, 512, processor=processor)
+    with pytest.raises(DataError, match=r"dataset 'mixed': \d of \d records are bad .*max_bad_fraction = 0.5"):
+        for _ in range(20):
+            next(stream)

@@ -192,11 +192,71 @@ def _missing(tmp_path: Path) -> Path:
     return tmp_path / "absent.bin"
 
 
+def _empty(name: str):
+    def make(tmp_path: Path) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b"")
+        return path
+    return make
+
+
+def _wav_with_a_wrong_header(tmp_path: Path) -> Path:
+    path = tmp_path / "wrong.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + np.random.default_rng(0).bytes(200))
+    return path
+
+
+def _wav_header_without_samples(tmp_path: Path) -> Path:
+    path = tmp_path / "header.wav"
+    soundfile.write(path, _sine(1.0, 16000), 16000)
+    path.write_bytes(path.read_bytes()[:44])
+    return path
+
+
+def _truncated_flac(tmp_path: Path) -> Path:
+    path = tmp_path / "cut.flac"
+    soundfile.write(path, _sine(1.0, 16000), 16000)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _garbage_jpeg(tmp_path: Path) -> Path:
+    path = tmp_path / "noise.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(3000))
+    return path
+
+
+def _truncated_mp4(tmp_path: Path) -> Path:
+    path = _write_mp4(tmp_path / "cut.mp4", audio_rate=None)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _mp4_damaged_after_its_header(tmp_path: Path) -> Path:
+    """Headers intact (media_info reads it), frames noise: the damage shows only while decoding."""
+    path = _write_mp4(tmp_path / "damaged.mp4", audio_rate=None)
+    data = bytearray(path.read_bytes())
+    middle = slice(len(data) // 4, len(data) * 3 // 4)
+    data[middle] = np.random.default_rng(0).bytes(middle.stop - middle.start)
+    path.write_bytes(bytes(data))
+    return path
+
+
 BROKEN = [
     pytest.param(_truncated_png, lambda p: load_image(p), "cannot read image", id="truncated-png"),
     pytest.param(_text_as_wav, lambda p: load_audio(p, 16000), "cannot read audio", id="text-as-wav"),
     pytest.param(_garbage_mp4, lambda p: load_video(p, fps=2, max_frames=8), "cannot read video", id="garbage-mp4"),
     pytest.param(_audio_only_mp4, lambda p: load_video(p, fps=2, max_frames=8), "has no video stream", id="no-video"),
+    pytest.param(_empty("empty.png"), lambda p: load_image(p), "cannot read image", id="zero-byte-png"),
+    pytest.param(_garbage_jpeg, lambda p: load_image(p), "cannot read image", id="garbage-jpeg"),
+    pytest.param(_empty("empty.wav"), lambda p: load_audio(p, 16000), "cannot read audio", id="zero-byte-wav"),
+    pytest.param(_wav_with_a_wrong_header, lambda p: load_audio(p, 16000), "cannot read audio", id="wrong-wav-header"),
+    pytest.param(_wav_header_without_samples, lambda p: load_audio(p, 16000), "has no samples", id="wav-header-only"),
+    pytest.param(_truncated_flac, lambda p: load_audio(p, 16000), "cannot read audio", id="truncated-flac"),
+    pytest.param(_empty("empty.mp4"), lambda p: load_video(p, fps=2, max_frames=8), "cannot read video", id="zero-byte-mp4"),
+    pytest.param(_truncated_mp4, lambda p: load_video(p, fps=2, max_frames=8), "cannot read video", id="truncated-mp4"),
+    pytest.param(_mp4_damaged_after_its_header, lambda p: load_video(p, fps=2, max_frames=8), "cannot read video",
+                 id="mp4-damaged-frames"),
     pytest.param(_missing, lambda p: load_image(p), "missing image file", id="missing-image"),
     pytest.param(_missing, lambda p: load_audio(p, 16000), "missing audio file", id="missing-audio"),
     pytest.param(_missing, lambda p: load_video(p, fps=2, max_frames=8), "missing video file", id="missing-video"),
