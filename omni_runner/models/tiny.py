@@ -177,9 +177,12 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _processor(tokenizer: Any) -> Any:
+def tiny_processor(tokenizer: Any, processor_class: str = "Qwen2_5OmniProcessor", patch_size: int = 14) -> Any:
+    """The tiny builds' processor: the family's own processor class over Qwen2-VL image and video
+    processors and a Whisper feature extractor, with pixel budgets kept small for CPUs: at least
+    4 x 4 and at most 16 x 16 patches (64 language-model tokens) per image or video frame pair."""
+    import transformers
     from transformers import (
-        Qwen2_5OmniProcessor,
         Qwen2VLImageProcessor,
         Qwen2VLVideoProcessor,
         WhisperFeatureExtractor,
@@ -187,11 +190,10 @@ def _processor(tokenizer: Any) -> Any:
 
     from omni_runner.models.chat_template import CHAT_TEMPLATE
 
-    # Pixel budgets kept small: at most 256 patches (64 LLM tokens) per image or video frame pair on CPU.
-    pixels = {"shortest_edge": 56 * 56, "longest_edge": 224 * 224}
-    return Qwen2_5OmniProcessor(
-        image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=14, temporal_patch_size=2, merge_size=2),
-        video_processor=Qwen2VLVideoProcessor(size=pixels, patch_size=14, temporal_patch_size=2, merge_size=2),
+    pixels = {"shortest_edge": (4 * patch_size) ** 2, "longest_edge": (16 * patch_size) ** 2}
+    return getattr(transformers, processor_class)(
+        image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=patch_size, temporal_patch_size=2, merge_size=2),
+        video_processor=Qwen2VLVideoProcessor(size=pixels, patch_size=patch_size, temporal_patch_size=2, merge_size=2),
         feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, return_attention_mask=True),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
@@ -256,7 +258,7 @@ def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
     )
     model.save_pretrained(folder)
     torch.save(speakers, folder / "spk_dict.pt")
-    _processor(tokenizer).save_pretrained(folder)
+    tiny_processor(tokenizer).save_pretrained(folder)
     stamp = {
         "name": TINY_MODEL_NAME,
         "builder_version": BUILDER_VERSION,

@@ -93,27 +93,6 @@ def _thinker_config(token_ids: dict[str, int], vocab_size: int) -> dict[str, Any
     }
 
 
-def _processor(tokenizer: Any) -> Any:
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-        Qwen3OmniMoeProcessor,
-        WhisperFeatureExtractor,
-    )
-
-    from omni_runner.models.chat_template import CHAT_TEMPLATE
-
-    # At most 256 patches (64 language-model tokens) per image or video frame pair on a CPU.
-    pixels = {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}
-    return Qwen3OmniMoeProcessor(
-        image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=PATCH_SIZE, temporal_patch_size=2, merge_size=2),
-        video_processor=Qwen2VLVideoProcessor(size=pixels, patch_size=PATCH_SIZE, temporal_patch_size=2, merge_size=2),
-        feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, return_attention_mask=True),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
 def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
     import torch
     from transformers import (
@@ -122,7 +101,7 @@ def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
         Qwen3OmniMoeForConditionalGeneration,
     )
 
-    from omni_runner.models.tiny import TOKENIZER_VOCAB_SIZE
+    from omni_runner.models.tiny import TOKENIZER_VOCAB_SIZE, tiny_processor
     from omni_runner.models.tokenizer import (
         NON_SPECIAL_ADDED_TOKENS,
         SPECIAL_TOKENS,
@@ -149,7 +128,7 @@ def _write_folder(folder: Path, corpus: list[str], fingerprint: str) -> None:
         do_sample=False,
     )
     model.save_pretrained(folder)
-    _processor(tokenizer).save_pretrained(folder)
+    tiny_processor(tokenizer, "Qwen3OmniMoeProcessor", PATCH_SIZE).save_pretrained(folder)
     thinker = model.thinker.model
     parts = {"language_model": thinker.language_model, "lm_head": model.thinker.lm_head,
              "vision_tower": thinker.visual, "audio_tower": thinker.audio_tower}
