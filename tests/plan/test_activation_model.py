@@ -39,6 +39,12 @@ def _saved_bytes_per_token(layers: int, adapters: Adapters) -> float:
         lora = peft.LoraConfig(r=adapters.r, lora_alpha=2 * adapters.r, lora_dropout=0.05 if adapters.dropout else 0.0,
                                target_modules=list(adapters.targets))
         model = peft.get_peft_model(model, lora)
+    embeddings = torch.randn(1, TOKENS, DIMS["hidden_size"], dtype=torch.bfloat16, requires_grad=adapters == FROZEN)
+    return saved_activation_bytes(model, embeddings) / TOKENS
+
+
+def saved_activation_bytes(model, embeddings) -> int:
+    """Bytes of the tensors autograd keeps for backward in one training forward, parameters excepted."""
     model.train()
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
@@ -49,10 +55,9 @@ def _saved_bytes_per_token(layers: int, adapters: Adapters) -> float:
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    embeddings = torch.randn(1, TOKENS, DIMS["hidden_size"], dtype=torch.bfloat16, requires_grad=adapters == FROZEN)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(inputs_embeds=embeddings)
-    return sum(saved.values()) / TOKENS
+    return sum(saved.values())
 
 
 def _measured_per_layer(adapters: Adapters) -> float:
@@ -97,20 +102,8 @@ def _moe_saved_bytes(layers: int, tokens: int, adapters: Adapters) -> int:
         model = peft.get_peft_model(model, peft.LoraConfig(r=adapters.r, lora_alpha=2 * adapters.r, lora_dropout=0.0,
                                                            target_modules=list(adapters.targets),
                                                            target_parameters=experts if adapters.experts else None))
-    model.train()
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     embeddings = torch.randn(1, tokens, MOE["hidden"], dtype=torch.bfloat16, requires_grad=adapters == FROZEN)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(inputs_embeds=embeddings)
-    return sum(saved.values())
+    return saved_activation_bytes(model, embeddings)
 
 
 @pytest.mark.parametrize(
