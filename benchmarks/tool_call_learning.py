@@ -74,6 +74,8 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--rows", type=int, default=16, help="packed rows a step")
     parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--train", default="builtin:tool-calling/xlam_train.jsonl", help="an xLAM file")
+    parser.add_argument("--held-out", default="builtin:tool-calling/xlam_heldout.jsonl", help="an xLAM file")
     args = parser.parse_args()
 
     import torch
@@ -90,8 +92,8 @@ def main() -> int:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     thinker = json.loads((folder / "config.json").read_text())["thinker_config"]
     model = Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**thinker))
-    train = rendered("builtin:tool-calling/xlam_train.jsonl", tokenizer, args.prompt)
-    held_out = rendered("builtin:tool-calling/xlam_heldout.jsonl", tokenizer, args.prompt)[:HELD_OUT_SCORED]
+    train = rendered(args.train, tokenizer, args.prompt)
+    held_out = rendered(args.held_out, tokenizer, args.prompt)[:HELD_OUT_SCORED]
     mean_tokens = sum(map(len, train)) / len(train)
     print(f"{args.prompt} prompts: {len(train)} training samples of {mean_tokens:.0f} tokens on average", flush=True)
 

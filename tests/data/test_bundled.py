@@ -70,3 +70,40 @@ def test_every_heldout_argument_value_is_trained_in_the_same_slot():
         for name, args in _calls(record):
             for slot, value in args.items():
                 assert (name, slot, json.dumps(value)) in trained, (record["query"], slot, value)
+
+
+def _quickstart_requests(name: str) -> list[tuple[str, str, dict]]:
+    """(query, function, arguments) of each record of a quick-start file, xLAM or Hermes layout."""
+    import pyarrow.parquet as pq
+
+    requests = []
+    for record in pq.read_table(BUNDLED_DATA_DIR / "tool-calling" / name).to_pylist():
+        if "conversations" in record:
+            query = next(turn["value"] for turn in record["conversations"] if turn["from"] == "human")
+            [call] = _hermes_calls(record)
+        else:
+            query, [call] = record["query"], _calls(record)
+        requests.append((query, *call))
+    return requests
+
+
+def _phrasing(query: str, arguments: dict) -> str:
+    """The request with its argument values replaced by their slot names: the phrasing template."""
+    for slot, value in arguments.items():
+        query = query.replace(f" {value}", f" {{{slot}}}")
+    return query
+
+
+def test_quickstart_heldout_requests_share_no_phrasing_and_no_argument_combination_with_training():
+    train = _quickstart_requests("quickstart_xlam.parquet") + _quickstart_requests("quickstart_hermes.parquet")
+    heldout = _quickstart_requests("quickstart_heldout.parquet")
+    combination = lambda function, arguments: (function, json.dumps(arguments, sort_keys=True))
+    trained_phrasings = {_phrasing(query, arguments) for query, _, arguments in train}
+    trained_combinations = {combination(function, arguments) for _, function, arguments in train}
+    trained_values = {(function, slot, value) for _, function, arguments in train for slot, value in arguments.items()}
+    assert len(heldout) == 30 and len({query for query, _, _ in heldout}) == 30
+    for query, function, arguments in heldout:
+        assert "{" in _phrasing(query, arguments) and _phrasing(query, arguments) not in trained_phrasings, query
+        assert combination(function, arguments) not in trained_combinations, query
+        # each value is trained in its slot: the skill is composing known values, not guessing new ones
+        assert all((function, slot, value) in trained_values for slot, value in arguments.items()), query

@@ -16,6 +16,9 @@ Every held-out query (each a distinct text) holds at least one reserved call, so
 arguments) combination is new. Unseen values (a date or number never written in training) are not held out: copying unseen
 digit strings is what a few-million-parameter model does not learn in minutes (measured in
 docs/data.md).
+
+The quick start's own smaller tool-calling set (three functions, held-out phrasings and value pairs)
+comes from `quickstart_tools.py`, written here as Parquet beside the others.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from omni_runner.data.bundled.quickstart_tools import quickstart_records
 
 HERE = Path(__file__).resolve().parent
 SEED = 20260127
@@ -429,7 +434,11 @@ def generate(out: Path = HERE) -> list[Path]:
     datasets.Dataset.from_list(thinking_records(rng)).to_parquet(str(thinking_path))
     alpaca_path = out / "streaming" / "alpaca_disk"
     datasets.Dataset.from_list(alpaca_records(rng)).save_to_disk(str(alpaca_path))
-    return [*written, hermes_path, thinking_path, alpaca_path]
+    quickstart_paths = []
+    for name, records in quickstart_records().items():
+        quickstart_paths.append(out / "tool-calling" / name)
+        datasets.Dataset.from_list(records).to_parquet(str(quickstart_paths[-1]))
+    return [*written, hermes_path, thinking_path, alpaca_path, *quickstart_paths]
 
 
 if __name__ == "__main__":
