@@ -67,7 +67,11 @@ def _add_dataset(loaded: Any, recipe_data: dict[str, Any], name: str, source: An
     """Add the data set's summed token losses, reply tokens and sample counts to `total`."""
     from omni_runner.data.packing import collate_padded
     from omni_runner.models.output_head import deferred_output_head
-    from omni_runner.train.losses import IGNORE_INDEX, head_token_losses, shifted_targets
+    from omni_runner.train.losses import (
+        IGNORE_INDEX,
+        head_token_losses,
+        shifted_targets,
+    )
 
     preparer = SamplePreparer({name: source}, loaded.tokenizer, int(recipe_data["training"]["seq_len"]),
                               processor=loaded.processor, thinker=loaded.thinker, external=loaded.external_features())

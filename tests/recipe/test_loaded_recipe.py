@@ -13,7 +13,7 @@ from tests.recipe.conftest import VALID
 def test_every_schema_field_is_present_with_its_default(write):
     data = load_recipe(write("r.yaml", VALID), environ={}).data
     assert set(data) == set(recipe_schema()["properties"])
-    assert data["training"]["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05,
+    assert data["training"]["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05, "target_experts": False,
                                         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert data["controller"]["thermal"]["limit_c"] == 83
     assert data["datasets"]["chat"]["split"] == "train"
