@@ -63,6 +63,18 @@ def calls_equal(calls: list[dict[str, Any]], expected: list[dict[str, Any]]) -> 
     return _canonical(calls) == _canonical(expected)
 
 
+def names_equal(calls: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+    """The expected functions, each as often as expected, in any order; arguments aside."""
+    return sorted(c["name"] for c in calls) == sorted(str(c.get("name")) for c in expected)
+
+
+def tool_call_names_match(generated: str, expected: list[dict[str, Any]]) -> bool:
+    """True when the reply makes well-formed calls of exactly the expected functions, whatever their
+    arguments: choosing the tool is learned before reading argument values out of the request."""
+    calls = parse_tool_calls(generated)
+    return bool(calls) and names_equal(calls, expected)
+
+
 def tool_calls_match(generated: str, expected: list[dict[str, Any]]) -> bool:
     """True when the reply makes exactly the expected calls (same names and arguments, any order)."""
     calls = parse_tool_calls(generated)

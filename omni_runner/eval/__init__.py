@@ -18,6 +18,8 @@ reply, rendered with that capability's template), compared with the reply the re
 - `tool_call_exact_match`: the `<tool_call>` blocks parse as JSON and name the same functions with the
   same arguments (any order).
 - `answer_exact_match`: the generated reply equals the expected one, whitespace-normalised.
+- beside `tool_call_exact_match`, `tool_call_name_match`: the reply's well-formed calls name exactly
+  the expected functions, whatever their arguments.
 
 Data sets of speech-output capabilities (`audio_out`) also get `talker_consistency` and
 `talker_consistency_floor` when the caller passes a `TalkerConsistency` (the trainer does): the talker's
@@ -43,10 +45,13 @@ from omni_runner.data.conversation import Message, RecordError
 from omni_runner.data.multimodal import media_order
 from omni_runner.data.render import assistant_text, render_prompt, template_for
 from omni_runner.data.sources import open_source
-from omni_runner.data.toolcalls import tool_calls_match
+from omni_runner.data.toolcalls import tool_call_names_match, tool_calls_match
 from omni_runner.models.export import generate_ids, prompt_inputs
 
 SUPPORTED_METRICS = ("tool_call_exact_match", "answer_exact_match")
+# Reported beside a capability's metric: whether a tool call names the right functions, so a model that
+# chooses the right tool for an unseen request before it reads the argument values out of it shows so.
+SECONDARY_METRICS = {"tool_call_exact_match": "tool_call_name_match"}
 RESULTS_FILE = "results.json"
 SAMPLES_SUFFIX = ".samples.jsonl"
 END_OF_TURN = "<|im_end|>"
@@ -112,6 +117,7 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
         return {"capability": capability, "metric": metric, "n": 0,
                 "note": f"{metric} needs a reference model: omni-run eval --suite generation --clip PATH scores it"}, []
     template = template_for(capability)
+    secondary = SECONDARY_METRICS.get(metric)
     samples, skipped = [], []
     for position in range(len(source)):
         try:
@@ -119,10 +125,15 @@ def score_dataset(loaded: Any, source: Any, capability: str | None, max_new_toke
         except RecordError as exc:
             skipped.append({"location": source.location(position), "reason": str(exc)})
             continue
-        samples.append({"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
-                        "match": reply_matches(metric, generated, reply)})
+        sample = {"index": position, "generated": generated, "expected": str(assistant_text(reply, template)),
+                  "match": reply_matches(metric, generated, reply)}
+        if secondary:
+            sample[secondary] = reply_matches(secondary, generated, reply)
+        samples.append(sample)
     hits = sum(sample["match"] for sample in samples)
     result = {"capability": capability, metric: hits / len(samples) if samples else None, "n": len(samples)}
+    if secondary:
+        result[secondary] = sum(sample[secondary] for sample in samples) / len(samples) if samples else None
     if skipped:
         result["skipped"] = skipped
     return result, samples
@@ -152,6 +163,8 @@ def reply_matches(metric: str, generated: str, reply: Message) -> bool:
     """Whether one generated reply scores under `metric` against the record's expected reply (pure)."""
     if metric == "tool_call_exact_match":
         return tool_calls_match(generated, reply.tool_calls or [])
+    if metric == "tool_call_name_match":
+        return tool_call_names_match(generated, reply.tool_calls or [])
     return _normalise(generated) == _normalise(reply.content if isinstance(reply.content, str) else "")
 
 

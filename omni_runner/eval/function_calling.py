@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.data.toolcalls import calls_equal, read_tool_calls
+from omni_runner.data.toolcalls import calls_equal, names_equal, read_tool_calls
 
 TOOL_CALL_FORMATS = ("xlam", "hermes")
 WRONG_COUNT = "wrong_count"
@@ -113,6 +113,7 @@ class CallScore:
     exact: bool
     ast: bool
     reason: str | None  # why not an AST match (a malformed reply's reason, or the mismatch)
+    names: bool = False  # well-formed calls of exactly the expected functions, arguments aside
 
 
 def score_reply(generated: str, expected: list[dict[str, Any]]) -> CallScore:
@@ -121,15 +122,16 @@ def score_reply(generated: str, expected: list[dict[str, Any]]) -> CallScore:
     if calls is None:
         return CallScore(False, False, malformed)
     reason = calls_mismatch(calls, expected)
-    return CallScore(calls_equal(calls, expected), reason is None, reason)
+    return CallScore(calls_equal(calls, expected), reason is None, reason, bool(calls) and names_equal(calls, expected))
 
 
 def aggregate(scores: list[CallScore]) -> dict[str, Any]:
-    """A data set's metrics: the two match rates, records scored, and failures counted by reason."""
+    """A data set's metrics: the three match rates, records scored, and failures counted by reason."""
     n = len(scores)
     failures = Counter(score.reason for score in scores if score.reason is not None)
     return {"exact_match": sum(s.exact for s in scores) / n if n else None,
             "ast_match": sum(s.ast for s in scores) / n if n else None,
+            "name_match": sum(s.names for s in scores) / n if n else None,
             "n": n, "failures": dict(sorted(failures.items()))}
 
 

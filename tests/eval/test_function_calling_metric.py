@@ -75,10 +75,19 @@ def test_malformed_calls_score_zero_with_their_reason():
     assert unterminated.reason == "bad_json"
 
 
-def test_a_data_set_reports_both_rates_and_counts_failures_by_reason():
+def test_a_data_set_reports_the_three_rates_and_counts_failures_by_reason():
     scores = [score_reply(reply(WEATHER), [WEATHER]),
               score_reply(reply({**WEATHER, "arguments": {"city": "New York", "days": "3"}}), [WEATHER]),
-              score_reply("no idea", [WEATHER]),
-              score_reply("still no idea", [WEATHER])]
-    assert aggregate(scores) == {"exact_match": 0.25, "ast_match": 0.5, "n": 4, "failures": {"no_call": 2}}
-    assert aggregate([]) == {"exact_match": None, "ast_match": None, "n": 0, "failures": {}}
+              score_reply(reply({**WEATHER, "arguments": {"city": "Oslo", "days": 3}}), [WEATHER]),
+              score_reply("no idea", [WEATHER])]
+    assert aggregate(scores) == {"exact_match": 0.25, "ast_match": 0.5, "name_match": 0.75, "n": 4,
+                                 "failures": {"no_call": 1, "wrong_value": 1}}
+    assert aggregate([]) == {"exact_match": None, "ast_match": None, "name_match": None, "n": 0, "failures": {}}
+
+
+def test_a_name_match_needs_well_formed_calls_of_exactly_the_expected_functions():
+    other = {"name": "get_time", "arguments": {"city": "New York"}}
+    assert score_reply(reply({**WEATHER, "arguments": {}}), [WEATHER]).names
+    assert not score_reply(reply(other), [WEATHER]).names
+    assert not score_reply(reply(WEATHER) + reply(WEATHER), [WEATHER]).names  # called twice
+    assert not score_reply('<tool_call>{"name": "get_weather", "arguments": ', [WEATHER]).names

@@ -40,6 +40,15 @@ def test_a_call_with_a_different_argument_value_is_a_miss():
     assert not reply_matches(EXACT, f"<tool_call>{json.dumps(changed)}</tool_call>", reply)
 
 
+def test_the_right_functions_with_other_argument_values_are_a_name_match_only():
+    reply = held_out_replies(1)[0]
+    changed = [{**call, "arguments": {key: f"{value}-other" for key, value in call["arguments"].items()}}
+               for call in reply.tool_calls]
+    generated = "".join(f"<tool_call>{json.dumps(call)}</tool_call>" for call in changed)
+    assert reply_matches("tool_call_name_match", generated, reply)
+    assert not reply_matches(EXACT, generated, reply)
+
+
 def test_prose_or_broken_json_instead_of_a_call_is_a_miss():
     reply = held_out_replies(1)[0]
     assert not reply_matches(EXACT, "I would call the calendar for you.", reply)
