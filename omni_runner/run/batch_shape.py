@@ -74,3 +74,19 @@ def write_batch_shape(run_dir: Path, stage: int, micro_batch: int, grad_accum: i
 def with_batch_shapes(stages: list[dict[str, Any]], shapes: dict[int, dict[str, int]]) -> list[dict[str, Any]]:
     """The plan's stages with each lowered shape put in place of the planned one."""
     return [{**stage, **shapes.get(index, {})} for index, stage in enumerate(stages)]
+
+
+def oom_suggestion(plan: dict[str, Any], stage_index: int = 0) -> str:
+    """What to change after an out-of-memory failure in stage `stage_index`, from the plan's numbers."""
+    stages = plan.get("stages") or [{}]
+    stage = stages[min(stage_index, len(stages) - 1)]
+    parts = []
+    if not stage.get("gradient_checkpointing"):
+        parts.append("turn on training.gradient_checkpointing")
+    if (stage.get("micro_batch") or 1) > 1:
+        parts.append(f"lower training.micro_batch below {stage['micro_batch']} (raise grad_accum to keep the batch), "
+                     "or let training.auto_micro_batch: true do it")
+    if stage.get("seq_len"):
+        parts.append(f"lower training.seq_len below {stage['seq_len']}")
+    parts.append("set hardware.vram_gb to what the card really has free so the plan fits itself")
+    return "Try: " + "; ".join(parts) + "."

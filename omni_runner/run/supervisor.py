@@ -29,6 +29,7 @@ from typing import Any
 from omni_runner.plain_yaml import YAMLError, read_plain_yaml
 from omni_runner.run.batch_shape import (
     BatchShapeError,
+    oom_suggestion,
     read_batch_shapes,
     smaller_shape,
     stage_at_step,
@@ -114,22 +115,6 @@ def lower_micro_batch(report: ExitReport, stage: dict[str, Any]) -> tuple[ExitRe
         report = replace(report, explanation=f"{report.explanation} training.auto_micro_batch cannot go lower: "
                          "the micro-batch is already 1.")
     return report, lowered
-
-
-def oom_suggestion(plan: dict[str, Any], stage_index: int = 0) -> str:
-    """What to change after an out-of-memory failure in stage `stage_index`, from the plan's numbers."""
-    stages = plan.get("stages") or [{}]
-    stage = stages[min(stage_index, len(stages) - 1)]
-    parts = []
-    if not stage.get("gradient_checkpointing"):
-        parts.append("turn on training.gradient_checkpointing")
-    if (stage.get("micro_batch") or 1) > 1:
-        parts.append(f"lower training.micro_batch below {stage['micro_batch']} (raise grad_accum to keep the batch), "
-                     "or let training.auto_micro_batch: true do it")
-    if stage.get("seq_len"):
-        parts.append(f"lower training.seq_len below {stage['seq_len']}")
-    parts.append("set hardware.vram_gb to what the card really has free so the plan fits itself")
-    return "Try: " + "; ".join(parts) + "."
 
 
 def _last_error_line(log_tail: str) -> str | None:

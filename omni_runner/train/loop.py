@@ -47,6 +47,7 @@ from omni_runner.models.output_head import deferred_output_head
 from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.batch_shape import (
     BatchShapeError,
+    oom_suggestion,
     read_batch_shapes,
     with_batch_shapes,
 )
@@ -54,7 +55,6 @@ from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
-from omni_runner.run.supervisor import oom_suggestion
 from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
 from omni_runner.train.fault_injection import raise_simulated_oom
@@ -479,7 +479,7 @@ class Trainer:
         return round(self.progress.samples / records, 3)
 
     def out_of_memory(self, exc: torch.OutOfMemoryError) -> str:
-        """What ran out of memory, where, and the plan's advice (the supervisor's `oom_suggestion`)."""
+        """What ran out of memory, where, and the plan's advice (`oom_suggestion`, as the supervisor gives it)."""
         stage = self.stages[self.progress.stage]
         shape = f"micro_batch {stage['micro_batch']}, grad_accum {stage['grad_accum']}, seq_len {stage['seq_len']}"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
