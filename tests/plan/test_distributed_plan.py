@@ -9,6 +9,8 @@ import pytest
 from recipe_lines import line_of
 
 from omni_runner.plan import compile_plan
+from omni_runner.plan.fit import Shape, fit_stage
+from omni_runner.plan.memory import GIB, STRATEGY_SHARDS, MemoryEstimate, gathered_bytes, per_device, sharding
 from omni_runner.recipe import RecipeError, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -86,3 +88,74 @@ def test_external_encoders_with_several_processes_are_refused_at_their_slot():
     problems = _errors(path, ["distributed.num_processes=2"])
     assert [p.field for p in problems] == ["encoders.vision", "encoders.audio"]
     assert all("projectors train beside the DDP-wrapped model" in p.message for p in problems)
+
+
+def test_the_global_batch_and_the_mixture_grow_with_the_processes_because_the_batch_is_per_process():
+    one, four = (_plan(RECIPES / "tiny_omni.yaml", [f"distributed.num_processes={n}"]) for n in (1, 4))
+    [stage] = four["stages"]
+    per_process = stage["micro_batch"] * stage["grad_accum"]
+    assert one["distributed"]["global_batch"] == {stage["name"]: per_process}
+    assert four["distributed"] | {"world_size": 4, "processes_per_machine": 4, "global_batch": {stage["name"]: 4 * per_process}} == four["distributed"]
+    one_samples = sum(c["expected_samples"] for c in one["stages"][0]["mixture"].values())
+    assert sum(c["expected_samples"] for c in stage["mixture"].values()) == pytest.approx(4 * one_samples, rel=0.01)
+    batch = next(d for d in stage["decisions"] if d["what"].startswith("global batch"))
+    assert batch["what"] == f"global batch {4 * per_process} = micro_batch {stage['micro_batch']} x grad_accum {stage['grad_accum']} x 4 processes"
+    assert "per process" in batch["why"]
+    assert not any(d["what"].startswith("global batch") for d in one["stages"][0]["decisions"])
+
+
+def test_the_plan_command_shows_the_processes_and_each_stage_s_global_batch(capsys):
+    from omni_runner.commands import plan as plan_command
+
+    plan = _plan(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2"])
+    text = plan_command.render(plan)
+    assert "on 2 devices of" in text and "(ddp, 2 processes on each of 1 machine(s); micro_batch and grad_accum are per process)" in text
+    assert f"global batch {plan['distributed']['global_batch'][plan['stages'][0]['name']]}" in text
+    assert "decision: ddp over 2 processes: every device holds the whole model" in text
+
+
+# One process's training state in GiB, to split: full fine-tuning of a model of 8 B parameters in bf16.
+WHOLE = MemoryEstimate(weights=16 * GIB, optimizer=96 * GIB, gradients=16 * GIB, activations=4 * GIB, decoders=2 * GIB)
+GATHERED = 3 * GIB
+
+
+def _gib(estimate: MemoryEstimate) -> tuple[float, ...]:
+    return tuple(getattr(estimate, part) / GIB for part in ("weights", "optimizer", "gradients", "activations", "decoders", "gathered"))
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGY_SHARDS))
+def test_one_process_splits_nothing_whatever_the_strategy(strategy: str):
+    assert per_device(WHOLE, sharding(strategy, 1), GATHERED) == WHOLE
+
+
+def test_ddp_holds_everything_on_every_device_and_its_buckets_copy_the_gradients():
+    assert _gib(per_device(WHOLE, sharding("ddp", 4), GATHERED)) == (16, 96, 32, 4, 2, 0)
+
+
+def test_zero2_splits_gradients_and_optimizer_state_over_the_processes():
+    assert _gib(per_device(WHOLE, sharding("deepspeed-zero2", 4), GATHERED)) == (16, 24, 4, 4, 2, 0)
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed-zero3", "fsdp"])
+def test_zero3_and_fsdp_split_the_parameters_too_and_hold_what_they_gather(strategy: str):
+    """Activations (each process's own micro-batch) and the frozen generation decoders stay whole."""
+    assert _gib(per_device(WHOLE, sharding(strategy, 4), GATHERED)) == (4, 24, 4, 4, 2, 3)
+
+
+def test_a_device_gathers_the_embeddings_and_head_and_two_decoder_blocks():
+    language_model = {"parameters": 1_000 + 10 * 300, "quantizable": 10 * 300, "layers": 10}
+    assert gathered_bytes(language_model, 2.0) == (1_000 + 2 * 300) * 2.0
+
+
+def test_the_fit_check_compares_one_device_s_share_with_the_card():
+    """7B full fine-tuning does not fit one 80 GB card, and does under ZeRO-3 over 4 (the estimate is
+    there for refused strategies too: docs/distributed.md's table uses it)."""
+    plan = compile_plan(load_recipe(RECIPES / "text_only.yaml", environ={}, overrides=[
+        "base_model.path=/absent/qwen2.5-omni-7b", "base_model.architecture=qwen2.5-omni-7b", "base_model.quantization=none",
+        "training.method=full", "training.gradient_checkpointing=on", "hardware.vram_gb=1000"]))
+    [stage] = plan.stages
+    shape = Shape(micro_batch=1, grad_accum=1, seq_len=4096, checkpointing=True)
+    one = fit_stage(stage.modules, shape, plan.precision, 80, "on")
+    sharded = fit_stage(stage.modules, shape, plan.precision, 80, "on", sharding("deepspeed-zero3", 4))
+    assert not one.fits and sharded.fits
+    assert sharded.estimate.total < one.estimate.total / 3
