@@ -165,13 +165,14 @@ def _distributed(recipe: Any) -> Iterator[Diagnostic]:
     processes, machines, strategy = section["num_processes"], section["num_machines"], section["strategy"]
     if machines > 1:
         yield _refusal(recipe, f"distributed.num_machines is {machines}", MULTI_MACHINE, ("distributed", "num_machines"))
-    elif section.get("main_process_ip") is not None:
-        yield _no_effect(recipe, "main_process_ip", "with one machine (its processes meet on it)")
+    else:
+        if section["main_process_ip"] is not None:
+            yield _no_effect(recipe, "main_process_ip", "on one machine (its processes meet on it)")
+        if section["main_process_port"] != _schema_default(("distributed", "main_process_port")):
+            yield _no_effect(recipe, "main_process_port", "on one machine (the launcher picks a free port, so two runs never share one)")
     if processes == 1:
         if strategy != "ddp":
             yield _no_effect(recipe, "strategy", "with one process (it trains on one device)")
-        if section["main_process_port"] != _schema_default(("distributed", "main_process_port")):
-            yield _no_effect(recipe, "main_process_port", "with one process (no other process connects)")
         return
     what = f"with {processes} processes"
     if strategy in UNWIRED_STRATEGIES:

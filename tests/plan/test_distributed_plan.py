@@ -59,12 +59,13 @@ def test_more_than_one_machine_is_refused_at_num_machines(write_recipe):
     assert "multi-node training is not wired yet" in problem.message and "num_machines: 1" in problem.hint
 
 
-def test_settings_that_change_nothing_on_one_machine_or_process_are_warnings(write_recipe):
-    plan = _plan(_tiny(write_recipe, "  main_process_ip: 10.0.0.1\n  main_process_port: 29600\n"), [])
+def test_the_address_and_port_change_nothing_on_one_machine_and_are_warnings(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  num_processes: 2\n  main_process_ip: 10.0.0.1\n  main_process_port: 29600\n"), [])
     warnings = [w for w in plan["warnings"] if w.startswith("distributed")]
     assert warnings == [
-        "distributed.main_process_ip: distributed.main_process_ip is '10.0.0.1', which has no effect with one machine (its processes meet on it)",
-        "distributed.main_process_port: distributed.main_process_port is 29600, which has no effect with one process (no other process connects)",
+        "distributed.main_process_ip: distributed.main_process_ip is '10.0.0.1', which has no effect on one machine (its processes meet on it)",
+        "distributed.main_process_port: distributed.main_process_port is 29600, which has no effect on one machine "
+        "(the launcher picks a free port, so two runs never share one)",
     ]
 
 
