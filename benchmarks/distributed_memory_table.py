@@ -86,13 +86,16 @@ def render(seq_len: int) -> str:
     return "\n".join(lines)
 
 
+def page(seq_len: int = 4096) -> str:
+    """What docs/distributed.md shows: the conditions, then the table."""
+    return (f"Per-device estimate in GB at micro_batch 1, seq_len {seq_len}, gradient checkpointing on; "
+            f"in brackets the smallest of {', '.join(str(c) for c in CARDS_GB)} GB cards it fits on.\n\n" + render(seq_len))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq-len", type=int, default=4096)
-    args = parser.parse_args()
-    print(f"Per-device estimate in GB at micro_batch 1, seq_len {args.seq_len}, gradient checkpointing on; "
-          f"in brackets the smallest of {', '.join(f'{c}' for c in CARDS_GB)} GB cards it fits on.\n")
-    print(render(args.seq_len))
+    print(page(parser.parse_args().seq_len))
 
 
 if __name__ == "__main__":

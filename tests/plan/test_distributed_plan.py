@@ -3,6 +3,7 @@ the global batch over processes, and the per-device memory of each strategy."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,13 @@ def test_the_fit_check_compares_one_device_s_share_with_the_card():
     sharded = fit_stage(stage.modules, shape, plan.precision, 80, "on", sharding("deepspeed-zero3", 4))
     assert not one.fits and sharded.fits
     assert sharded.estimate.total < one.estimate.total / 3
+
+
+def test_the_strategy_table_in_the_docs_is_what_the_planner_says():
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "distributed_memory_table.py"
+    spec = importlib.util.spec_from_file_location("distributed_memory_table", script)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    doc = (script.parents[1] / "docs" / "distributed.md").read_text()
+    shown = doc.split("<!-- distributed_memory_table: begin -->\n")[1].split("\n<!-- distributed_memory_table: end -->")[0]
+    assert shown == table.page(), "docs/distributed.md's table is stale: run python benchmarks/distributed_memory_table.py"
