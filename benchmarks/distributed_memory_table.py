@@ -20,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from omni_runner.plan import compile_plan  # noqa: E402
-from omni_runner.plan.fit import Shape, estimate  # noqa: E402
-from omni_runner.plan.memory import GIB, STRATEGY_SHARDS, sharding  # noqa: E402
-from omni_runner.recipe import load_recipe  # noqa: E402
+from omni_runner.plan import compile_plan
+from omni_runner.plan.fit import Shape, estimate
+from omni_runner.plan.memory import GIB, STRATEGY_SHARDS, sharding
+from omni_runner.recipe import load_recipe
 
 # One text capability: the thinker trains; the towers, talker and token2wav stay unloaded. The model is
 # planned from the known-architecture table (its folder is absent); the table judges the fit card by card.

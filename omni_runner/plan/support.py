@@ -161,7 +161,7 @@ def _distributed(recipe: Any) -> Iterator[Diagnostic]:
     """What the trainer cannot do with the recipe's process layout: refused at the line that asks for it;
     settings that change nothing with this layout are a warning there."""
     data = recipe.data
-    section = data.get("distributed") or {}
+    section = data["distributed"]
     processes, machines, strategy = section["num_processes"], section["num_machines"], section["strategy"]
     if machines > 1:
         yield _refusal(recipe, f"distributed.num_machines is {machines}", MULTI_MACHINE, ("distributed", "num_machines"))
