@@ -281,11 +281,13 @@ def _compile_stage(
     if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
         need = fit.estimate.total / 1024**3
         diagnostics.append(error(
-            f"stage {spec['name']!r} needs about {need:.1f} GB even after {len(fit.decisions)} adjustment(s) "
+            f"stage {spec['name']!r} needs about {need:.1f} GB per device even after {len(fit.decisions)} adjustment(s) "
             f"({'; '.join(d['what'] for d in fit.decisions) or 'none allowed'}), more than the {vram_gb:g} GB card",
             _where(recipe, ("hardware", "vram_gb")), "hardware.vram_gb",
             "use a quantized base (gptq-int4, bnb-4bit), a shorter training.seq_len, fewer capabilities per stage"
-            + (", gradient_checkpointing: auto" if policy == "off" else "") + ", or a larger card",
+            + (", gradient_checkpointing: auto" if policy == "off" else "") + ", or a larger card"
+            + (f" (with {layout.strategy}, every process holds the whole model: more processes do not lower it)"
+               if layout.world_size > 1 and not layout.split.parameters else ""),
         ))
         return None
     global_batch = fit.shape.micro_batch * fit.shape.grad_accum * layout.world_size

@@ -173,3 +173,12 @@ def test_the_strategy_table_in_the_docs_is_what_the_planner_says():
     doc = (script.parents[1] / "docs" / "distributed.md").read_text()
     shown = doc.split("<!-- distributed_memory_table: begin -->\n")[1].split("\n<!-- distributed_memory_table: end -->")[0]
     assert shown == table.page(), "docs/distributed.md's table is stale: run python benchmarks/distributed_memory_table.py"
+
+
+def test_a_ddp_stage_that_does_not_fit_says_more_processes_would_not_help(write_recipe):
+    path = write_recipe(f"extends: {RECIPES / 'text_only.yaml'}\nhardware:\n  vram_gb: 6\ndistributed:\n  num_processes: 4\n")
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(path, environ={"OMNI_DATA": "/absent"}))
+    [problem] = [d for d in caught.value.diagnostics if d.severity == "error"]
+    assert problem.field == "hardware.vram_gb" and "GB per device" in problem.message
+    assert "with ddp, every process holds the whole model: more processes do not lower it" in problem.hint
