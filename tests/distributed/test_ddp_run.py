@@ -1,0 +1,152 @@
+"""Two trainer processes under `accelerate launch` (gloo on CPU), steered and broken as a user would.
+
+One real run of the tiny recipe with `distributed.num_processes=2` is paused with SIGUSR1 to rank 0,
+checkpointed with SIGUSR2 while paused, resumed, and then loses rank 1 to `kill -9`; with
+`controller.restarts: 1` the supervisor restarts both ranks from the checkpoint. A one-process run
+with the same global batch (grad_accum 2 instead of two ranks of 1) is the reference.
+
+Tolerance: without packing each optimizer step sees exactly the same samples in both runs, so the
+only differences are float32 summation orders (gradients summed across two ranks by the all-reduce
+instead of accumulated in one process, and one thread per rank instead of two). Those move the loss
+in the 8th significant digit; 1e-5 relative leaves room for a few steps of drift, while a wrong
+shard, a missing gradient average or a double-counted token changes the loss in the 2nd or 3rd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from omni_runner.run.events import read_events
+from omni_runner.run.rundir import RunDir
+from omni_runner.run.status import read_status
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "recipes" / "tiny_omni.yaml")
+STEPS = 10
+COMMON = [f"training.max_steps={STEPS}", "training.method=lora", "training.micro_batch=1", "training.packing=false",
+          "training.warmup_steps=2", "eval.at_end=false", "controller.checkpoint.every_steps=1000",
+          "controller.telemetry.interval_s=0.5"]
+TOLERANCE = 1e-5
+
+
+def train(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir.parent / "omni-run.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", "train", TINY, "--run-dir", str(run_dir), *args],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, what: str, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def events(run: RunDir, kind: str) -> list[dict]:
+    return [e for e in read_events(run.events) if e["type"] == kind]
+
+
+def status(path: Path) -> dict:
+    return read_status(path) or {}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[int, float]:
+    """One process, grad_accum 2: the same global batch as two ranks of grad_accum 1."""
+    run = RunDir(tmp_path_factory.mktemp("one-process") / "run")
+    assert train(run.path, "training.grad_accum=2").wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    return {e["step"]: e["loss"] for e in events(run, "step")}
+
+
+@pytest.fixture(scope="module")
+def steered(tmp_path_factory) -> dict:
+    """The two-process run, paused, checkpointed, resumed and broken; what was seen on the way."""
+    run = RunDir(tmp_path_factory.mktemp("two-processes") / "run")
+    process = train(run.path, "training.grad_accum=1", "distributed.num_processes=2", "controller.restarts=1")
+    seen: dict = {"run": run}
+    try:
+        wait_for(lambda: (status(run.path).get("step") or 0) >= 2 and status(run.path).get("state") == "running", "step 2")
+        rank0 = status(run.path)["pid"]
+        os.kill(rank0, signal.SIGUSR1)
+        wait_for(lambda: status(run.path).get("state") == "paused", "the pause")
+        time.sleep(1.5)  # both ranks would have taken a step or two by now
+        seen["paused"] = (status(run.path)["step"], status(run.path / "ranks" / "rank-1")["step"])
+        os.kill(rank0, signal.SIGUSR2)
+        seen["checkpoint"] = wait_for(lambda: events(run, "checkpoint"), "the SIGUSR2 checkpoint")
+        seen["paused_after"] = (status(run.path)["step"], status(run.path / "ranks" / "rank-1")["step"])
+        os.kill(rank0, signal.SIGUSR1)
+        resumed_at = seen["paused"][0]
+        wait_for(lambda: any(e["step"] > resumed_at for e in events(run, "step")), "a step after the pause")
+        rank1 = status(run.path)["ranks"][1]["pid"]
+        seen["losses_before_kill"] = {e["step"]: e["loss"] for e in events(run, "step")}
+        os.kill(rank1, signal.SIGKILL)
+        assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return seen
+
+
+def test_two_trainer_processes_start_under_the_launcher_and_say_so(steered):
+    run = steered["run"]
+    start = events(run, "run_start")[0]
+    assert start["world_size"] == 2
+    assert [r["rank"] for r in start["ranks"]] == [0, 1]
+    assert all(r["pid"] and r["host"] for r in start["ranks"])
+    assert json.loads((run.path / "accelerate.json").read_text())["num_processes"] == 2
+
+
+def test_sigusr1_to_rank_0_pauses_both_ranks_at_the_same_step(steered):
+    assert steered["paused"][0] == steered["paused"][1]
+    assert steered["paused_after"] == steered["paused"]  # neither rank moved while paused
+
+
+def test_sigusr2_while_paused_writes_one_checkpoint_at_that_step(steered):
+    [checkpoint] = steered["checkpoint"]
+    assert checkpoint["reason"] == "signal"
+    assert checkpoint["step"] == steered["paused"][0]
+
+
+def test_a_killed_rank_is_named_and_both_ranks_restart_from_the_checkpoint_to_the_end(steered):
+    run = steered["run"]
+    [crash, finish] = events(run, "exit")
+    assert (crash["rank"], crash["cause"], crash["signal"], crash["will_restart"]) == (1, "killed", "SIGKILL", True)
+    assert "Rank 1 on " in crash["explanation"]
+    assert events(run, "run_start")[1]["resumed_from"].endswith(f"step-{steered['paused'][0]}")
+    assert finish["cause"] == "ok"
+    assert status(run.path)["state"] == "finished"
+    assert status(run.path)["step"] == STEPS
+
+
+def test_steps_taken_again_after_the_restart_equal_the_first_attempt_exactly(steered):
+    run = steered["run"]
+    first = steered["losses_before_kill"]
+    again = {}
+    restarted = events(run, "run_start")[1]["t"]
+    for e in events(run, "step"):
+        if e["t"] > restarted:
+            again[e["step"]] = e["loss"]
+    overlap = sorted(set(first) & set(again))
+    assert overlap, (first, again)
+    assert [again[s] for s in overlap] == [first[s] for s in overlap]
+
+
+def test_losses_match_one_process_with_the_same_global_batch(steered, reference):
+    two = {e["step"]: e["loss"] for e in events(steered["run"], "step")}
+    assert sorted(two) == sorted(reference) == list(range(1, STEPS + 1))
+    assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)
