@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "chat": "omni_runner.commands.chat",
     "generate": "omni_runner.commands.generate",
     "eval": "omni_runner.commands.eval",
+    "join": "omni_runner.commands.join",
 }
 
 EXIT_OK = 0

@@ -73,8 +73,9 @@ UNWIRED_STRATEGIES: dict[str, Gap] = {
                            "its checkpoints and gathering the talker and token2wav for a consolidated final/ are not wired)",
                            _SHARDED_INSTEAD),
 }
-MULTI_MACHINE = Gap("multi-node training is not wired yet: the trainer starts its processes on one machine only",
-                    "set num_machines: 1, with num_processes up to the number of GPUs of that machine")
+OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
+                    "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
+                    "on machine K (docs/distributed.md)")
 # Parts that train beside the model the trainer wraps in DDP (LoadedModel.model), so with more than one process
 # their gradients would not be averaged and every process would drift its own way.
 SINGLE_PROCESS_PARTS: dict[str, Gap] = {
@@ -163,9 +164,10 @@ def _distributed(recipe: Any) -> Iterator[Diagnostic]:
     data = recipe.data
     section = data["distributed"]
     processes, machines, strategy = section["num_processes"], section["num_machines"], section["strategy"]
-    if machines > 1:
-        yield _refusal(recipe, f"distributed.num_machines is {machines}", MULTI_MACHINE, ("distributed", "num_machines"))
-    else:
+    if section["machine_rank"] != 0:
+        yield _refusal(recipe, f"distributed.machine_rank is {section['machine_rank']}", OTHER_MACHINE,
+                       ("distributed", "machine_rank"))
+    if machines == 1:
         if section["main_process_ip"] is not None:
             yield _no_effect(recipe, "main_process_ip", "on one machine (its processes meet on it)")
         if section["main_process_port"] != _schema_default(("distributed", "main_process_port")):

@@ -2,8 +2,10 @@
 
 One process runs as `python -m omni_runner.train RUN`. Several (`distributed.world_size` > 1 in the
 plan) run under `accelerate launch` with a config file written into the run folder
-(`accelerate.json`); accelerate hands them to torch's elastic launcher (torchrun), which starts one
-trainer per rank, on CPUs as on GPUs, and stops the others when one fails. The launcher then prints
+(`accelerate.json`, or `accelerate-machine-K.json` on machine K of several); accelerate hands them to
+torch's elastic launcher (torchrun), which starts this machine's trainers, on CPUs as on GPUs, meets
+the other machines' launchers at `main_process_ip:main_process_port`, and stops its trainers when one
+fails. The launcher then prints
 a "Root Cause (first observed failure)" report with the rank, host, pid and exit code of the rank
 that failed first; `first_rank_failure` reads it from the trainer log.
 """
@@ -22,28 +24,40 @@ from omni_runner.run.rundir import RunDir
 LAUNCH_CONFIG_FILE = "accelerate.json"
 
 
+def _section(plan: dict[str, Any]) -> dict[str, Any]:
+    return plan["distributed"] if isinstance(plan.get("distributed"), dict) else {}
+
+
 def world_size(plan: dict[str, Any]) -> int:
-    """The number of trainer processes the plan asks for (1 when it says nothing)."""
-    distributed = plan.get("distributed") if isinstance(plan.get("distributed"), dict) else {}
-    size = distributed.get("world_size", 1)
+    """The number of trainer processes the plan asks for, over all machines (1 when it says nothing)."""
+    size = _section(plan).get("world_size", 1)
     return size if isinstance(size, int) and size > 1 else 1
 
 
-def launch_config(plan: dict[str, Any], port: int) -> dict[str, Any]:
-    """accelerate's config for the plan's processes on this machine, talking over `port`.
+def num_machines(plan: dict[str, Any]) -> int:
+    machines = _section(plan).get("num_machines", 1)
+    return machines if isinstance(machines, int) and machines > 1 else 1
 
-    `MULTI_GPU` selects accelerate's torchrun launcher, which starts CPU trainers as well (they join
-    the process group over gloo); the launcher's own mixed precision stays off because the trainer
-    sets its precision from the recipe.
+
+def launch_config(plan: dict[str, Any], port: int, machine_rank: int = 0) -> dict[str, Any]:
+    """accelerate's config for machine `machine_rank`'s share of the plan's processes.
+
+    On one machine the processes meet on 127.0.0.1 at `port` (a free one); several machines meet at
+    the plan's `main_process_ip:main_process_port`, which machine 0 listens on. `MULTI_GPU` selects
+    accelerate's torchrun launcher, which starts CPU trainers as well (they join the process group
+    over gloo); the launcher's own mixed precision stays off because the trainer sets its precision
+    from the recipe.
     """
+    machines = num_machines(plan)
+    section = _section(plan)
     return {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU",
         "num_processes": world_size(plan),
-        "num_machines": 1,
-        "machine_rank": 0,
-        "main_process_ip": "127.0.0.1",
-        "main_process_port": port,
+        "num_machines": machines,
+        "machine_rank": machine_rank,
+        "main_process_ip": section["main_process_ip"] if machines > 1 else "127.0.0.1",
+        "main_process_port": int(section["main_process_port"]) if machines > 1 else port,
         "rdzv_backend": "static",
         "same_network": True,
         "mixed_precision": "no",
@@ -58,13 +72,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def trainer_command(run: RunDir, plan: dict[str, Any], resume: bool) -> list[str]:
-    """The command line of one trainer start (writing the launcher's config when there are several)."""
+def trainer_command(run: RunDir, plan: dict[str, Any], resume: bool, machine_rank: int = 0) -> list[str]:
+    """The command line of one trainer start on machine `machine_rank` (writing the launcher's config
+    when there are several processes)."""
     train = ["-m", "omni_runner.train", str(run.path), *(["--resume"] if resume else [])]
     if world_size(plan) == 1:
         return [sys.executable, *train]
-    config = run.path / LAUNCH_CONFIG_FILE
-    config.write_text(json.dumps(launch_config(plan, free_port()), indent=2) + "\n")
+    name = LAUNCH_CONFIG_FILE if machine_rank == 0 else LAUNCH_CONFIG_FILE.replace(".json", f"-machine-{machine_rank}.json")
+    config = run.path / name
+    config.write_text(json.dumps(launch_config(plan, free_port(), machine_rank), indent=2) + "\n")
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *train]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.launcher import first_rank_failure, rank_lines, trainer_command, world_size
 from omni_runner.run.rundir import RunDir
-from omni_runner.run.status import ACTIVE_STATES, read_status, write_json_atomic
+from omni_runner.run.status import ACTIVE_STATES, STATUS_FILE, read_status, write_json_atomic
 
 TERMINAL_STATES = ("finished", "stopped", "failed")
 # Causes worth another attempt from the last checkpoint under `controller.restarts`: a deterministic NaN
@@ -222,11 +223,17 @@ def stages_now(run: RunDir, plan: dict[str, Any]) -> list[dict[str, Any]]:
         return plan.get("stages") or []
 
 
-def _update_status(run: RunDir, **fields: Any) -> None:
-    """Read-modify-write of status.json, only while no trainer is writing it."""
-    data = read_status(run.path) or {}
+def _update_status(folder: Path, **fields: Any) -> None:
+    """Read-modify-write of `folder`/status.json, only while no trainer is writing it."""
+    data = read_status(folder) or {}
     data.update(fields, updated_at=time.time())
-    write_json_atomic(run.status, data)
+    write_json_atomic(folder / STATUS_FILE, data)
+
+
+def machine_folder(run: RunDir, machine_rank: int) -> Path:
+    """Where machine `machine_rank`'s supervisor keeps its own state: the run folder itself on machine 0,
+    whose rank 0 reports the run, else `nodes/machine-K/` (restarts, last exit) beside it."""
+    return run.path if machine_rank == 0 else run.path / "nodes" / f"machine-{machine_rank}"
 
 
 class _Trainer:
@@ -234,12 +241,15 @@ class _Trainer:
 
     Control signals go to the process whose controller acts on them: the child itself with one
     process; with several, rank 0 (its pid is in status.json once it is up), which tells the other
-    ranks. SIGKILL goes to every rank and the launcher, so none is left training on its own.
+    ranks. SIGKILL goes to every rank of this machine and the launcher, so none is left training on its
+    own. On machines other than 0 rank 0 is out of reach: pause and checkpoint are steered on machine 0,
+    and a stop here stops the launcher, whose ranks' loss fails the whole group.
     """
 
-    def __init__(self, run: RunDir, distributed: bool) -> None:
+    def __init__(self, run: RunDir, distributed: bool, machine_rank: int = 0) -> None:
         self.run = run
         self.distributed = distributed
+        self.machine_rank = machine_rank
         self.child: subprocess.Popen | None = None
 
     def send(self, signum: int) -> None:
@@ -252,10 +262,10 @@ class _Trainer:
         status = read_status(self.run.path) or {}
         if signum == signal.SIGKILL:
             for rank in status.get("ranks") or []:
-                if isinstance(rank, dict) and is_alive(rank.get("pid")):
+                if isinstance(rank, dict) and rank.get("host") == socket.gethostname() and is_alive(rank.get("pid")):
                     os.kill(rank["pid"], signum)
             self.child.send_signal(signum)
-        elif is_alive(status.get("pid")):
+        elif self.machine_rank == 0 and is_alive(status.get("pid")):
             os.kill(status["pid"], signum)
         elif signum in (signal.SIGTERM, signal.SIGINT):
             self.child.send_signal(signum)  # the ranks are still starting: the launcher stops them all
@@ -307,19 +317,25 @@ def _stop_when_orphaned(supervisor_pid: int) -> Callable[[], None] | None:
 
 
 def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | None = None,
-              restarts: int | None = None) -> int:
+              restarts: int | None = None, machine_rank: int = 0) -> int:
     """Run the trainer of `run` to its end, restarting after crashes as the run's budget allows.
 
     `on_tick` is called about five times a second while the trainer runs (the progress display).
     `restarts` grants that many automatic restarts from now on (`omni-run resume --restarts N`);
-    otherwise the run's remaining budget applies. Returns 0 when the run finished or was stopped
-    cleanly, else the last trainer exit code (or 1).
+    otherwise the run's remaining budget applies. `machine_rank` > 0: this machine's share of a run over
+    several machines, which machine 0 reports; its own restarts, exits and trainer log are kept in
+    `machine_folder`.
+    Returns 0 when the run finished or was stopped cleanly, else the last trainer exit code (or 1).
     """
     plan = read_json_object(run.plan)
-    status = read_status(run.path) or {}
+    own = machine_folder(run, machine_rank)
+    own.mkdir(parents=True, exist_ok=True)
+    status = read_status(own) or {}
     restarts_done = _count(status.get("restarts")) or 0
     budget = restart_budget(run, status, restarts)
-    trainer = _Trainer(run, distributed=world_size(plan) > 1)
+    trainer = _Trainer(run, distributed=world_size(plan) > 1, machine_rank=machine_rank)
+    machine = {"machine_rank": machine_rank} if machine_rank else {}
+    trainer_log = own / run.trainer_log.name  # each machine's launcher reports its own ranks
     stops = _StopRequests(trainer)
     previous = {sig: signal.signal(sig, stops) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous.update({sig: signal.signal(sig, _forwarder(trainer)) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
@@ -327,13 +343,13 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
     try:
         while True:
             # No trainer pid until the new one writes its own: signals must not reach a dead attempt's.
-            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget,
-                           pid=None, ranks=None)
-            with open(run.trainer_log, "ab") as log:
+            _update_status(own, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget,
+                           **({} if machine_rank else {"pid": None, "ranks": None}))
+            with open(trainer_log, "ab") as log:
                 # preexec_fn is unsafe only with threads running, and the supervisor starts none.
                 log_start = log.tell()
                 trainer.child = subprocess.Popen(
-                    trainer_command(run, plan, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    trainer_command(run, plan, resume, machine_rank), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),  # noqa: PLW1509
                 )
             while trainer.child.poll() is None:
@@ -347,15 +363,15 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             stages = stages_now(run, plan)
             stage = stage_at_step(stages, step) if stages else 0
             report = classify_launch_exit(trainer.child.returncode, status.get("state"),
-                                          read_log_tail(run.trainer_log, since=log_start), {"stages": stages}, stage)
+                                          read_log_tail(trainer_log, since=log_start), {"stages": stages}, stage)
             lowered = None
             if report.cause == "oom" and stops.count == 0 and stages and auto_micro_batch(run):
                 report, lowered = lower_micro_batch(report, stages[stage])
             will_restart = lowered is not None or (report.cause in RESTARTABLE_CAUSES and restarts_done < budget and stops.count == 0)
-            events.emit("exit", step, **report.to_event(), will_restart=will_restart)
-            _update_status(run, last_exit={**report.to_event(), "step": step})
+            events.emit("exit", step, **report.to_event(), will_restart=will_restart, **machine)
+            _update_status(own, last_exit={**report.to_event(), "step": step})
             if status.get("state") not in TERMINAL_STATES:
-                _update_status(run, state="failed", reason=report.cause, pid=None)
+                _update_status(own, state="failed", reason=report.cause, pid=None)
             if not will_restart:
                 return 0 if report.cause in ("ok", "stopped") else (report.exit_code or 1)
             shape: dict[str, Any] = {}
@@ -369,8 +385,8 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
                 budget += 1  # a restart at a lower micro-batch is not a crash: it spends none of the budget
             restarts_done += 1
             checkpoint = (status.get("last_checkpoint") or {}).get("path")
-            events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint, **shape)
-            _update_status(run, state="starting", reason="restart", restarts=restarts_done, restart_budget=budget)
+            events.emit("restart", step, attempt=restarts_done + 1, checkpoint=checkpoint, **shape, **machine)
+            _update_status(own, state="starting", reason="restart", restarts=restarts_done, restart_budget=budget)
             resume = True
     finally:
         events.close()

@@ -53,11 +53,19 @@ def test_a_sharding_strategy_with_one_process_is_a_warning_that_it_changes_nothi
     assert (plan["distributed"]["strategy"], plan["distributed"]["world_size"]) == ("fsdp", 1)
 
 
-def test_more_than_one_machine_is_refused_at_num_machines(write_recipe):
-    path = _tiny(write_recipe, "  num_processes: 4\n  num_machines: 2\n  main_process_ip: 10.0.0.1\n")
+def test_ddp_over_several_machines_is_planned_with_their_processes_each(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  num_processes: 4\n  num_machines: 2\n  main_process_ip: 10.0.0.1\n"), [])
+    section = plan["distributed"]
+    assert (section["world_size"], section["num_machines"], section["processes_per_machine"]) == (4, 2, 2)
+    assert (section["main_process_ip"], section["main_process_port"]) == ("10.0.0.1", 29500)
+    assert not [w for w in plan["warnings"] if w.startswith("distributed")]
+
+
+def test_a_recipe_naming_another_machine_than_0_is_refused_there_pointing_at_join(write_recipe):
+    path = _tiny(write_recipe, "  num_processes: 2\n  num_machines: 2\n  machine_rank: 1\n  main_process_ip: 10.0.0.1\n")
     [problem] = _errors(path)
-    assert (problem.field, problem.location.line) == ("distributed.num_machines", line_of(path, "num_machines:"))
-    assert "multi-node training is not wired yet" in problem.message and "num_machines: 1" in problem.hint
+    assert (problem.field, problem.location.line) == ("distributed.machine_rank", line_of(path, "machine_rank:"))
+    assert "omni-run join RUN --machine-rank K" in problem.hint
 
 
 def test_the_address_and_port_change_nothing_on_one_machine_and_are_warnings(write_recipe):
