@@ -128,6 +128,15 @@ def test_submit_hands_sbatch_the_script_in_the_run_folder_and_records_the_job_id
     assert "submitted SLURM job 4242" in out and f"omni-tui attach {run}" in out and "squeue -j 4242" in out
 
 
+def test_a_job_sbatch_refuses_is_reported_with_its_reason_and_the_script_is_kept(tmp_path, fake_sbatch, capsys):
+    fake_command(tmp_path / "bin", "sbatch", 'echo "sbatch: error: Batch job submission failed: Invalid account" >&2; exit 1')
+    assert main(["submit", str(RECIPE), "--slurm", "--account", "nope"]) == 1
+    err = capsys.readouterr().err
+    [run] = (tmp_path / "runs").iterdir()
+    assert "Invalid account" in err and f"sbatch {run / 'slurm' / 'submit.sbatch'}" in err
+    assert not (run / "slurm" / "jobs.jsonl").exists()
+
+
 def test_more_than_one_node_is_refused_with_the_plan_s_reason_and_nothing_is_submitted(tmp_path, fake_sbatch, capsys):
     assert main(["submit", str(RECIPE), "--slurm", "--nodes", "2"]) == 1
     err = capsys.readouterr().err
