@@ -36,20 +36,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="the (new or empty) folder for the run")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="make the run folder under this folder (default: output.runs_dir, `runs`)")
-    parser.add_argument("--nodes", type=int, default=None, metavar="N",
+    parser.add_argument("--nodes", type=_count, default=None, metavar="N",
                         help="nodes (default: the recipe's distributed.num_machines, 1); more than 1 is refused today")
-    parser.add_argument("--gpus-per-node", type=int, default=None, metavar="G",
+    parser.add_argument("--gpus-per-node", type=_count, default=None, metavar="G",
                         help="GPUs (training processes) per node (default: distributed.num_processes / nodes)")
     parser.add_argument("--time", dest="time_limit", default=None, metavar="HH:MM:SS",
                         help="the job's time limit (default: the partition's)")
     parser.add_argument("--partition", default=None, metavar="P")
     parser.add_argument("--account", default=None, metavar="A")
     parser.add_argument("--job-name", default=None, metavar="NAME", help="default: the recipe's name")
-    parser.add_argument("--cpus-per-task", type=int, default=None, metavar="C", help="CPUs for the job's one task (per node)")
+    parser.add_argument("--cpus-per-task", type=_count, default=None, metavar="C", help="CPUs for the job's one task (per node)")
     parser.add_argument("--preempt-grace", type=int, default=DEFAULT_PREEMPT_GRACE_S, metavar="SECONDS",
                         help=f"SIG{PREEMPT_SIGNAL} this long before the time limit: checkpoint and requeue "
                              f"(default {DEFAULT_PREEMPT_GRACE_S}); longer than a checkpoint takes to write")
     parser.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number, 1 or more")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         _explain_derived_fields(exc, derived)
         return EXIT_INVALID
-    job = _job(args, recipe.data, overrides, nodes, gpus_per_node)
+    job = _job(args, recipe_path, recipe.data, overrides, nodes, gpus_per_node)
     try:
         check_job(job)
     except SlurmOptionError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.run_dir is not None and job.run_dir.exists() and any(job.run_dir.iterdir()):
+        print(f"error: --run-dir {job.run_dir} already exists and is not empty; choose a new folder", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
         return _print_dry_run(job, plan.warnings)
@@ -88,11 +101,7 @@ def run(args: argparse.Namespace) -> int:
               "SLURM's commands are (a login node); `--dry-run` prints the batch script without submitting it",
               file=sys.stderr)
         return EXIT_INVALID
-    try:
-        job = dataclasses.replace(job, run_dir=_make_run_folder(args, recipe.data["name"], job))
-    except FileExistsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    job = dataclasses.replace(job, run_dir=_make_run_folder(args, recipe.data["name"], job))
     return _submit(sbatch, job, plan.warnings)
 
 
@@ -103,7 +112,7 @@ def _explain_derived_fields(exc, derived: dict[str, int]) -> None:
         print(f"note: omni-run submit set {field}={derived[field]} from {flags[field]} (docs/slurm.md)", file=sys.stderr)
 
 
-def _job(args: argparse.Namespace, data: dict, overrides: list[str], nodes: int, gpus_per_node: int):
+def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: list[str], nodes: int, gpus_per_node: int):
     """The job as it would be submitted; its run folder is the one that would be made now."""
     from omni_runner.run.rundir import run_folder_name
     from omni_runner.run.slurm import SlurmJob
@@ -115,7 +124,7 @@ def _job(args: argparse.Namespace, data: dict, overrides: list[str], nodes: int,
         run_dir = runs_dir.resolve() / run_folder_name(data["name"])
     capabilities = ["--capabilities", ",".join(args.capabilities)] if args.capabilities is not None else []
     return SlurmJob(
-        run_dir=run_dir, recipe=Path(args.recipe).resolve(), workdir=Path.cwd(), job_name=args.job_name or data["name"],
+        run_dir=run_dir, recipe=recipe_path, workdir=Path.cwd(), job_name=args.job_name or data["name"],
         train_options=tuple(option for value in overrides for option in ("--set", value)) + tuple(capabilities),
         nodes=nodes, gpus_per_node=gpus_per_node, time_limit=args.time_limit, partition=args.partition,
         account=args.account, cpus_per_task=args.cpus_per_task, preempt_grace_s=args.preempt_grace,
@@ -140,9 +149,8 @@ def _make_run_folder(args: argparse.Namespace, recipe_name: str, job) -> Path:
         run = create_run_dir(recipe_name, job.run_dir.parent)
     else:
         run = RunDir(job.run_dir)
-        if run.path.exists() and any(run.path.iterdir()):
-            raise FileExistsError(f"--run-dir {run.path} already exists and is not empty; choose a new folder")
         run.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(run.path, 0o700)  # mkdir's mode is filtered by the umask
     run.slurm.mkdir(mode=0o700)
     return run.path
 

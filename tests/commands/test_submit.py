@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -113,6 +114,15 @@ def test_a_dry_run_prints_the_script_and_writes_and_submits_nothing(tmp_path, fa
     assert "dry run: nothing written or submitted" in printed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "sbatch-record"]
     assert not any(fake_sbatch.iterdir())
+
+
+def test_submit_runs_on_a_login_node_without_importing_torch(tmp_path):
+    child = ("import sys; from omni_runner.cli import main; code = main(sys.argv[1:]); "
+             "print('torch' in sys.modules, file=sys.stderr); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", child, "submit", str(RECIPE), "--slurm", "--dry-run"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "False"
 
 
 def test_submit_hands_sbatch_the_script_in_the_run_folder_and_records_the_job_id(tmp_path, fake_sbatch, capsys):
