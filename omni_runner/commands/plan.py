@@ -41,7 +41,12 @@ def _count(parameters: int) -> str:
 
 def render(plan: dict[str, Any]) -> str:
     """A readable summary; `--json` has everything."""
-    lines = [f"plan for {plan['name']}: {plan['total_steps']} steps on a {plan['vram_gb']:g} GB device"]
+    layout = plan["distributed"]
+    devices = f"a {plan['vram_gb']:g} GB device"
+    if layout["world_size"] > 1:
+        devices = (f"{layout['world_size']} devices of {plan['vram_gb']:g} GB ({layout['strategy']}, {layout['processes_per_machine']} "
+                   f"processes on each of {layout['num_machines']} machine(s); micro_batch and grad_accum are per process)")
+    lines = [f"plan for {plan['name']}: {plan['total_steps']} steps on {devices}"]
     lines.append("models:")
     for slot, model in plan["models"].items():
         source = f"known table: {model['planned_from_table']}" if model["planned_from_table"] else "detected"
@@ -53,7 +58,8 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(f"  capabilities: {', '.join(stage['capabilities'])}")
         lines.append(
             f"  batch: micro_batch {stage['micro_batch']} x grad_accum {stage['grad_accum']}, seq_len {stage['seq_len']}, "
-            f"gradient checkpointing {'on' if stage['gradient_checkpointing'] else 'off'}"
+            f"gradient checkpointing {'on' if stage['gradient_checkpointing'] else 'off'}, "
+            f"global batch {layout['global_batch'][stage['name']]}"
         )
         for kind, shape in (stage.get("generation") or {}).items():
             lines.append(f"  {kind} decoder shape: latent {shape['latent_side']}x{shape['latent_side']}, {shape['frames']} frame(s)")

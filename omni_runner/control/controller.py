@@ -95,8 +95,10 @@ class Controller:
 
     # ------------------------------------------------------------ the boundary
 
-    def at_step_boundary(self, step: int, save_checkpoint: SaveCheckpoint) -> bool:
-        """Act on everything pending; block while paused or cooling. False means: stop training now."""
+    def at_step_boundary(self, step: int, save_checkpoint: SaveCheckpoint,
+                         while_waiting: Callable[[], None] | None = None) -> bool:
+        """Act on everything pending; block while paused or cooling, calling `while_waiting` about ten
+        times a second (the other ranks' heartbeat). False means: stop training now."""
         self.step = step
         if self.machine.checkpoint_due(step) and step != self._last_checkpoint_step:
             self._checkpoint(save_checkpoint, "scheduled")
@@ -114,6 +116,8 @@ class Controller:
                 return False
             if target.state not in (PAUSED, COOLING):
                 return True
+            if while_waiting:
+                while_waiting()
             time.sleep(_WAIT_TICK_S)
 
     def rolled_back(self, step: int, save_checkpoint: SaveCheckpoint) -> Path | None:

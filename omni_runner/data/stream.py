@@ -18,6 +18,7 @@ exactly what a checkpoint needs: the sample that did not fit is drawn again afte
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,10 +145,11 @@ class SampleStream:
     def __init__(
         self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
         *, processor: Any = None, thinker: Any = None, num_workers: int = 0, external: ExternalFeatures | None = None,
-        generation: GenerationSamples | None = None,
+        generation: GenerationSamples | None = None, shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.sources = sources
         self.mixer = mixer
+        self.shard = shard  # (rank, world size): this rank takes the mixer's draws number rank, rank + world, ...
         self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external, generation)
         self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
@@ -160,10 +162,16 @@ class SampleStream:
         return self
 
     def draws(self) -> Iterator[tuple[Draw, dict[str, Any]]]:
-        """Draws from the mixer's current state, skipping records already known to be unusable."""
+        """This rank's draws from the mixer's current state, skipping records already known to be unusable.
+
+        Sharding by draw number keeps one global order: the ranks of a step together see the samples a
+        single process with the same global batch would see, and each rank's position is the mixer state.
+        """
+        rank, world = self.shard
         while True:
+            number = self.mixer.draws
             draw = self.mixer.next()
-            if draw.position not in self.unrenderable[draw.dataset]:
+            if number % world == rank and draw.position not in self.unrenderable[draw.dataset]:
                 yield draw, self.mixer.state_dict()
 
     def _start(self) -> Iterator[Prepared]:
@@ -199,16 +207,26 @@ class SampleStream:
         """Stop the worker processes (a new stage or a resume starts new ones)."""
         self._prepared = None
 
-    def report(self) -> dict[str, Any]:
+    def report(self, other_ranks: list[dict[str, Any]] = ()) -> dict[str, Any]:
         """The `data` event's fields: skipped counts per data set, the first bad records, samples seen
-        (per capability and per data set)."""
+        (per capability and per data set). `other_ranks`: the other ranks' `state_dict()`s, whose
+        shards' skipped records and samples count too (records bad on disk every rank finds alike)."""
         bad = [b for source in self.sources.values() for b in source.bad]
         bad += [b for records in self.unrenderable.values() for b in records.values()]
+        bad += [BadRecord(name, self.sources[name].location(position), reason) for state in other_ranks
+                for name, records in state["unrenderable"].items() if name in self.sources for position, reason in records]
+        seen, seen_by_dataset = Counter(self.seen), Counter(self.seen_by_dataset)
+        for state in other_ranks:
+            seen.update(state["seen"])
+            seen_by_dataset.update(state["seen_by_dataset"])
+        unrenderable = Counter({n: len(records) for n, records in self.unrenderable.items()})
+        for state in other_ranks:
+            unrenderable.update({n: len(records) for n, records in state["unrenderable"].items()})
         return {
-            "skipped": {n: len(s.bad) + len(self.unrenderable[n]) for n, s in self.sources.items()},
+            "skipped": {n: len(s.bad) + unrenderable[n] for n, s in self.sources.items()},
             "bad_records": [b.to_json() for b in bad[:SHOWN_BAD_RECORDS]],
-            "seen": dict(self.seen),
-            "seen_by_dataset": dict(self.seen_by_dataset),
+            "seen": dict(seen),
+            "seen_by_dataset": dict(seen_by_dataset),
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
 from omni_runner.plan.architectures import group_size
-from omni_runner.plan.fit import Fit, Precision, Shape, fit_stage, native_generation_shape
+from omni_runner.plan.distribution import Layout, batch_decision, memory_decision
+from omni_runner.plan.fit import Fit, Precision, Shape, estimate, fit_stage, native_generation_shape
 from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
@@ -77,13 +78,17 @@ class Plan:
     modality_sources: dict[str, str]
     total_steps: int | None
     vram_gb: float
+    layout: Layout
+    precision: Precision  # how the base model's weights are held, for estimates at other shapes (benchmarks)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        global_batches = {s.name: s.fit.shape.micro_batch * s.fit.shape.grad_accum * self.layout.world_size for s in self.stages}
         return {
             "name": self.name,
             "total_steps": self.total_steps,
             "vram_gb": self.vram_gb,
+            "distributed": self.layout.to_json(global_batches),
             "stages": [s.to_json() for s in self.stages],
             "mixture": total_mixture([s.mixture for s in self.stages]),
             "models": {slot: {**m.detection.to_json(), "planned_from_table": m.from_table} for slot, m in self.models.items()},
@@ -106,9 +111,10 @@ def compile_plan(recipe: Any) -> Plan:
     vram = (data.get("hardware") or {}).get("vram_gb", 16)
     vram_gb = float(min(vram) if isinstance(vram, list) else vram)
     precision = _precision(data, models["base_model"])
+    layout = Layout.from_recipe(data)
     stage_specs = _stage_specs(data, recipe, diagnostics)
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
-    stages = [_compile_stage(spec, models, sources, precision, vram_gb, recipe, diagnostics) for spec in stage_specs]
+    stages = [_compile_stage(spec, models, sources, precision, layout, vram_gb, recipe, diagnostics) for spec in stage_specs]
     _raise_on_errors(diagnostics)
     diagnostics += _estimate_notes(recipe) + _recovery_notes(recipe)
     return Plan(
@@ -118,6 +124,8 @@ def compile_plan(recipe: Any) -> Plan:
         modality_sources=sources,
         total_steps=total_steps,
         vram_gb=vram_gb,
+        layout=layout,
+        precision=precision,
         warnings=[_warning_text(d) for d in diagnostics if d.severity != ERROR],
     )
 
@@ -250,6 +258,7 @@ def _compile_stage(
     models: dict[str, PlannedModel],
     sources: dict[str, str],
     precision: Precision,
+    layout: Layout,
     vram_gb: float,
     recipe: Any,
     diagnostics: list[Diagnostic],
@@ -267,20 +276,25 @@ def _compile_stage(
         checkpointing=policy == "on",
         generation=native_generation_shape(modules),
     )
-    fit = fit_stage(modules, shape, precision, vram_gb, policy)
+    fit = fit_stage(modules, shape, precision, vram_gb, policy, layout.split)
     scope = _scope_decisions(capabilities) + _asr_decisions(models) + _expert_decisions(models, training, train)
     if not fit.fits and (recipe.data.get("hardware") or {}).get("device") != "cpu":
         need = fit.estimate.total / 1024**3
         diagnostics.append(error(
-            f"stage {spec['name']!r} needs about {need:.1f} GB even after {len(fit.decisions)} adjustment(s) "
+            f"stage {spec['name']!r} needs about {need:.1f} GB per device even after {len(fit.decisions)} adjustment(s) "
             f"({'; '.join(d['what'] for d in fit.decisions) or 'none allowed'}), more than the {vram_gb:g} GB card",
             _where(recipe, ("hardware", "vram_gb")), "hardware.vram_gb",
             "use a quantized base (gptq-int4, bnb-4bit), a shorter training.seq_len, fewer capabilities per stage"
-            + (", gradient_checkpointing: auto" if policy == "off" else "") + ", or a larger card",
+            + (", gradient_checkpointing: auto" if policy == "off" else "") + ", or a larger card"
+            + (f" (with {layout.strategy}, every process holds the whole model: more processes do not lower it)"
+               if layout.world_size > 1 and not layout.split.parameters else ""),
         ))
         return None
-    global_batch = fit.shape.micro_batch * fit.shape.grad_accum
+    global_batch = fit.shape.micro_batch * fit.shape.grad_accum * layout.world_size
     steps = int(spec.get("max_steps") or 0)
+    one_process = estimate(modules, fit.shape, precision)
+    spread = [d for d in (batch_decision(layout, fit.shape.micro_batch, fit.shape.grad_accum),
+                          memory_decision(layout, one_process, fit.estimate)) if d]
     return StagePlan(
         name=spec["name"],
         capabilities=capabilities,
@@ -290,7 +304,7 @@ def _compile_stage(
         modules=modules,
         fit=fit,
         mixture=stage_mixture(recipe.data, capabilities, steps * global_batch),
-        decisions=scope + fit.decisions,
+        decisions=scope + fit.decisions + spread,
     )
 
 

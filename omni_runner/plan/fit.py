@@ -41,7 +41,9 @@ class Precision:
     on_accelerator: bool = True
 
 
-def estimate(modules: StageModules, shape: Shape, precision: Precision) -> MemoryEstimate:
+def estimate(modules: StageModules, shape: Shape, precision: Precision, split: memory.Sharding = memory.UNSHARDED) -> MemoryEstimate:
+    """Peak memory of one device training the stage at `shape`: the whole training state, then the
+    device's share of it under `split` (memory.per_device)."""
     result = MemoryEstimate(context=memory.CUDA_CONTEXT_BYTES if precision.on_accelerator else 0.0)
     dtype_bytes = memory.BYTES_PER_DTYPE.get(precision.dtype, 2.0)
     for group in modules.frozen + modules.trainable:
@@ -63,7 +65,7 @@ def estimate(modules: StageModules, shape: Shape, precision: Precision) -> Memor
     result.optimizer = (trainable_added + trainable_base) * memory.ADAM_STATE_BYTES + trainable_base * memory.MASTER_COPY_BYTES
     result.gradients = trainable_added * memory.GRADIENT_BYTES + trainable_base * dtype_bytes
     result.activations = _activations(modules, shape, precision, dtype_bytes)
-    return result
+    return memory.per_device(result, split, memory.gathered_bytes(modules.language_model, dtype_bytes))
 
 
 def _activations(modules: StageModules, shape: Shape, precision: Precision, dtype_bytes: float) -> float:
@@ -145,11 +147,18 @@ class Fit:
     fits: bool
 
 
-def fit_stage(modules: StageModules, shape: Shape, precision: Precision, vram_gb: float, checkpointing_policy: str) -> Fit:
-    """Turn knobs until the estimate is within `vram_gb`, recording each decision and its reason."""
+def fit_stage(
+    modules: StageModules,
+    shape: Shape,
+    precision: Precision,
+    vram_gb: float,
+    checkpointing_policy: str,
+    split: memory.Sharding = memory.UNSHARDED,
+) -> Fit:
+    """Turn knobs until one device's estimate under `split` is within `vram_gb`, recording each decision and its reason."""
     decisions: list[dict[str, str]] = []
     budget = vram_gb * GIB
-    current = estimate(modules, shape, precision)
+    current = estimate(modules, shape, precision, split)
 
     def over() -> bool:
         return current.total > budget
@@ -160,7 +169,7 @@ def fit_stage(modules: StageModules, shape: Shape, precision: Precision, vram_gb
     if over() and not shape.checkpointing and checkpointing_policy == "auto":
         before = current.total
         shape = replace(shape, checkpointing=True)
-        current = estimate(modules, shape, precision)
+        current = estimate(modules, shape, precision, split)
         decisions.append({
             "what": "gradient checkpointing on",
             "why": f"estimated {gb(before)} > {vram_gb:g} GB; keeping only each layer's input cuts activations to {gb(current.activations)} (total {gb(current.total)})",
@@ -169,10 +178,10 @@ def fit_stage(modules: StageModules, shape: Shape, precision: Precision, vram_gb
         before, old = current.total, shape
         new_micro = shape.micro_batch // 2 if shape.micro_batch % 2 == 0 else 1
         shape = replace(shape, micro_batch=new_micro, grad_accum=shape.grad_accum * shape.micro_batch // new_micro)
-        current = estimate(modules, shape, precision)
+        current = estimate(modules, shape, precision, split)
         decisions.append({
             "what": f"micro_batch {old.micro_batch} -> {shape.micro_batch}, grad_accum {old.grad_accum} -> {shape.grad_accum}",
-            "why": f"estimated {gb(before)} > {vram_gb:g} GB; global batch stays {shape.micro_batch * shape.grad_accum} (total now {gb(current.total)})",
+            "why": f"estimated {gb(before)} > {vram_gb:g} GB; global batch stays {shape.micro_batch * shape.grad_accum * split.world_size} (total now {gb(current.total)})",
         })
     while over():
         smaller = _smaller_generation(shape)
@@ -180,7 +189,7 @@ def fit_stage(modules: StageModules, shape: Shape, precision: Precision, vram_gb
             break
         before, what = current.total, smaller[1]
         shape = smaller[0]
-        current = estimate(modules, shape, precision)
+        current = estimate(modules, shape, precision, split)
         decisions.append({"what": what, "why": f"estimated {gb(before)} > {vram_gb:g} GB at micro_batch 1; decoder activations dominate (total now {gb(current.total)})"})
     return Fit(shape, current, decisions, not over())
 

@@ -8,7 +8,7 @@ be a little pessimistic: a plan that fits here should fit on the card.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omni_runner.param_count import projection_shapes
@@ -172,7 +172,7 @@ def unet_activation_bytes(
 
 @dataclass
 class MemoryEstimate:
-    """Bytes per category; `estimate_gb` adds overhead (context + fragmentation) on top."""
+    """Bytes per category on one device; `estimate_gb` adds overhead (context + fragmentation) on top."""
 
     weights: float = 0.0
     adapters: float = 0.0
@@ -180,20 +180,87 @@ class MemoryEstimate:
     gradients: float = 0.0
     activations: float = 0.0
     decoders: float = 0.0
+    gathered: float = 0.0  # sharded parameters gathered whole while a device computes with them (per_device)
     context: float = CUDA_CONTEXT_BYTES  # 0 on CPU: no CUDA context to pay for
 
     @property
+    def payload(self) -> float:
+        return self.weights + self.adapters + self.optimizer + self.gradients + self.activations + self.decoders + self.gathered
+
+    @property
     def overhead(self) -> float:
-        payload = self.weights + self.adapters + self.optimizer + self.gradients + self.activations + self.decoders
-        return self.context + FRAGMENTATION * payload
+        return self.context + FRAGMENTATION * self.payload
 
     @property
     def total(self) -> float:
-        return self.weights + self.adapters + self.optimizer + self.gradients + self.activations + self.decoders + self.overhead
+        return self.payload + self.overhead
 
     def to_json(self) -> dict[str, Any]:
-        parts = ("weights", "adapters", "optimizer", "gradients", "activations", "decoders", "overhead")
+        parts = ("weights", "adapters", "optimizer", "gradients", "activations", "decoders", "gathered", "overhead")
         return {
             "estimate_gb": round(self.total / GIB, 2),
             "breakdown": {name: round(getattr(self, name) / GIB, 2) for name in parts},
         }
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Which parts of the training state a distributed strategy splits over its `world_size` processes;
+    every device holds 1/world_size of a split part and the whole of the rest. Activations are never
+    split: each process runs its own micro-batch."""
+
+    world_size: int = 1
+    parameters: bool = False
+    gradients: bool = False
+    optimizer: bool = False
+
+
+UNSHARDED = Sharding()
+
+# What each `distributed.strategy` splits: DDP replicates everything; ZeRO-2 splits gradients and the
+# optimizer state (with the fp32 master copy); ZeRO-3 and FSDP2 with FULL_SHARD split the parameters too.
+STRATEGY_SHARDS: dict[str, tuple[str, ...]] = {
+    "ddp": (),
+    "deepspeed-zero2": ("gradients", "optimizer"),
+    "deepspeed-zero3": ("parameters", "gradients", "optimizer"),
+    "fsdp": ("parameters", "gradients", "optimizer"),
+}
+
+
+def sharding(strategy: str, world_size: int) -> Sharding:
+    """How `strategy` splits the training state over `world_size` processes (one process splits nothing)."""
+    if world_size == 1:
+        return UNSHARDED
+    return Sharding(world_size, **{part: True for part in STRATEGY_SHARDS[strategy]})
+
+
+def gathered_bytes(language_model: dict[str, Any], dtype_bytes: float) -> float:
+    """What a device holds whole, beyond its shard, when parameters are split (FSDP2, ZeRO-3): the root
+    unit (embeddings and output head, which FSDP2 keeps gathered from forward to backward) plus one
+    decoder block being computed and the next one being prefetched. The towers' units are smaller than
+    a language-model block and run before it, so they add nothing to the peak."""
+    layers = max(int(language_model.get("layers") or 1), 1)
+    blocks = float(language_model.get("quantizable") or 0)
+    root = float(language_model.get("parameters") or 0) - blocks
+    return (root + 2 * blocks / layers) * dtype_bytes
+
+
+def per_device(whole: MemoryEstimate, split: Sharding, gathered: float) -> MemoryEstimate:
+    """One device's share of `whole` (a one-process estimate) under `split`.
+
+    Split parts are divided by the world size. Split parameters cost `gathered` on top (gathered_bytes).
+    With more than one process and unsplit gradients (DDP), the reducer's buckets hold a second copy of
+    the trainable gradients while they are averaged (accelerate leaves gradient_as_bucket_view off).
+    Frozen generation decoders sit beside the wrapped model and stay whole.
+    """
+    if split.world_size == 1:
+        return whole
+    n = split.world_size
+    return replace(
+        whole,
+        weights=whole.weights / n if split.parameters else whole.weights,
+        adapters=whole.adapters / n if split.parameters else whole.adapters,
+        optimizer=whole.optimizer / n if split.optimizer else whole.optimizer,
+        gradients=whole.gradients / n if split.gradients else 2 * whole.gradients,
+        gathered=gathered if split.parameters else 0.0,
+    )

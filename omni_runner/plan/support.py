@@ -60,8 +60,33 @@ UNTRAINED_OUTPUTS: dict[str, str] = {
                   "original model's own speech), and a stage with `train: [talker]` realigns the talker (docs/speech.md)"),
 }
 
-_ONE_PROCESS = Gap("multi-process training is not wired: the trainer runs one process on one device",
-                   "remove the field (training runs on one device)")
+# `distributed:` as the trainer runs it: one process, or `ddp` over the processes of one machine under
+# `accelerate launch`. Sharding strategies and more machines are refused at their line until they run.
+_SHARDED_INSTEAD = ("use strategy: ddp (every device holds the whole model), or one process; `omni-run plan` shows the "
+                    "per-device estimate of either, and docs/distributed.md what each sharding strategy would need per device")
+UNWIRED_STRATEGIES: dict[str, Gap] = {
+    "fsdp": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; FSDP2's sharded checkpoints "
+                "and a consolidated final/ are not written)", _SHARDED_INSTEAD),
+    "deepspeed-zero2": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; DeepSpeed's engine "
+                           "and its checkpoints are not wired)", _SHARDED_INSTEAD),
+    "deepspeed-zero3": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; DeepSpeed's engine, "
+                           "its checkpoints and gathering the talker and token2wav for a consolidated final/ are not wired)",
+                           _SHARDED_INSTEAD),
+}
+MULTI_MACHINE = Gap("multi-node training is not wired yet: the trainer starts its processes on one machine only",
+                    "set num_machines: 1, with num_processes up to the number of GPUs of that machine")
+# Parts that train beside the model the trainer wraps in DDP (LoadedModel.model), so with more than one process
+# their gradients would not be averaged and every process would drift its own way.
+SINGLE_PROCESS_PARTS: dict[str, Gap] = {
+    "generation": Gap("image and video generation are not wired under multiple processes yet: the query tokens, "
+                      "connectors and decoder adapters train beside the DDP-wrapped model",
+                      "train it with num_processes: 1, in a recipe (or run) of its own"),
+    "talker": Gap("the talker realign is not wired under multiple processes yet: the talker trains beside the "
+                  "DDP-wrapped thinker", "run the talker stage with num_processes: 1, in a recipe (or run) of its own"),
+    "encoders": Gap("external encoders are not wired under multiple processes yet: their projectors train beside the "
+                    "DDP-wrapped model", "use the base model's own towers (remove the encoder), or num_processes: 1"),
+}
+_GENERATION_OUTPUTS = frozenset({"image_out", "video_out"})
 
 _FROZEN_ENCODER = Gap("external encoders stay frozen: only their projectors train (vision_projector, audio_projector)",
                       "remove freeze (the encoder stays frozen)")
@@ -75,11 +100,6 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
     ("encoders", "audio", "freeze"): _FROZEN_ENCODER,
     ("decoders", "image", "resident"): _RESIDENT_DECODER,
     ("decoders", "video", "resident"): _RESIDENT_DECODER,
-    ("distributed", "strategy"): _ONE_PROCESS,
-    ("distributed", "num_processes"): _ONE_PROCESS,
-    ("distributed", "num_machines"): _ONE_PROCESS,
-    ("distributed", "zero_stage"): _ONE_PROCESS,
-    ("distributed", "launcher"): _ONE_PROCESS,
     ("training", "epochs"): Gap("the trainer runs a fixed number of optimizer steps; epochs are not turned into steps",
                                 "set training.max_steps (or max_steps per stage) instead"),
 }
@@ -132,8 +152,47 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
         *_formats(recipe),
         *_groups(recipe),
         *_ignored_fields(recipe),
+        *_distributed(recipe),
         *_trackers(recipe),
     ]
+
+
+def _distributed(recipe: Any) -> Iterator[Diagnostic]:
+    """What the trainer cannot do with the recipe's process layout: refused at the line that asks for it;
+    settings that change nothing with this layout are a warning there."""
+    data = recipe.data
+    section = data["distributed"]
+    processes, machines, strategy = section["num_processes"], section["num_machines"], section["strategy"]
+    if machines > 1:
+        yield _refusal(recipe, f"distributed.num_machines is {machines}", MULTI_MACHINE, ("distributed", "num_machines"))
+    else:
+        if section["main_process_ip"] is not None:
+            yield _no_effect(recipe, "main_process_ip", "on one machine (its processes meet on it)")
+        if section["main_process_port"] != _schema_default(("distributed", "main_process_port")):
+            yield _no_effect(recipe, "main_process_port", "on one machine (the launcher picks a free port, so two runs never share one)")
+    if processes == 1:
+        if strategy != "ddp":
+            yield _no_effect(recipe, "strategy", "with one process (it trains on one device)")
+        return
+    what = f"with {processes} processes"
+    if strategy in UNWIRED_STRATEGIES:
+        yield _refusal(recipe, f"distributed.strategy {strategy} {what}", UNWIRED_STRATEGIES[strategy], ("distributed", "strategy"))
+    for name in enabled_capabilities(data):
+        if CAPABILITIES[name].requires & _GENERATION_OUTPUTS:
+            yield _refusal(recipe, f"capability {name!r} {what}", SINGLE_PROCESS_PARTS["generation"], ("capabilities", name))
+    for index, stage in enumerate(data.get("stages") or ()):
+        if "talker" in (stage.get("train") or ()):
+            path = ("stages", index, "train", stage["train"].index("talker"))
+            yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {what}", SINGLE_PROCESS_PARTS["talker"], path)
+    for slot in ("vision", "audio"):
+        if (data.get("encoders") or {}).get(slot) is not None:
+            yield _refusal(recipe, f"encoders.{slot} {what}", SINGLE_PROCESS_PARTS["encoders"], ("encoders", slot))
+
+
+def _no_effect(recipe: Any, key: str, why: str) -> Diagnostic:
+    path = ("distributed", key)
+    return warning(f"{field_name(path)} is {recipe.data['distributed'][key]!r}, which has no effect {why}",
+                   recipe.location(path), field_name(path))
 
 
 def _trackers(recipe: Any) -> Iterator[Diagnostic]:

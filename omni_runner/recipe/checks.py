@@ -28,6 +28,7 @@ def cross_field_diagnostics(document: Document, invalid: set[RecipePath]) -> lis
         *_all_disabled(document),
         *_stage_problems(document, broken),
         *_thermal_problems(document, broken),
+        *_distributed_problems(document, broken),
     ]
 
 
@@ -85,6 +86,30 @@ def _thermal_problems(document: Document, broken: Callable[..., bool]) -> Iterat
                     field_name(path), "training resumes once every GPU has cooled below resume_c")
 
 
+def _distributed_problems(document: Document, broken: Callable[..., bool]) -> Iterator[Diagnostic]:
+    """The process layout must be one accelerate can launch: the same number of processes on every
+    machine, a rank for this machine among them, and an address the other machines can reach."""
+    section = _mapping(document.data.get("distributed"))
+    processes, machines, rank = section.get("num_processes"), section.get("num_machines"), section.get("machine_rank")
+    if not (_count(processes) and _count(machines)) or broken(("distributed", "num_processes"), ("distributed", "num_machines")):
+        return
+    if processes % machines:
+        path = ("distributed", "num_processes")
+        lower, upper = machines * (processes // machines), machines * (processes // machines + 1)
+        choices = f"{lower} or {upper}" if lower else str(upper)
+        yield error(f"num_processes ({processes}) is not a multiple of num_machines ({machines})", document.locate(path),
+                    field_name(path), f"every machine runs the same number of processes, and num_processes counts them on all "
+                    f"machines together: use {choices}")
+    if _count(rank) and rank >= machines and not broken(("distributed", "machine_rank")):
+        path = ("distributed", "machine_rank")
+        yield error(f"machine_rank ({rank}) must be below num_machines ({machines})", document.locate(path),
+                    field_name(path), f"machine ranks run from 0 (the main machine) to {machines - 1}")
+    if machines > 1 and section.get("main_process_ip") is None:
+        path = ("distributed", "num_machines")
+        yield error(f"num_machines is {machines}, and main_process_ip is not set", document.locate(path), field_name(path),
+                    "set distributed.main_process_ip to the address of the machine with machine_rank 0, which the others connect to")
+
+
 def remote_code_warnings(document: Document) -> list[Diagnostic]:
     """`trust_remote_code: true` runs Python files from the model folder when it loads: say so where it is set."""
     if _mapping(document.data.get("base_model")).get("trust_remote_code") is not True:
@@ -119,6 +144,10 @@ def _mapping(value: Any) -> dict:
 
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(value: Any) -> bool:

@@ -69,6 +69,23 @@ class EventLog:
         self.close()
 
 
+class RankEventLog(EventLog):
+    """A non-zero rank's share of the event log: its errors only, tagged with the rank and host.
+
+    Rank 0 reports the run (steps, checkpoints, state); the other ranks compute the same numbers, and
+    only their failures say something rank 0 cannot.
+    """
+
+    def __init__(self, path: Path, identity: dict[str, Any]) -> None:
+        super().__init__(path)
+        self.identity = identity
+
+    def emit(self, type: str, step: int, **fields: Any) -> dict[str, Any]:
+        if type != "error":
+            return {"type": type, "step": int(step), **fields}
+        return super().emit(type, step, **fields, **self.identity)
+
+
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Yield the well-formed events of a log, skipping corrupt and partial lines."""
     try:

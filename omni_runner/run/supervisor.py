@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +37,7 @@ from omni_runner.run.batch_shape import (
 )
 from omni_runner.run.events import EventLog
 from omni_runner.run.exit_codes import TrainerExit
+from omni_runner.run.launcher import first_rank_failure, rank_lines, trainer_command, world_size
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import ACTIVE_STATES, read_status, write_json_atomic
 
@@ -60,6 +60,8 @@ class ExitReport:
     cause: str  # ok | stopped | interrupted | oom | nan | killed | error
     explanation: str
     suggestion: str | None
+    rank: int | None = None  # with several processes: the rank that failed first, and its host
+    host: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class ExitReport:
             "cause": self.cause,
             "explanation": self.explanation,
             "suggestion": self.suggestion,
+            **({"rank": self.rank, "host": self.host} if self.rank is not None else {}),
         }
 
 
@@ -105,6 +108,20 @@ def classify_exit(returncode: int, final_state: str | None, log_tail: str, plan:
     last_error = _last_error_line(log_tail)
     why = f"The trainer failed with exit code {returncode}" + (f": {last_error}" if last_error else ".")
     return ExitReport(returncode, None, "error", why, "See trainer.log in the run folder for the full traceback.")
+
+
+def classify_launch_exit(returncode: int, final_state: str | None, log_tail: str, plan: dict[str, Any],
+                         stage: int = 0) -> ExitReport:
+    """`classify_exit` of one trainer start; when a launcher ran several ranks and one failed, the cause is
+    that rank's own exit, named with its rank and host (the launcher stopped the others)."""
+    failure = first_rank_failure(log_tail) if returncode != 0 else None
+    if failure is None:
+        return classify_exit(returncode, final_state, log_tail, plan, stage)
+    report = classify_exit(failure.exit_code, final_state, rank_lines(log_tail, failure.rank), plan, stage)
+    pid = f", pid {failure.pid}" if failure.pid else ""
+    return replace(report, rank=failure.rank, host=failure.host, explanation=(
+        f"Rank {failure.rank} on {failure.host}{pid} failed first, and the launcher stopped the other ranks. "
+        f"{report.explanation}"))
 
 
 def lower_micro_batch(report: ExitReport, stage: dict[str, Any]) -> tuple[ExitReport, tuple[int, int] | None]:
@@ -212,36 +229,59 @@ def _update_status(run: RunDir, **fields: Any) -> None:
     write_json_atomic(run.status, data)
 
 
-class _StopRequests:
-    """Turns Ctrl-C / SIGTERM on the supervisor into graceful, then immediate, stops of the child."""
+class _Trainer:
+    """The running trainer as signals see it: the child, or under a launcher, rank 0 and its peers.
 
-    def __init__(self) -> None:
-        self.count = 0
+    Control signals go to the process whose controller acts on them: the child itself with one
+    process; with several, rank 0 (its pid is in status.json once it is up), which tells the other
+    ranks. SIGKILL goes to every rank and the launcher, so none is left training on its own.
+    """
+
+    def __init__(self, run: RunDir, distributed: bool) -> None:
+        self.run = run
+        self.distributed = distributed
         self.child: subprocess.Popen | None = None
+
+    def send(self, signum: int) -> None:
+        """Deliver `signum`; dropped between a crash and its restart, when there is no trainer."""
+        if self.child is None or self.child.poll() is not None:
+            return
+        if not self.distributed:
+            self.child.send_signal(signum)
+            return
+        status = read_status(self.run.path) or {}
+        if signum == signal.SIGKILL:
+            for rank in status.get("ranks") or []:
+                if isinstance(rank, dict) and is_alive(rank.get("pid")):
+                    os.kill(rank["pid"], signum)
+            self.child.send_signal(signum)
+        elif is_alive(status.get("pid")):
+            os.kill(status["pid"], signum)
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            self.child.send_signal(signum)  # the ranks are still starting: the launcher stops them all
+
+
+class _StopRequests:
+    """Turns Ctrl-C / SIGTERM on the supervisor into graceful, then immediate, stops of the trainer."""
+
+    def __init__(self, trainer: _Trainer) -> None:
+        self.count = 0
+        self.trainer = trainer
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
-        if self.child is None or self.child.poll() is not None:
-            return
         # 1st: graceful (checkpoint and stop); 2nd: the controller's "stop at once"; then SIGKILL.
-        forwarded = {1: signal.SIGTERM, 2: signal.SIGINT}.get(self.count, signal.SIGKILL)
-        self.child.send_signal(forwarded)
+        self.trainer.send({1: signal.SIGTERM, 2: signal.SIGINT}.get(self.count, signal.SIGKILL))
 
 
-def _forwarder(stops: _StopRequests) -> Callable[[int, object], None]:
+def _forwarder(trainer: _Trainer) -> Callable[[int, object], None]:
     """SIGUSR1 (pause/resume) and SIGUSR2 (checkpoint) sent to `omni-run` reach the trainer, so a user
-    may signal either process. Between a crash and its restart there is no trainer and the signal is dropped."""
+    may signal either process."""
 
     def forward(signum: int, frame: object) -> None:
-        child = stops.child
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
+        trainer.send(signum)
 
     return forward
-
-
-def trainer_command(run: RunDir, resume: bool) -> list[str]:
-    return [sys.executable, "-m", "omni_runner.train", str(run.path), *(["--resume"] if resume else [])]
 
 
 _PR_SET_PDEATHSIG = 1
@@ -279,21 +319,24 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
     status = read_status(run.path) or {}
     restarts_done = _count(status.get("restarts")) or 0
     budget = restart_budget(run, status, restarts)
-    stops = _StopRequests()
+    trainer = _Trainer(run, distributed=world_size(plan) > 1)
+    stops = _StopRequests(trainer)
     previous = {sig: signal.signal(sig, stops) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous.update({sig: signal.signal(sig, _forwarder(stops)) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
+    previous.update({sig: signal.signal(sig, _forwarder(trainer)) for sig in (signal.SIGUSR1, signal.SIGUSR2)})
     events = EventLog(run.events)
     try:
         while True:
-            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget)
+            # No trainer pid until the new one writes its own: signals must not reach a dead attempt's.
+            _update_status(run, supervisor_pid=os.getpid(), restarts=restarts_done, restart_budget=budget,
+                           pid=None, ranks=None)
             with open(run.trainer_log, "ab") as log:
                 # preexec_fn is unsafe only with threads running, and the supervisor starts none.
                 log_start = log.tell()
-                stops.child = subprocess.Popen(
-                    trainer_command(run, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                trainer.child = subprocess.Popen(
+                    trainer_command(run, plan, resume), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True, preexec_fn=_stop_when_orphaned(os.getpid()),  # noqa: PLW1509
                 )
-            while stops.child.poll() is None:
+            while trainer.child.poll() is None:
                 if on_tick:
                     on_tick()
                 time.sleep(_POLL_S)
@@ -303,8 +346,8 @@ def supervise(run: RunDir, resume: bool = False, on_tick: Callable[[], None] | N
             step = int(status.get("step") or 0)
             stages = stages_now(run, plan)
             stage = stage_at_step(stages, step) if stages else 0
-            report = classify_exit(stops.child.returncode, status.get("state"), read_log_tail(run.trainer_log, since=log_start),
-                                   {"stages": stages}, stage)
+            report = classify_launch_exit(trainer.child.returncode, status.get("state"),
+                                          read_log_tail(run.trainer_log, since=log_start), {"stages": stages}, stage)
             lowered = None
             if report.cause == "oom" and stops.count == 0 and stages and auto_micro_batch(run):
                 report, lowered = lower_micro_batch(report, stages[stage])

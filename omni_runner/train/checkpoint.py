@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ class CheckpointContents:
     scaler: dict[str, Any] | None
     rng: dict[str, Any]
     trainer_state: dict[str, Any]  # JSON: step, stage, tokens, samples, skipped_steps, data, hashes
+    rank_rng: list[dict[str, Any]] = field(default_factory=list)  # every rank's RNG state; empty with one process
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ def _write_files(folder: Path, contents: CheckpointContents) -> None:
     """Write every file; a failing write (disk full, quota, I/O error) raises OSError with its errno."""
     _save_weights({name: t.detach().contiguous().cpu() for name, t in contents.weights.items()}, folder / WEIGHTS_FILE)
     _save_torch(contents.optimizer, folder / OPTIMIZER_FILE)
-    _save_torch({"scheduler": contents.scheduler, "scaler": contents.scaler, "rng": contents.rng},
-                folder / TRAINING_STATE_FILE)
+    _save_torch({"scheduler": contents.scheduler, "scaler": contents.scaler, "rng": contents.rng,
+                 "rank_rng": contents.rank_rng}, folder / TRAINING_STATE_FILE)
     (folder / TRAINER_STATE_FILE).write_text(json.dumps(contents.trainer_state, indent=2, sort_keys=True))
 
 
@@ -335,4 +336,39 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Che
         scaler=training_state["scaler"],
         rng=training_state["rng"],
         trainer_state=trainer_state,
+        rank_rng=training_state.get("rank_rng") or [],
     )
+
+
+# ---------------------------------------------------------------- ranks
+
+
+@dataclass(frozen=True)
+class RankShare:
+    """What one rank resumes from a checkpoint besides the shared weights: its data position and RNG."""
+
+    data: dict[str, Any]
+    rng: dict[str, Any] | None  # None: this rank's generators are not restored (a different world size)
+    note: str | None  # why the resume is not exact, for the user
+
+
+def rank_share(contents: CheckpointContents, rank: int, world_size: int) -> RankShare:
+    """Rank `rank`'s part of a checkpoint written by `trainer_state["world_size"]` processes (1 if absent).
+
+    The same world size resumes exactly: each rank continues its own shard. Another world size shards
+    the draws differently, so every rank continues from the furthest data position any rank reached:
+    the few draws the slower shards had not taken yet are skipped, none is repeated, and the random
+    generators start afresh from the seed.
+    """
+    state = contents.trainer_state
+    saved = int(state.get("world_size", 1))
+    positions = state.get("rank_data") or [state["progress"]["data"]]
+    if saved == world_size:
+        if world_size == 1:
+            return RankShare(state["progress"]["data"], contents.rng, None)
+        return RankShare(positions[rank], contents.rank_rng[rank], None)
+    furthest = max(positions, key=lambda data: int((data.get("mixer") or {}).get("draws", 0)))
+    note = (f"the checkpoint was written by {saved} process(es) and this run has {world_size}: every rank "
+            f"continues from the furthest data position ({furthest['mixer']['draws']} draws), with fresh random "
+            f"generators; the losses will not match an uninterrupted run exactly")
+    return RankShare(furthest, None, note)

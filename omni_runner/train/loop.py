@@ -9,6 +9,7 @@ callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from omni_runner.control.across_ranks import SharedBoundary
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
 from omni_runner.data.generation import GenerationSamples, LatentCache, generated_kinds
@@ -43,7 +45,6 @@ from omni_runner.models.load import (
     set_activation_checkpointing,
     set_trainable_groups,
 )
-from omni_runner.models.output_head import deferred_output_head
 from omni_runner.plain_yaml import read_plain_yaml
 from omni_runner.run.batch_shape import (
     BatchShapeError,
@@ -51,7 +52,7 @@ from omni_runner.run.batch_shape import (
     read_batch_shapes,
     with_batch_shapes,
 )
-from omni_runner.run.events import EventLog
+from omni_runner.run.events import EventLog, RankEventLog
 from omni_runner.run.exit_codes import TrainerExit
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
@@ -59,14 +60,15 @@ from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
 from omni_runner.train.fault_injection import raise_simulated_oom
 from omni_runner.train.losses import (
+    ForwardWithTokenLosses,
     capability_loss_weights,
     capability_sums,
     count_targets,
-    head_token_losses,
     shifted_targets,
 )
 from omni_runner.train.optimizer import make_optimizer
 from omni_runner.train.precision import resolve_precision
+from omni_runner.train.ranks import Ranks
 from omni_runner.train.schedule import lr_multiplier
 from omni_runner.train.talker_realign import (
     RunSpeech,
@@ -113,9 +115,15 @@ class Trainer:
         self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
         self.resume = resume
         self.parent_pid = os.getppid()  # the supervisor: when it dies we are re-parented and told to stop
-        self.events = EventLog(run.events)
-        self.status = RunStatus(run.path, name=self.recipe["name"], state="starting", reason="loading",
-                                pid=os.getpid(), total_steps=self.total_steps)
+        # Rank 0 reports the run and owns its controller; the other ranks log their errors and follow.
+        self.ranks = Ranks.join(cpu=self.recipe["hardware"]["device"] == "cpu" or not torch.cuda.is_available())
+        identity = self.ranks.identity() if self.ranks.distributed else {}
+        self.events = EventLog(run.events) if self.ranks.is_main else RankEventLog(run.events, identity)
+        status_dir = run.path if self.ranks.is_main else run.path / "ranks" / f"rank-{self.ranks.rank}"
+        status_dir.mkdir(parents=True, exist_ok=True)
+        self.status = RunStatus(status_dir, name=self.recipe["name"], state="starting", reason="loading",
+                                total_steps=self.total_steps, **{"pid": os.getpid(), **identity})
+        self.controller: Controller | None = None
         self.progress = Progress()
         # Every weight any stage so far has trained: checkpoints carry them all, so a resume in a
         # later stage does not reload an earlier stage's work from the base model.
@@ -129,7 +137,7 @@ class Trainer:
         training = self.recipe["training"]
         self.stages = with_batch_shapes(self.stages, read_batch_shapes(self.run.path))  # auto_micro_batch
         torch.manual_seed(int(training["seed"]))
-        self.device = resolve_device(self.recipe["hardware"]["device"])
+        self.device = self.ranks.device(resolve_device(self.recipe["hardware"]["device"]))
         self.precision = resolve_precision(training["precision"], self.device)
         if self.precision.note:
             self.events.emit("warning", 0, message=self.precision.note, source="precision")
@@ -146,24 +154,34 @@ class Trainer:
         self.latents = TargetLatents(LatentCache.default())
         resumed_from = self._find_checkpoint() if self.resume else None
         state = ckpt.load_checkpoint(resumed_from, map_location=self.device) if resumed_from else None
+        share = ckpt.rank_share(state, self.ranks.rank, self.ranks.world_size) if state is not None else None
         if state is not None:
-            self.progress = Progress(**state.trainer_state["progress"])
+            self.progress = Progress(**{**state.trainer_state["progress"], "data": share.data})
+            if share.note:
+                self._warn_checkpoint(share.note)
         # Before any step: the model is still the original one that speech targets come from.
         self.speech = RunSpeech.for_run(self.loaded, self.recipe, self.run.path, self.stages, pristine=state is None)
         self._setup_stage(self.progress.stage, state)
-        if state is not None:
-            ckpt.restore_rng_state(state.rng)  # last: building the stage must not shift the generators
+        if share is not None and share.rng is not None:
+            ckpt.restore_rng_state(share.rng)  # last: building the stage must not shift the generators
         # Before the controller starts its telemetry thread, so trackers see every event from here on.
-        self.trackers = open_trackers(self.recipe["output"].get("report_to") or [], self.run.path, self.run.path.name,
-                                      self.recipe, resume_step=self.progress.step if self.resume else None)
+        self.trackers = open_trackers(self.recipe["output"].get("report_to") or [] if self.ranks.is_main else [],
+                                      self.run.path, self.run.path.name, self.recipe,
+                                      resume_step=self.progress.step if self.resume else None)
         self.events.listen(self.trackers.record)
-        self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
-                                     start_step=self.progress.step)
+        if self.ranks.is_main:
+            self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
+                                         start_step=self.progress.step)
+        self.boundary = SharedBoundary(self.ranks, self.controller)
+        ranks = {}
+        if self.ranks.distributed:
+            ranks = {"world_size": self.ranks.world_size, "ranks": self.ranks.gather(self.ranks.identity())}
+            self.status.update(**ranks)
         self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
                          attempt=(self.status.snapshot().get("restarts") or 0) + 1,
                          resumed_from=str(resumed_from) if resumed_from else None, pid=os.getpid(),
                          micro_batch=int(self.stages[self.progress.stage]["micro_batch"]),
-                         grad_accum=int(self.stages[self.progress.stage]["grad_accum"]))
+                         grad_accum=int(self.stages[self.progress.stage]["grad_accum"]), **ranks)
         _log(f"model {self.loaded.model_dir} on {self.device} ({self.precision.name}), "
              f"{self.loaded.parameter_counts()['trainable']:,} trainable parameters, "
              f"{self.total_steps} steps" + (f", resuming from {resumed_from}" if resumed_from else ""))
@@ -195,7 +213,8 @@ class Trainer:
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
                               self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
                               thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]),
-                              external=self.loaded.external_features(), generation=generation)
+                              external=self.loaded.external_features(), generation=generation,
+                              shard=(self.ranks.rank, self.ranks.world_size))
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
                                     bool(self.recipe["training"]["packing"]))
         self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
@@ -216,6 +235,9 @@ class Trainer:
             if state.scaler:
                 self.scaler.load_state_dict(state.scaler)
             self.batches.load_state_dict(self.progress.data)
+        # Wrapped last, once the stage's trainable weights are set and loaded: under several processes
+        # DistributedDataParallel averages the gradients of exactly those.
+        self.forward = self.ranks.wrap(ForwardWithTokenLosses(self.model, self.loaded.thinker))
 
     def _use_decoders(self, stage: dict[str, Any]) -> GenerationSamples | None:
         """Load the decoders the stage's generation capabilities need (and drop the others), and
@@ -234,10 +256,10 @@ class Trainer:
 
     def train(self) -> str:
         """Run every remaining stage; return "finished" or "stopped"."""
-        self.controller.start()
+        self.boundary.start()
         started = time.monotonic()
         first_step = self.progress.step
-        if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
+        if not self.boundary.at_step_boundary(self.progress.step, self.save_checkpoint):
             return "stopped"
         while self.progress.stage < len(self.stages):
             stage = self.stages[self.progress.stage]
@@ -255,9 +277,9 @@ class Trainer:
             self.progress.step += 1
             self.progress.stage_step += 1
             self.report_step(metrics, time.monotonic() - step_started, started, first_step)
-            if self._periodic_eval_due():
+            if self._periodic_eval_due() and self.ranks.is_main:  # the other ranks wait at the boundary
                 self.evaluate(self.run.eval / f"step-{self.progress.step}")
-            if not self.controller.at_step_boundary(self.progress.step, self.save_checkpoint):
+            if not self.boundary.at_step_boundary(self.progress.step, self.save_checkpoint):
                 return "stopped"
         return "finished"
 
@@ -269,42 +291,58 @@ class Trainer:
         waiting = time.monotonic()
         micro_batches = [self._collate(next(self.batches)) for _ in range(int(stage["grad_accum"]))]
         data_wait_s = time.monotonic() - waiting  # preparing samples the workers had not finished, and collating
-        capabilities = sorted({c for batch in micro_batches for c in batch["capabilities"]})
-        target_tokens = sum(count_targets(b["labels"]) for b in micro_batches)
-        generated = sum(len(part["targets"]) for b in micro_batches for part in b.get("generation", {}).values())
+        capabilities = sorted(stage["capabilities"])  # one order on every rank, for the sums over ranks
+        # Every target token of the step counts once, on whichever rank it is: the normaliser is the
+        # step's total, and DistributedDataParallel averages gradients, so each rank's loss is multiplied
+        # by the world size to make that average the sum.
+        totals = self.ranks.sum(torch.tensor([
+            sum(count_targets(b["labels"]) for b in micro_batches),
+            sum(len(part["targets"]) for b in micro_batches for part in b.get("generation", {}).values()),
+        ], dtype=torch.float64))
+        target_tokens, generated = int(totals[0]), int(totals[1])
         lm_weights = torch.tensor([self.loss_weights[c]["lm"] for c in capabilities], dtype=torch.float64)
         sums = torch.zeros(len(capabilities), dtype=torch.float64)
         counts = torch.zeros(len(capabilities), dtype=torch.float64)
         denoising: dict[str, list[float]] = {}
         input_tokens = 0
+        samples = sum(len(row) for batch in micro_batches for row in batch["rows"])
         for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
             inputs = self.loaded.forward_inputs(batch)
-            with self.precision.autocast(), deferred_output_head(self.loaded.thinker) as head:
-                hidden = self.model(**inputs).logits  # final hidden states: the loss applies the head in chunks
-                targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
-                losses = head_token_losses(hidden, head, targets)
-                remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
-                token_caps = remap[token_caps.clamp(min=0)]
-                loss = (losses * lm_weights.to(self.device, losses.dtype)[token_caps]).sum() / max(1, target_tokens)
-                if "generation" in batch:
-                    loss = loss + self._denoising_loss(batch["generation"], hidden, generated, micro, denoising)
-            if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
-                self.scaler.scale(loss).backward()
+            targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
+            last = micro == len(micro_batches) - 1  # gradients are averaged over the ranks after the last one
+            with self._gradients_kept_local(last):
+                with self.precision.autocast():
+                    hidden, losses = self.forward(targets, **inputs)
+                    remap = torch.tensor([capabilities.index(c) for c in batch["capabilities"]] or [0], device=self.device)
+                    token_caps = remap[token_caps.clamp(min=0)]
+                    loss = (losses * lm_weights.to(self.device, losses.dtype)[token_caps]).sum() / max(1, target_tokens)
+                    if "generation" in batch:
+                        loss = loss + self._denoising_loss(batch["generation"], hidden, generated, micro, denoising)
+                if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
+                    self.scaler.scale(loss * self.ranks.world_size).backward()
             batch_sums, batch_counts = capability_sums(losses, targets, token_caps, len(capabilities))
             sums += batch_sums
             counts += batch_counts
+        n = len(capabilities)
+        totals = self.ranks.sum(torch.cat([sums, counts, torch.tensor([input_tokens, samples], dtype=torch.float64)]))
+        sums, counts, input_tokens, samples = totals[:n], totals[n:2 * n], int(totals[2 * n]), int(totals[2 * n + 1])
         loss_value = float((sums * lm_weights).sum() / counts.sum().clamp(min=1))
         loss_value += sum(self.loss_weights[c]["denoising"] * sum(v) for c, v in denoising.items()) / max(1, generated)
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.tokens += input_tokens
-        self.progress.samples += sum(len(row) for batch in micro_batches for row in batch["rows"])
+        self.progress.samples += samples
         return {
             "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
-            "samples": sum(len(row) for batch in micro_batches for row in batch["rows"]),
+            "samples": samples,
             "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
             "denoising_losses": {c: sum(v) / len(v) for c, v in sorted(denoising.items())},
         }
+
+    def _gradients_kept_local(self, last: bool) -> contextlib.AbstractContextManager:
+        """DistributedDataParallel's `no_sync` for all but a step's last micro-batch: averaging the
+        gradients once per optimizer step, not once per micro-batch, gives the same result for less traffic."""
+        return contextlib.nullcontext() if last or not self.ranks.distributed else self.forward.no_sync()
 
     def _denoising_loss(self, parts: dict[str, dict[str, Any]], hidden: torch.Tensor, generated: int, micro: int,
                         collected: dict[str, list[float]]) -> torch.Tensor:
@@ -444,7 +482,7 @@ class Trainer:
                          skipped_data=bool(policy["skip_data"]))
         _log(message)
         self.status.update(step=self.progress.step)
-        self.controller.rolled_back(self.progress.step, self.save_checkpoint)
+        self.boundary.rolled_back(self.progress.step, self.save_checkpoint)
 
     def report_step(self, metrics: dict[str, Any], step_s: float, started: float, first_step: int) -> None:
         elapsed = time.monotonic() - started
@@ -467,9 +505,10 @@ class Trainer:
             _log(f"step {self.progress.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}")
         self.status.update(step=self.progress.step, loss=metrics["loss"], eta_s=eta, epoch=fields["epoch"])
 
-    def _data_report(self) -> dict[str, Any]:
-        """The `data` event: the stream's counts, and the latent cache's when the run generates."""
-        report = self.batches.stream.report()
+    def _data_report(self, other_ranks: list[dict[str, Any]]) -> dict[str, Any]:
+        """The `data` event: the stream's counts over every rank's shard (`other_ranks`: the other ranks'
+        data positions), and the latent cache's when the run generates."""
+        report = self.batches.stream.report(other_ranks)
         if self.loaded.generation is not None:
             report["latent_cache"] = self.latents.counts()
         return report
@@ -488,18 +527,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, reason: str) -> Path:
-        """Write everything exact resume needs (the controller decides when, and records it)."""
+    def save_checkpoint(self, reason: str) -> Path | None:
+        """Write everything exact resume needs (the controller decides when, and records it).
+
+        Every rank calls it at the same boundary and hands in its own data position and random state;
+        rank 0 writes the one checkpoint (the weights and optimizer state are the same on every rank)
+        and returns its folder, the others None.
+        """
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
+        shares = self.ranks.gather({"data": self.progress.data, "rng": ckpt.capture_rng_state()})
+        if not self.ranks.is_main:
+            return None
         weights = {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
         contents = ckpt.CheckpointContents(
             weights=weights,
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            rng=ckpt.capture_rng_state(),
+            rng=shares[0]["rng"],
+            rank_rng=[share["rng"] for share in shares] if self.ranks.distributed else [],
             trainer_state={
                 "progress": self.progress.__dict__, "reason": reason,
+                **({"world_size": self.ranks.world_size, "rank_data": [share["data"] for share in shares]}
+                   if self.ranks.distributed else {}),
                 "recipe_sha256": _digest(self.run.recipe), "plan_sha256": _digest(self.run.plan),
                 # What this checkpoint was trained under, so `omni-run resume` can name what changed since.
                 "recipe": self.recipe, "plan": self.plan,
@@ -509,19 +559,23 @@ class Trainer:
         keep = int(self.recipe["controller"]["checkpoint"]["keep_last"])
         for removed in ckpt.prune_checkpoints(self.run.checkpoints, keep, saved.path):
             _log(f"removed old checkpoint {removed.name} (keep_last {keep})")
-        self.events.emit("data", self.progress.step, **self._data_report())
+        self.events.emit("data", self.progress.step, **self._data_report([share["data"] for share in shares[1:]]))
         _log(f"checkpoint {saved.path} ({reason})")
         return saved.path
 
     # ------------------------------------------------------------------ final output
 
     def finish(self) -> None:
+        """Rank 0 saves the final model and evaluates it; the other ranks hand in their data counts and end."""
+        positions = self.ranks.gather(self.batches.state_dict())
+        if not self.ranks.is_main:
+            return
         output = self.recipe["output"]
         trained_modules = ({n: p for n, p in self.model.named_parameters() if n in self.trained_weights and "lora_" not in n}
                            if self.loaded.method in LORA_METHODS else None)
         save_final(self.loaded, self.run.final, merge=bool(output["merge"]), save_processor=bool(output["save_processor"]),
                    trained_modules=trained_modules)
-        self.events.emit("data", self.progress.step, **self._data_report())
+        self.events.emit("data", self.progress.step, **self._data_report(positions[1:]))
         _log(f"final model in {self.run.final}")
         if self.recipe["eval"]["at_end"]:
             self.evaluate(self.run.eval)
@@ -588,7 +642,10 @@ def run_trainer(run_dir: Path, resume: bool) -> int:
         if outcome == "finished":
             trainer.finish()
         reason = "done" if outcome == "finished" else ("supervisor gone" if os.getppid() != trainer.parent_pid else "user")
-        controller.close(outcome, reason)
+        if controller is not None:
+            controller.close(outcome, reason)
+        else:
+            trainer.status.update(state=outcome, reason=reason)
         trainer.events.emit("run_end", trainer.progress.step, state=outcome,
                             reason={"done": "done", "user": "stopped on request"}.get(reason, reason))
         ended = outcome

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from omni_runner.models.output_head import deferred_output_head
 from omni_runner.plan.memory import loss_chunk_tokens
 
 IGNORE_INDEX = -100
@@ -58,6 +59,25 @@ def head_token_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torc
             for start in range(0, len(positions), chunk)
         ])
     return losses.index_put((positions,), values).view(targets.shape)
+
+
+class ForwardWithTokenLosses(torch.nn.Module):
+    """The model's forward and its per-token LM losses as one module: returns (hidden states, losses).
+
+    The output head runs after the thinker's forward (in chunks, `head_token_losses`); inside this
+    module it is still part of the forward, which is where DistributedDataParallel looks for the weights
+    a step uses.
+    """
+
+    def __init__(self, model: torch.nn.Module, thinker: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._thinker = (thinker,)  # a part of `model`: a tuple keeps its weights from being registered twice
+
+    def forward(self, targets: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        with deferred_output_head(self._thinker[0]) as head:
+            hidden = self.model(**inputs).logits  # final hidden states: the head is applied in chunks below
+            return hidden, head_token_losses(hidden, head, targets)
 
 
 def _chunk_losses(head: torch.nn.Module, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ def test_plan_json_has_the_documented_shape(no_data_root):
     stage = plan["stages"][0]
     assert {"name", "capabilities", "trainable", "frozen", "micro_batch", "grad_accum", "seq_len",
             "gradient_checkpointing", "memory", "decisions"} <= stage.keys()
-    assert set(stage["memory"]["breakdown"]) == {"weights", "adapters", "optimizer", "gradients", "activations", "decoders", "overhead"}
+    assert set(stage["memory"]["breakdown"]) == {"weights", "adapters", "optimizer", "gradients", "activations", "decoders", "gathered", "overhead"}
     assert stage["memory"]["estimate_gb"] == pytest.approx(sum(stage["memory"]["breakdown"].values()), abs=0.05)
     json.dumps(plan)
 

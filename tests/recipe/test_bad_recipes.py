@@ -63,6 +63,12 @@ CASES = [
     # cross-field rules
     ("max-steps-and-epochs", VALID + "training:\n  max_steps: 100\n  epochs: 2\n", "set either `max_steps` or `epochs`, not both", 10, 3, "training"),
     ("resume-above-limit", VALID + "controller:\n  thermal: {limit_c: 80, resume_c: 85}\n", "resume_c (85) must be below limit_c (80)", 9, 36, "controller.thermal.resume_c"),
+    ("processes-not-a-multiple-of-machines", VALID + "distributed:\n  num_machines: 4\n  num_processes: 6\n  main_process_ip: 10.0.0.1\n",
+     "num_processes (6) is not a multiple of num_machines (4)", 10, 18, "distributed.num_processes"),
+    ("machine-rank-out-of-range", VALID + "distributed: {num_processes: 2, num_machines: 2, machine_rank: 2, main_process_ip: 10.0.0.1}\n",
+     "machine_rank (2) must be below num_machines (2)", 8, 64, "distributed.machine_rank"),
+    ("machines-without-main-ip", VALID + "distributed:\n  num_processes: 8\n  num_machines: 2\n",
+     "num_machines is 2, and main_process_ip is not set", 10, 17, "distributed.num_machines"),
     ("duplicate-stage-name", VALID + "stages:\n  - name: a\n  - name: a\n", "stage name 'a' is used twice", 10, 11, "stages[1].name"),
     ("eval-names-undefined-dataset", VALID + "eval: {datasets: [held-out]}\n", "eval names dataset 'held-out'", 8, 19, "eval.datasets[0]"),
     # environment and extends

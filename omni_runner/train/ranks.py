@@ -1,0 +1,96 @@
+"""The trainer's place among the processes of a run: its rank, and the few collectives the loop needs.
+
+One process (the default) is rank 0 of 1, and every method is a no-op that returns its input, so the
+loop reads the same with or without distribution. With `distributed.num_processes` > 1 the supervisor
+starts the trainers under `accelerate launch`, which sets the rendezvous environment; accelerate's
+`PartialState` then joins the process group (gloo on CPU, NCCL on GPUs) and its utilities carry the
+collectives. Gradients are averaged by torch's DistributedDataParallel (`wrap`), not here.
+
+The process-group timeout is long because rank 0 alone evaluates, and the other ranks wait for it at
+the next step boundary; a rank that dies is noticed at once by the launcher, not by this timeout.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    host: str = socket.gethostname()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def join(cls, cpu: bool) -> Ranks:
+        """This process's ranks; joins the process group (gloo when `cpu`) when a launcher started several."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
+        return cls(state.process_index, state.num_processes, state.local_process_index)
+
+    def device(self, device: torch.device) -> torch.device:
+        """Each rank's own GPU on a machine with several; the CPU is shared."""
+        if self.distributed and device.type == "cuda":
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (any picklable object)."""
+        if not self.distributed:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of `values` over the ranks (a new tensor on every rank)."""
+        if not self.distributed:
+            return values
+        from accelerate.utils import reduce
+
+        return reduce(values.clone(), reduction="sum")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` under DistributedDataParallel, which averages gradients over the ranks during backward.
+
+        `find_unused_parameters`: a micro-batch without audio leaves the audio tower's adapters without a
+        gradient, and the ranks' batches differ in what they hold.
+        """
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.local_rank] if next(model.parameters()).device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+
+    def identity(self) -> dict[str, Any]:
+        return {"rank": self.rank, "local_rank": self.local_rank, "host": self.host, "pid": os.getpid()}

@@ -1,0 +1,184 @@
+"""`distributed:` in the plan: which process layouts the trainer runs and which are refused at their line,
+the global batch over processes, and the per-device memory of each strategy."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from recipe_lines import line_of
+
+from omni_runner.plan import compile_plan
+from omni_runner.plan.fit import Shape, fit_stage
+from omni_runner.plan.memory import GIB, STRATEGY_SHARDS, MemoryEstimate, gathered_bytes, per_device, sharding
+from omni_runner.recipe import RecipeError, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def _plan(recipe: Path | str, overrides: list[str], environ: dict[str, str] | None = None) -> dict:
+    return compile_plan(load_recipe(recipe, overrides=overrides, environ=environ or {})).to_json()
+
+
+def _errors(recipe: Path | str, overrides: list[str] = ()) -> list:
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(recipe, overrides=list(overrides), environ={}))
+    return [d for d in caught.value.diagnostics if d.severity == "error"]
+
+
+def _tiny(write_recipe, distributed: str) -> Path:
+    """recipes/tiny_omni.yaml with a `distributed:` block written in the file (so errors have a line)."""
+    return write_recipe(f"extends: {RECIPES / 'tiny_omni.yaml'}\ndistributed:\n{distributed}")
+
+
+def test_ddp_over_the_processes_of_one_machine_is_planned(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  num_processes: 2\n"), [])
+    assert plan["distributed"]["strategy"] == "ddp" and plan["distributed"]["world_size"] == 2
+    assert not [w for w in plan["warnings"] if w.startswith("distributed")]
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed-zero2", "deepspeed-zero3"])
+def test_a_sharding_strategy_with_several_processes_is_refused_at_its_line(write_recipe, strategy: str):
+    path = _tiny(write_recipe, f"  strategy: {strategy}\n  num_processes: 4\n")
+    [problem] = _errors(path)
+    assert (problem.field, problem.location.line) == ("distributed.strategy", line_of(path, "strategy:"))
+    assert f"distributed.strategy {strategy} with 4 processes: sharded training is not wired yet" in problem.message
+    assert "strategy: ddp" in problem.hint and "per-device estimate" in problem.hint
+
+
+def test_a_sharding_strategy_with_one_process_is_a_warning_that_it_changes_nothing(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  strategy: fsdp\n"), [])
+    assert "distributed.strategy: distributed.strategy is 'fsdp', which has no effect with one process (it trains on one device)" in plan["warnings"]
+    assert (plan["distributed"]["strategy"], plan["distributed"]["world_size"]) == ("fsdp", 1)
+
+
+def test_more_than_one_machine_is_refused_at_num_machines(write_recipe):
+    path = _tiny(write_recipe, "  num_processes: 4\n  num_machines: 2\n  main_process_ip: 10.0.0.1\n")
+    [problem] = _errors(path)
+    assert (problem.field, problem.location.line) == ("distributed.num_machines", line_of(path, "num_machines:"))
+    assert "multi-node training is not wired yet" in problem.message and "num_machines: 1" in problem.hint
+
+
+def test_the_address_and_port_change_nothing_on_one_machine_and_are_warnings(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  num_processes: 2\n  main_process_ip: 10.0.0.1\n  main_process_port: 29600\n"), [])
+    warnings = [w for w in plan["warnings"] if w.startswith("distributed")]
+    assert warnings == [
+        "distributed.main_process_ip: distributed.main_process_ip is '10.0.0.1', which has no effect on one machine (its processes meet on it)",
+        "distributed.main_process_port: distributed.main_process_port is 29600, which has no effect on one machine "
+        "(the launcher picks a free port, so two runs never share one)",
+    ]
+
+
+def test_generation_capabilities_with_several_processes_are_refused_at_each_capability():
+    path = RECIPES / "tiny_omni_generation.yaml"
+    problems = _errors(path, ["distributed.num_processes=2"])
+    assert [(p.field, p.location.line) for p in problems] == [
+        (f"capabilities.{name}", line_of(path, f"  {name}:")) for name in ("image-generation", "image-editing", "video-generation")]
+    assert all("not wired under multiple processes yet" in p.message and p.hint for p in problems)
+
+
+def test_a_talker_stage_with_several_processes_is_refused_at_its_train_entry():
+    path = RECIPES / "tiny_omni_speech.yaml"
+    [problem] = _errors(path, ["distributed.num_processes=2"])
+    assert (problem.field, problem.location.line) == ("stages[1].train[0]", line_of(path, "name: talker_realign"))
+    assert "the talker realign is not wired under multiple processes yet" in problem.message
+
+
+def test_external_encoders_with_several_processes_are_refused_at_their_slot():
+    path = RECIPES / "tiny_omni_encoders.yaml"
+    problems = _errors(path, ["distributed.num_processes=2"])
+    assert [p.field for p in problems] == ["encoders.vision", "encoders.audio"]
+    assert all("projectors train beside the DDP-wrapped model" in p.message for p in problems)
+
+
+def test_the_global_batch_and_the_mixture_grow_with_the_processes_because_the_batch_is_per_process():
+    one, four = (_plan(RECIPES / "tiny_omni.yaml", [f"distributed.num_processes={n}"]) for n in (1, 4))
+    [stage] = four["stages"]
+    per_process = stage["micro_batch"] * stage["grad_accum"]
+    assert one["distributed"]["global_batch"] == {stage["name"]: per_process}
+    layout = four["distributed"]
+    assert (layout["world_size"], layout["processes_per_machine"]) == (4, 4)
+    assert layout["global_batch"] == {stage["name"]: 4 * per_process}
+    one_samples = sum(c["expected_samples"] for c in one["stages"][0]["mixture"].values())
+    assert sum(c["expected_samples"] for c in stage["mixture"].values()) == pytest.approx(4 * one_samples, rel=0.01)
+    batch = next(d for d in stage["decisions"] if d["what"].startswith("global batch"))
+    assert batch["what"] == f"global batch {4 * per_process} = micro_batch {stage['micro_batch']} x grad_accum {stage['grad_accum']} x 4 processes"
+    assert "per process" in batch["why"]
+    assert not any(d["what"].startswith("global batch") for d in one["stages"][0]["decisions"])
+
+
+def test_the_plan_command_shows_the_processes_and_each_stage_s_global_batch(capsys):
+    from omni_runner.commands import plan as plan_command
+
+    plan = _plan(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2"])
+    text = plan_command.render(plan)
+    assert "on 2 devices of" in text and "(ddp, 2 processes on each of 1 machine(s); micro_batch and grad_accum are per process)" in text
+    assert f"global batch {plan['distributed']['global_batch'][plan['stages'][0]['name']]}" in text
+    assert "decision: ddp over 2 processes: every device holds the whole model" in text
+
+
+# One process's training state in GiB, to split: full fine-tuning of a model of 8 B parameters in bf16.
+WHOLE = MemoryEstimate(weights=16 * GIB, optimizer=96 * GIB, gradients=16 * GIB, activations=4 * GIB, decoders=2 * GIB)
+GATHERED = 3 * GIB
+
+
+def _gib(estimate: MemoryEstimate) -> tuple[float, ...]:
+    return tuple(getattr(estimate, part) / GIB for part in ("weights", "optimizer", "gradients", "activations", "decoders", "gathered"))
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGY_SHARDS))
+def test_one_process_splits_nothing_whatever_the_strategy(strategy: str):
+    assert per_device(WHOLE, sharding(strategy, 1), GATHERED) == WHOLE
+
+
+def test_ddp_holds_everything_on_every_device_and_its_buckets_copy_the_gradients():
+    assert _gib(per_device(WHOLE, sharding("ddp", 4), GATHERED)) == (16, 96, 32, 4, 2, 0)
+
+
+def test_zero2_splits_gradients_and_optimizer_state_over_the_processes():
+    assert _gib(per_device(WHOLE, sharding("deepspeed-zero2", 4), GATHERED)) == (16, 24, 4, 4, 2, 0)
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed-zero3", "fsdp"])
+def test_zero3_and_fsdp_split_the_parameters_too_and_hold_what_they_gather(strategy: str):
+    """Activations (each process's own micro-batch) and the frozen generation decoders stay whole."""
+    assert _gib(per_device(WHOLE, sharding(strategy, 4), GATHERED)) == (4, 24, 4, 4, 2, 3)
+
+
+def test_a_device_gathers_the_embeddings_and_head_and_two_decoder_blocks():
+    language_model = {"parameters": 1_000 + 10 * 300, "quantizable": 10 * 300, "layers": 10}
+    assert gathered_bytes(language_model, 2.0) == (1_000 + 2 * 300) * 2.0
+
+
+def test_the_fit_check_compares_one_device_s_share_with_the_card():
+    """7B full fine-tuning does not fit one 80 GB card, and does under ZeRO-3 over 4 (the estimate is
+    there for refused strategies too: docs/distributed.md's table uses it)."""
+    plan = compile_plan(load_recipe(RECIPES / "text_only.yaml", environ={}, overrides=[
+        "base_model.path=/absent/qwen2.5-omni-7b", "base_model.architecture=qwen2.5-omni-7b", "base_model.quantization=none",
+        "training.method=full", "training.gradient_checkpointing=on", "hardware.vram_gb=1000"]))
+    [stage] = plan.stages
+    shape = Shape(micro_batch=1, grad_accum=1, seq_len=4096, checkpointing=True)
+    one = fit_stage(stage.modules, shape, plan.precision, 80, "on")
+    sharded = fit_stage(stage.modules, shape, plan.precision, 80, "on", sharding("deepspeed-zero3", 4))
+    assert not one.fits and sharded.fits
+    assert sharded.estimate.total < one.estimate.total / 3
+
+
+def test_the_strategy_table_in_the_docs_is_what_the_planner_says():
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "distributed_memory_table.py"
+    spec = importlib.util.spec_from_file_location("distributed_memory_table", script)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    doc = (script.parents[1] / "docs" / "distributed.md").read_text()
+    shown = doc.split("<!-- distributed_memory_table: begin -->\n")[1].split("\n<!-- distributed_memory_table: end -->")[0]
+    assert shown == table.page(), "docs/distributed.md's table is stale: run python benchmarks/distributed_memory_table.py"
+
+
+def test_a_ddp_stage_that_does_not_fit_says_more_processes_would_not_help(write_recipe):
+    path = write_recipe(f"extends: {RECIPES / 'text_only.yaml'}\nhardware:\n  vram_gb: 6\ndistributed:\n  num_processes: 4\n")
+    with pytest.raises(RecipeError) as caught:
+        compile_plan(load_recipe(path, environ={"OMNI_DATA": "/absent"}))
+    [problem] = [d for d in caught.value.diagnostics if d.severity == "error"]
+    assert problem.field == "hardware.vram_gb" and "GB per device" in problem.message
+    assert "with ddp, every process holds the whole model: more processes do not lower it" in problem.hint
