@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=_count, default=None, metavar="N",
                         help="nodes (default: the recipe's distributed.num_machines, 1); more than 1 is refused today")
     parser.add_argument("--gpus-per-node", type=_count, default=None, metavar="G",
-                        help="GPUs (training processes) per node (default: distributed.num_processes / nodes)")
+                        help="GPUs, one training process each (default: the recipe's distributed.num_processes, 1)")
     parser.add_argument("--time", dest="time_limit", default=None, metavar="HH:MM:SS",
                         help="the job's time limit (default: the partition's)")
     parser.add_argument("--partition", default=None, metavar="P")
@@ -74,17 +74,20 @@ def run(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_INVALID
     nodes = args.nodes if args.nodes is not None else distributed["num_machines"]
-    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else max(1, distributed["num_processes"] // nodes)
-    # What the job's omni-run must plan for: the recipe's own fields say it, so the plan checks it.
-    derived = {"distributed.num_processes": nodes * gpus_per_node, "distributed.num_machines": nodes}
-    overrides = [*args.overrides, *(f"{field}={value}" for field, value in derived.items())]
+    if nodes > 1:
+        return _refuse_several_nodes(nodes)
+    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else distributed["num_processes"]
+    # One process per GPU of the one node, written into the recipe's own fields, so the plan checks that layout.
+    overrides = [*args.overrides, f"distributed.num_processes={gpus_per_node}", "distributed.num_machines=1"]
     try:
         recipe, plan = load_and_plan(recipe_path, overrides, args.capabilities)
     except RecipeError as exc:
         print(exc.render(), file=sys.stderr)
-        _explain_derived_fields(exc, derived)
+        if gpus_per_node != distributed["num_processes"]:
+            print(f"note: planned with distributed.num_processes={gpus_per_node}, from --gpus-per-node {gpus_per_node} "
+                  "(docs/slurm.md)", file=sys.stderr)
         return EXIT_INVALID
-    job = _job(args, recipe_path, recipe.data, overrides, nodes, gpus_per_node)
+    job = _job(args, recipe_path, recipe.data, overrides, gpus_per_node)
     try:
         check_job(job)
     except SlurmOptionError as exc:
@@ -105,14 +108,17 @@ def run(args: argparse.Namespace) -> int:
     return _submit(sbatch, job, plan.warnings)
 
 
-def _explain_derived_fields(exc, derived: dict[str, int]) -> None:
-    """A refusal of a field that submit set from its own options names those options, not the recipe."""
-    flags = {"distributed.num_processes": "--nodes x --gpus-per-node", "distributed.num_machines": "--nodes"}
-    for field in sorted({d.field for d in exc.diagnostics} & derived.keys()):
-        print(f"note: omni-run submit set {field}={derived[field]} from {flags[field]} (docs/slurm.md)", file=sys.stderr)
+def _refuse_several_nodes(nodes: int) -> int:
+    """The plan's reason, said here: through the loader, `distributed.num_machines` above 1 would first ask for
+    `main_process_ip`, which under SLURM is the first node of an allocation that does not exist yet."""
+    from omni_runner.plan.support import MULTI_MACHINE
+
+    print(f"error: --nodes {nodes}: {MULTI_MACHINE.missing} (distributed.num_machines)\n"
+          "    hint: submit with --nodes 1 and --gpus-per-node up to the GPUs of one node (docs/slurm.md)", file=sys.stderr)
+    return EXIT_INVALID
 
 
-def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: list[str], nodes: int, gpus_per_node: int):
+def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: list[str], gpus_per_node: int):
     """The job as it would be submitted; its run folder is the one that would be made now."""
     from omni_runner.run.rundir import run_folder_name
     from omni_runner.run.slurm import SlurmJob
@@ -126,7 +132,7 @@ def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: lis
     return SlurmJob(
         run_dir=run_dir, recipe=recipe_path, workdir=Path.cwd(), job_name=args.job_name or data["name"],
         train_options=tuple(option for value in overrides for option in ("--set", value)) + tuple(capabilities),
-        nodes=nodes, gpus_per_node=gpus_per_node, time_limit=args.time_limit, partition=args.partition,
+        gpus_per_node=gpus_per_node, time_limit=args.time_limit, partition=args.partition,
         account=args.account, cpus_per_task=args.cpus_per_task, preempt_grace_s=args.preempt_grace,
     )
 

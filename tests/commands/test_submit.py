@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from omni_runner.cli import main
+from omni_runner.plan.support import MULTI_MACHINE
 from omni_runner.run.prepare import prepare_run
 from omni_runner.run.slurm import (
     SlurmJob,
@@ -150,9 +151,17 @@ def test_a_job_sbatch_refuses_is_reported_with_its_reason_and_the_script_is_kept
 def test_more_than_one_node_is_refused_with_the_plan_s_reason_and_nothing_is_submitted(tmp_path, fake_sbatch, capsys):
     assert main(["submit", str(RECIPE), "--slurm", "--nodes", "2"]) == 1
     err = capsys.readouterr().err
-    assert "error: distributed.num_machines is 2" in err
-    assert "note: omni-run submit set distributed.num_machines=2 from --nodes" in err
+    assert err.startswith(f"error: --nodes 2: {MULTI_MACHINE.missing} (distributed.num_machines)\n")
+    assert "--nodes 1" in err
     assert not (tmp_path / "runs").exists() and not any(fake_sbatch.iterdir())
+
+
+def test_a_process_count_the_plan_refuses_is_printed_as_plan_prints_it_with_the_option_that_set_it(fake_sbatch, capsys):
+    assert main(["submit", str(REPO / "recipes" / "tiny_omni_speech.yaml"), "--slurm", "--gpus-per-node", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "tiny_omni_speech.yaml:" in err and "error: stage 'talker_realign' trains the talker with 2 processes" in err
+    assert err.rstrip().endswith("note: planned with distributed.num_processes=2, from --gpus-per-node 2 (docs/slurm.md)")
+    assert not any(fake_sbatch.iterdir())
 
 
 def test_without_sbatch_on_path_submit_says_so_and_points_to_the_dry_run(tmp_path, monkeypatch, capsys):
