@@ -20,6 +20,7 @@ from omni_runner import __version__
 # name -> module; the order is the order of `omni-run --help`.
 COMMANDS: dict[str, str] = {
     "train": "omni_runner.commands.train",
+    "submit": "omni_runner.commands.submit",
     "validate": "omni_runner.commands.validate",
     "plan": "omni_runner.commands.plan",
     "capabilities": "omni_runner.commands.capabilities",

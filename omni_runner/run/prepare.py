@@ -15,10 +15,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omni_runner.plain_yaml import dump_plain_yaml
 from omni_runner.run.rundir import RunDir, create_run_dir
+
+if TYPE_CHECKING:
+    from omni_runner.plan import Plan
+    from omni_runner.recipe import Recipe
 
 
 def self_contained(data: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +44,8 @@ def _run_folder(name: str, runs_dir: str, run_dir: Path | None) -> RunDir:
     if run_dir is None:
         return create_run_dir(name, Path(runs_dir))
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    # slurm/ is made by `omni-run submit --slurm` before its job starts the run in this folder.
+    if run_dir.exists() and any(entry != RunDir(run_dir).slurm for entry in run_dir.iterdir()):
         raise FileExistsError(
             f"--run-dir {run_dir} already exists and is not empty; "
             "choose a new folder, or continue that run with `omni-run resume`"
@@ -56,6 +61,19 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def load_and_plan(
+    recipe_path: Path, overrides: Sequence[str] = (), capabilities: Sequence[str] | None = None,
+) -> tuple[Recipe, Plan]:
+    """The recipe (its model and data paths checked) and its plan: everything a run must pass before
+    anything is made for it. Raises `RecipeError` (recipe problems, missing paths, plan refusals)."""
+    from omni_runner.plan import compile_plan
+    from omni_runner.recipe import load_recipe
+
+    recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
+    recipe.check_paths_exist()
+    return recipe, compile_plan(recipe)
+
+
 def prepare_run(
     recipe_path: Path,
     overrides: Sequence[str] = (),
@@ -67,12 +85,7 @@ def prepare_run(
     Raises `RecipeError` (recipe problems, missing paths, blocked capabilities) before anything is
     created, and `FileExistsError` when `run_dir` is given and already holds something.
     """
-    from omni_runner.plan import compile_plan
-    from omni_runner.recipe import load_recipe
-
-    recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
-    recipe.check_paths_exist()
-    plan = compile_plan(recipe)
+    recipe, plan = load_and_plan(recipe_path, overrides, capabilities)
     data = self_contained(recipe.data)
     run = _run_folder(data["name"], data["output"]["runs_dir"], run_dir)
     _write_private(run.recipe, render_recipe_yaml(data, Path(recipe.source)))

@@ -2,7 +2,7 @@
 
 Everything a person or a tool needs to follow or resume a run is inside that folder:
 `recipe.yaml` (resolved), `plan.json`, `events.jsonl`, `status.json`, `control.sock`,
-`trainer.log`, `checkpoints/step-N/`, `final/`, `eval/`.
+`trainer.log`, `checkpoints/step-N/`, `final/`, `eval/`; and `slurm/` for a run submitted to SLURM.
 """
 
 from __future__ import annotations
@@ -63,17 +63,28 @@ class RunDir:
     def eval(self) -> Path:
         return self.path / "eval"
 
+    @property
+    def slurm(self) -> Path:
+        """The batch script, job ids and job logs of `omni-run submit --slurm`: made at submission,
+        before the job starts the run in this same folder."""
+        return self.path / "slurm"
+
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+def run_folder_name(name: str, now: float | None = None) -> str:
+    """`<name>-<YYYYmmdd-HHMMSS>`: the folder name of a run of recipe `name` started at `now`."""
+    stamp = time.strftime(_STAMP, time.localtime(time.time() if now is None else now))
+    return f"{_safe_name(name)}-{stamp}"
 
 
 def create_run_dir(name: str, runs_dir: Path = DEFAULT_RUNS_DIR, now: float | None = None) -> RunDir:
     """Make a new, private (0700) run directory named after the recipe and the time."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime(_STAMP, time.localtime(time.time() if now is None else now))
-    base = f"{_safe_name(name)}-{stamp}"
+    base = run_folder_name(name, now)
     for suffix in ["", *(f"-{i}" for i in range(2, 100))]:
         path = runs_dir / f"{base}{suffix}"
         try:
