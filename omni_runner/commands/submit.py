@@ -26,6 +26,7 @@ HELP = "Submit a recipe as a SLURM batch job (--slurm) that checkpoints and requ
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 JOBS_FILE = "jobs.jsonl"
+FIRST_NODE = "slurm-first-node"  # distributed.main_process_ip until the job knows its allocation
 SCRIPT_FILE = "submit.sbatch"
 
 
@@ -37,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="make the run folder under this folder (default: output.runs_dir, `runs`)")
     parser.add_argument("--nodes", type=_count, default=None, metavar="N",
-                        help="nodes (default: the recipe's distributed.num_machines, 1); more than 1 is refused today")
+                        help="nodes (default: the recipe's distributed.num_machines, 1); node 0 starts the run, the others join it")
     parser.add_argument("--gpus-per-node", type=_count, default=None, metavar="G",
-                        help="GPUs, one training process each (default: the recipe's distributed.num_processes, 1)")
+                        help="GPUs a node, one training process each (default: the recipe's processes per machine, 1)")
     parser.add_argument("--time", dest="time_limit", default=None, metavar="HH:MM:SS",
                         help="the job's time limit (default: the partition's)")
     parser.add_argument("--partition", default=None, metavar="P")
@@ -74,20 +75,21 @@ def run(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_INVALID
     nodes = args.nodes if args.nodes is not None else distributed["num_machines"]
-    if nodes > 1:
-        return _refuse_several_nodes(nodes)
-    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else distributed["num_processes"]
-    # One process per GPU of the one node, written into the recipe's own fields, so the plan checks that layout.
-    overrides = [*args.overrides, f"distributed.num_processes={gpus_per_node}", "distributed.num_machines=1"]
+    gpus_per_node = (args.gpus_per_node if args.gpus_per_node is not None
+                     else distributed["num_processes"] // distributed["num_machines"])
+    # One process per GPU of every node, written into the recipe's own fields, so the plan checks that layout.
+    overrides = [*args.overrides, f"distributed.num_processes={nodes * gpus_per_node}", f"distributed.num_machines={nodes}"]
+    if nodes > 1:  # the job looks the first node up at every start (MAIN_PROCESS_IP_ENV); this names it meanwhile
+        overrides.append(f"distributed.main_process_ip={FIRST_NODE}")
     try:
         recipe, plan = load_and_plan(recipe_path, overrides, args.capabilities)
     except RecipeError as exc:
         print(exc.render(), file=sys.stderr)
-        if gpus_per_node != distributed["num_processes"]:
-            print(f"note: planned with distributed.num_processes={gpus_per_node}, from --gpus-per-node {gpus_per_node} "
-                  "(docs/slurm.md)", file=sys.stderr)
+        if nodes * gpus_per_node != distributed["num_processes"]:
+            print(f"note: planned with distributed.num_processes={nodes * gpus_per_node}, from --nodes {nodes} and "
+                  f"--gpus-per-node {gpus_per_node} (docs/slurm.md)", file=sys.stderr)
         return EXIT_INVALID
-    job = _job(args, recipe_path, recipe.data, overrides, gpus_per_node)
+    job = _job(args, recipe_path, recipe.data, overrides, nodes, gpus_per_node)
     try:
         check_job(job)
     except SlurmOptionError as exc:
@@ -108,17 +110,7 @@ def run(args: argparse.Namespace) -> int:
     return _submit(sbatch, job, plan.warnings)
 
 
-def _refuse_several_nodes(nodes: int) -> int:
-    """The plan's reason, said here: through the loader, `distributed.num_machines` above 1 would first ask for
-    `main_process_ip`, which under SLURM is the first node of an allocation that does not exist yet."""
-    from omni_runner.plan.support import MULTI_MACHINE
-
-    print(f"error: --nodes {nodes}: {MULTI_MACHINE.missing} (distributed.num_machines)\n"
-          "    hint: submit with --nodes 1 and --gpus-per-node up to the GPUs of one node (docs/slurm.md)", file=sys.stderr)
-    return EXIT_INVALID
-
-
-def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: list[str], gpus_per_node: int):
+def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: list[str], nodes: int, gpus_per_node: int):
     """The job as it would be submitted; its run folder is the one that would be made now."""
     from omni_runner.run.rundir import run_folder_name
     from omni_runner.run.slurm import SlurmJob
@@ -132,7 +124,7 @@ def _job(args: argparse.Namespace, recipe_path: Path, data: dict, overrides: lis
     return SlurmJob(
         run_dir=run_dir, recipe=recipe_path, workdir=Path.cwd(), job_name=args.job_name or data["name"],
         train_options=tuple(option for value in overrides for option in ("--set", value)) + tuple(capabilities),
-        gpus_per_node=gpus_per_node, time_limit=args.time_limit, partition=args.partition,
+        nodes=nodes, gpus_per_node=gpus_per_node, time_limit=args.time_limit, partition=args.partition,
         account=args.account, cpus_per_task=args.cpus_per_task, preempt_grace_s=args.preempt_grace,
     )
 

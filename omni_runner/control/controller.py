@@ -34,6 +34,7 @@ from omni_runner.run.status import RunStatus
 
 SaveCheckpoint = Callable[[str], Path]
 _WAIT_TICK_S = 0.1
+SAME_STOP_S = 1.0
 
 
 class Controller:
@@ -63,6 +64,7 @@ class Controller:
         # reading these, so they only ever increment; the loop remembers how many it has handled.
         self._signals = {"toggle": 0, "checkpoint": 0, "stop": 0}
         self._handled = {"toggle": 0, "checkpoint": 0, "stop": 0}
+        self._last_sigterm_at = 0.0
         self.server = ControlServer(self.run_dir, status=self._status_reply)
         interval = float((config.get("telemetry") or {}).get("interval_s", 2))
         self.telemetry = TelemetrySampler(interval, self._emit_telemetry) if telemetry else None
@@ -220,6 +222,14 @@ class Controller:
         self._signals["checkpoint"] += 1
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
+        # A job scheduler sends SIGTERM to every process of a job, and the supervisor passes its own copy on:
+        # two SIGTERMs within a second are one request. A second stop (the supervisor turns a user's second
+        # Ctrl-C into SIGINT) stops at once.
+        now = time.monotonic()
+        if signum == signal.SIGTERM and self._last_sigterm_at and now - self._last_sigterm_at < SAME_STOP_S:
+            return
+        if signum == signal.SIGTERM:
+            self._last_sigterm_at = now
         self._signals["stop"] += 1
         if self._signals["stop"] > 1:
             raise KeyboardInterrupt("second stop signal: stopping at once, without a checkpoint")

@@ -13,6 +13,7 @@ that failed first; `first_rank_failure` reads it from the trainer log.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import sys
@@ -22,6 +23,9 @@ from typing import Any
 from omni_runner.run.rundir import RunDir
 
 LAUNCH_CONFIG_FILE = "accelerate.json"
+# Machine 0's address when the job scheduler picks the machines (`omni-run submit --slurm` sets it at every
+# start); it overrides distributed.main_process_ip, which a requeued job's new allocation would make stale.
+MAIN_PROCESS_IP_ENV = "OMNI_RUNNER_MAIN_PROCESS_IP"
 
 
 def _section(plan: dict[str, Any]) -> dict[str, Any]:
@@ -39,11 +43,11 @@ def num_machines(plan: dict[str, Any]) -> int:
     return machines if isinstance(machines, int) and machines > 1 else 1
 
 
-def launch_config(plan: dict[str, Any], port: int, machine_rank: int = 0) -> dict[str, Any]:
+def launch_config(plan: dict[str, Any], port: int, machine_rank: int = 0, main_ip: str | None = None) -> dict[str, Any]:
     """accelerate's config for machine `machine_rank`'s share of the plan's processes.
 
     On one machine the processes meet on 127.0.0.1 at `port` (a free one); several machines meet at
-    the plan's `main_process_ip:main_process_port`, which machine 0 listens on. `MULTI_GPU` selects
+    `main_ip` (else the plan's `main_process_ip`) and `main_process_port`, which machine 0 listens on. `MULTI_GPU` selects
     accelerate's torchrun launcher, which starts CPU trainers as well (they join the process group
     over gloo); the launcher's own mixed precision stays off because the trainer sets its precision
     from the recipe.
@@ -56,7 +60,7 @@ def launch_config(plan: dict[str, Any], port: int, machine_rank: int = 0) -> dic
         "num_processes": world_size(plan),
         "num_machines": machines,
         "machine_rank": machine_rank,
-        "main_process_ip": section["main_process_ip"] if machines > 1 else "127.0.0.1",
+        "main_process_ip": (main_ip or section["main_process_ip"]) if machines > 1 else "127.0.0.1",
         "main_process_port": int(section["main_process_port"]) if machines > 1 else port,
         "rdzv_backend": "static",
         "same_network": True,
@@ -80,7 +84,8 @@ def trainer_command(run: RunDir, plan: dict[str, Any], resume: bool, machine_ran
         return [sys.executable, *train]
     name = LAUNCH_CONFIG_FILE if machine_rank == 0 else LAUNCH_CONFIG_FILE.replace(".json", f"-machine-{machine_rank}.json")
     config = run.path / name
-    config.write_text(json.dumps(launch_config(plan, free_port(), machine_rank), indent=2) + "\n")
+    config.write_text(json.dumps(launch_config(plan, free_port(), machine_rank, os.environ.get(MAIN_PROCESS_IP_ENV)),
+                                 indent=2) + "\n")
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *train]
 
 

@@ -24,6 +24,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from omni_runner.run.launcher import MAIN_PROCESS_IP_ENV
 from omni_runner.run.rundir import RunDir
 
 PREEMPT_SIGNAL = "URG"
@@ -124,11 +125,19 @@ def resume_command(job: SlurmJob) -> list[str]:
     return ["omni-run", "resume", str(job.run_dir)]
 
 
-def node_launch(command: list[str]) -> str:
-    """How `command` starts on the job's node: in the background of the batch shell, so the shell can
-    handle signals while it runs (a shell runs no trap until its foreground command ends). One node is
-    what runs today; this is the one line that a multi-node launch would wrap in `srun`."""
-    return f"{shlex.join(command)} &"
+def node_launch(job: SlurmJob, command: list[str]) -> str:
+    """How the run starts on the job's nodes, in the background of the batch shell, so the shell can
+    handle signals while it runs (a shell runs no trap until its foreground command ends).
+
+    One node runs `command` itself. Several run one task a node through `srun`: node 0 runs `command`
+    (it starts or resumes the run and reports it), every other node joins it with its SLURM node id as
+    its machine rank; srun passes the shell's SIGTERM on to all of them.
+    """
+    if job.nodes == 1:
+        return f"{shlex.join(command)} &"
+    join = ["omni-run", "join", str(job.run_dir), "--machine-rank"]
+    per_node = f'if [ "$SLURM_NODEID" -eq 0 ]; then exec {shlex.join(command)}; else exec {shlex.join(join)} "$SLURM_NODEID"; fi'
+    return f"srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c {shlex.quote(per_node)} &"
 
 
 def sbatch_script(job: SlurmJob) -> str:
@@ -160,10 +169,13 @@ def sbatch_script(job: SlurmJob) -> str:
         f"trap checkpoint_and_requeue {PREEMPT_SIGNAL}",
         "trap cancelled TERM",
         "",
+        *(["# Machine 0 of the run is the allocation's first node, looked up at every start (a requeued job may get others).",
+           f'export {MAIN_PROCESS_IP_ENV}="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"']
+          if job.nodes > 1 else []),
         'if [ -e "$run/status.json" ]; then',
-        f"  {node_launch(resume_command(job))}",
+        f"  {node_launch(job, resume_command(job))}",
         "else",
-        f"  {node_launch(train_command(job))}",
+        f"  {node_launch(job, train_command(job))}",
         "fi",
         "omni_run_pid=$!",
         'if [ "$requeue" = yes ]; then kill -TERM "$omni_run_pid" 2>/dev/null; fi  # the signal came before the pid',

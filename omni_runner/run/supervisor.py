@@ -49,6 +49,8 @@ TERMINAL_STATES = ("finished", "stopped", "failed")
 RESTARTABLE_CAUSES = ("killed", "error", "oom")
 _OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError")
 _LOG_TAIL_BYTES = 16_384
+# torchrun's own exception when a job scheduler signals it along with every other process of the job.
+_LAUNCHER_SIGNALLED = "SignalException"
 _POLL_S = 0.2
 
 
@@ -116,6 +118,8 @@ def classify_launch_exit(returncode: int, final_state: str | None, log_tail: str
     """`classify_exit` of one trainer start; when a launcher ran several ranks and one failed, the cause is
     that rank's own exit, named with its rank and host (the launcher stopped the others)."""
     failure = first_rank_failure(log_tail) if returncode != 0 else None
+    if failure is None and returncode != 0 and final_state == "stopped" and _LAUNCHER_SIGNALLED in log_tail:
+        returncode = TrainerExit.OK  # the ranks stopped after their checkpoint; the launcher, signalled too, exits 1
     if failure is None:
         return classify_exit(returncode, final_state, log_tail, plan, stage)
     report = classify_exit(failure.exit_code, final_state, rank_lines(log_tail, failure.rank), plan, stage)
@@ -242,8 +246,9 @@ class _Trainer:
     Control signals go to the process whose controller acts on them: the child itself with one
     process; with several, rank 0 (its pid is in status.json once it is up), which tells the other
     ranks. SIGKILL goes to every rank of this machine and the launcher, so none is left training on its
-    own. On machines other than 0 rank 0 is out of reach: pause and checkpoint are steered on machine 0,
-    and a stop here stops the launcher, whose ranks' loss fails the whole group.
+    own. On machines other than 0 rank 0 is out of reach: pause, checkpoint and the graceful stop are
+    steered on machine 0 (a job scheduler signals every machine, and machine 0's stop ends the run
+    here too); a second stop here stops this machine's launcher, which fails the whole run.
     """
 
     def __init__(self, run: RunDir, distributed: bool, machine_rank: int = 0) -> None:
@@ -258,6 +263,10 @@ class _Trainer:
             return
         if not self.distributed:
             self.child.send_signal(signum)
+            return
+        if self.machine_rank > 0 and signum != signal.SIGKILL:
+            if signum == signal.SIGINT:
+                self.child.send_signal(signal.SIGTERM)
             return
         status = read_status(self.run.path) or {}
         if signum == signal.SIGKILL:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from omni_runner.cli import main
-from omni_runner.plan.support import MULTI_MACHINE
 from omni_runner.run.prepare import prepare_run
 from omni_runner.run.slurm import (
     SlurmJob,
@@ -148,19 +147,21 @@ def test_a_job_sbatch_refuses_is_reported_with_its_reason_and_the_script_is_kept
     assert not (run / "slurm" / "jobs.jsonl").exists()
 
 
-def test_more_than_one_node_is_refused_with_the_plan_s_reason_and_nothing_is_submitted(tmp_path, fake_sbatch, capsys):
-    assert main(["submit", str(RECIPE), "--slurm", "--nodes", "2"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: --nodes 2: {MULTI_MACHINE.missing} (distributed.num_machines)\n")
-    assert "--nodes 1" in err
-    assert not (tmp_path / "runs").exists() and not any(fake_sbatch.iterdir())
+def test_several_nodes_start_the_run_on_node_0_and_join_it_from_the_others(tmp_path, fake_sbatch, capsys):
+    assert main(["submit", str(RECIPE), "--slurm", "--nodes", "2", "--gpus-per-node", "2", "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert "--nodes=2" in directives(script) and "--ntasks-per-node=1" in directives(script)
+    assert "--set distributed.num_processes=4 --set distributed.num_machines=2" in script
+    assert 'export OMNI_RUNNER_MAIN_PROCESS_IP="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
+    assert "srun --ntasks-per-node=1" in script and "join" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
 def test_a_process_count_the_plan_refuses_is_printed_as_plan_prints_it_with_the_option_that_set_it(fake_sbatch, capsys):
     assert main(["submit", str(REPO / "recipes" / "tiny_omni_speech.yaml"), "--slurm", "--gpus-per-node", "2"]) == 1
     err = capsys.readouterr().err
     assert "tiny_omni_speech.yaml:" in err and "error: stage 'talker_realign' trains the talker with 2 processes" in err
-    assert err.rstrip().endswith("note: planned with distributed.num_processes=2, from --gpus-per-node 2 (docs/slurm.md)")
+    assert err.rstrip().endswith("note: planned with distributed.num_processes=2, from --nodes 1 and --gpus-per-node 2 (docs/slurm.md)")
     assert not any(fake_sbatch.iterdir())
 
 
@@ -188,21 +189,30 @@ class BatchJob:
     The omni-run stand-in records its arguments, then waits; on SIGTERM it records the signal, writes the
     status.json a stopped (or, with `state_on_stop`, finished) run has, and exits 0 as omni-run does."""
 
-    def __init__(self, tmp_path: Path, state_on_stop: str = "stopped") -> None:
+    def __init__(self, tmp_path: Path, state_on_stop: str = "stopped", nodes: int = 1) -> None:
         self.run_dir = tmp_path / "run"
         self.record = tmp_path / "record"
         self.record.mkdir(exist_ok=True)
         bin_dir = tmp_path / "bin"
         fake_command(bin_dir, "omni-run", f"""
-echo "$*" >> {self.record}/omni-run.argv
+echo "$*${{OMNI_RUNNER_MAIN_PROCESS_IP:+ (main ip $OMNI_RUNNER_MAIN_PROCESS_IP)}}" >> {self.record}/omni-run.argv
 on_term() {{ echo TERM >> {self.record}/omni-run.signals; echo '{{"state": "{state_on_stop}"}}' > {self.run_dir}/status.json; exit 0; }}
 trap on_term TERM
 touch {self.record}/omni-run.started
 while :; do sleep 0.05; done""")
-        fake_command(bin_dir, "scontrol", f'echo "$*" >> {self.record}/scontrol.argv')
+        fake_command(bin_dir, "scontrol", f"""
+if [ "$1 $2" = "show hostnames" ]; then printf 'node-a\\nnode-b\\n'; exit 0; fi
+echo "$*" >> {self.record}/scontrol.argv""")
+        # srun: its command once a node, each with its SLURM_NODEID, and SIGTERM passed on to all of them.
+        fake_command(bin_dir, "srun", """
+while [ "${1#--}" != "$1" ]; do shift; done
+SLURM_NODEID=0 "$@" & first=$!
+SLURM_NODEID=1 "$@" & second=$!
+trap 'kill -TERM $first $second' TERM
+wait $first; wait $first; wait $second""")
         self.script = tmp_path / "submit.sbatch"
-        self.script.write_text(sbatch_script(job(tmp_path)))
-        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+        self.script.write_text(sbatch_script(job(tmp_path, nodes=nodes)))
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node-[a-b]"}
         self.run_dir.mkdir(exist_ok=True)
 
     def start(self) -> subprocess.Popen:
@@ -255,3 +265,18 @@ def test_a_run_that_finished_as_the_preemption_signal_came_is_not_requeued(tmp_p
     os.kill(process.pid, signal.SIGURG)
     assert process.wait(timeout=20) == 0
     assert batch.lines("scontrol.argv") == []
+
+
+def test_on_several_nodes_node_0_starts_the_run_the_others_join_and_preemption_still_requeues(tmp_path):
+    batch = BatchJob(tmp_path, nodes=2)
+    process = batch.start()
+    deadline = time.monotonic() + 20
+    while len(batch.lines("omni-run.argv")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(batch.lines("omni-run.argv")) == [
+        f"join {batch.run_dir} --machine-rank 1 (main ip node-a)",
+        f"train {RECIPE} --run-dir {batch.run_dir} --set training.lr=1e-4 (main ip node-a)"]
+    os.kill(process.pid, signal.SIGURG)
+    assert process.wait(timeout=20) == 0
+    assert batch.lines("omni-run.signals") == ["TERM", "TERM"]
+    assert batch.lines("scontrol.argv") == ["requeue 4242"]

@@ -54,6 +54,15 @@ def test_a_second_stop_signal_stops_at_once_without_a_checkpoint(harness):
     assert events_of(process.run_dir, "checkpoint") == []
 
 
+def test_two_sigterms_within_a_second_are_one_graceful_stop(harness):
+    process = harness(step_seconds=2.0)  # a job scheduler's SIGTERM and the supervisor's copy of it
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert [e["reason"] for e in events_of(process.run_dir, "checkpoint")] == ["stop"]
+
+
 def test_each_transition_is_an_event_with_from_to_and_reason(harness):
     process = harness()
     process.send_signal(signal.SIGUSR1)

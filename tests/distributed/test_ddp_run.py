@@ -1,4 +1,5 @@
-"""Two trainer processes under `accelerate launch` (gloo on CPU), steered and broken as a user would.
+"""Two trainer processes under `accelerate launch` (gloo on CPU), steered and broken as a user would, and two
+"machines" of one process each meeting over TCP on this host (`omni-run join`).
 
 One real run of the tiny recipe with `distributed.num_processes=2` is paused with SIGUSR1 to rank 0,
 checkpointed with SIGUSR2 while paused, resumed, and then loses rank 1 to `kill -9`; with
@@ -39,12 +40,14 @@ COMMON = [f"training.max_steps={STEPS}", "training.method=lora", "training.micro
 TOLERANCE = 1e-5
 
 
+def omni_run(log: Path, *args: str) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
 def train(run_dir: Path, *overrides: str) -> subprocess.Popen:
     args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir.parent / "omni-run.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", "train", TINY, "--run-dir", str(run_dir), *args],
-                            stdout=log, stderr=subprocess.STDOUT)
+    return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args)
 
 
 def wait_for(predicate, what: str, timeout: float = 240.0):
@@ -149,4 +152,26 @@ def test_steps_taken_again_after_the_restart_equal_the_first_attempt_exactly(ste
 def test_losses_match_one_process_with_the_same_global_batch(steered, reference):
     two = {e["step"]: e["loss"] for e in events(steered["run"], "step")}
     assert sorted(two) == sorted(reference) == list(range(1, STEPS + 1))
+    assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)
+
+
+def test_two_machines_meet_at_machine_0s_address_and_train_like_one_process(tmp_path, reference):
+    from omni_runner.run.launcher import free_port
+
+    run = RunDir(tmp_path / "run")
+    joined = omni_run(tmp_path / "join.log", "join", str(run.path), "--machine-rank", "1", "--wait", "120")
+    started = train(run.path, "training.grad_accum=1", "distributed.num_processes=2", "distributed.num_machines=2",
+                    "distributed.main_process_ip=127.0.0.1", f"distributed.main_process_port={free_port()}")
+    try:
+        assert started.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+        assert joined.wait(timeout=60) == 0, (run.path / "nodes" / "machine-1" / "trainer.log").read_text()[-3000:]
+    finally:
+        for process in (started, joined):
+            if process.poll() is None:
+                process.kill()
+    start = events(run, "run_start")[0]
+    assert (start["world_size"], [r["rank"] for r in start["ranks"]]) == (2, [0, 1])
+    assert json.loads((run.path / "accelerate-machine-1.json").read_text())["machine_rank"] == 1
+    assert [e.get("machine_rank", 0) for e in events(run, "exit")] in ([0, 1], [1, 0])
+    two = {e["step"]: e["loss"] for e in events(run, "step")}
     assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)

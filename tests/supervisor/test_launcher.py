@@ -85,3 +85,17 @@ def test_a_rank_that_raised_is_explained_by_its_own_last_error_line():
                                                                         "exitcode  : 1 (pid: 24819)"), {"stages": []})
     assert report.cause == "error"
     assert report.explanation.endswith("RuntimeError: a rank-1 problem")
+
+
+def test_ranks_that_stopped_cleanly_under_a_signalled_launcher_are_a_clean_stop():
+    tail = "[rank0]: checkpoint written\ntorch.distributed.elastic.multiprocessing.api.SignalException: Process 7 got signal: 15\n"
+    assert classify_launch_exit(1, "stopped", tail, {"stages": []}).cause == "stopped"
+    assert classify_launch_exit(1, "running", tail, {"stages": []}).cause == "error"
+
+
+def test_several_machines_meet_at_machine_0s_address_which_a_scheduler_may_name_at_each_start():
+    plan = {"distributed": {"world_size": 4, "num_machines": 2, "main_process_ip": "10.0.0.1", "main_process_port": 29600}}
+    config = launch_config(plan, 40000, machine_rank=1)
+    assert (config["num_machines"], config["machine_rank"], config["main_process_ip"], config["main_process_port"]) == (
+        2, 1, "10.0.0.1", 29600)
+    assert launch_config(plan, 40000, 1, main_ip="node-a")["main_process_ip"] == "node-a"
