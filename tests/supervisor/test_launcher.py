@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from omni_runner.run.launcher import first_rank_failure, launch_config, rank_lines, trainer_command, world_size
+from omni_runner.run.launcher import (
+    first_rank_failure,
+    launch_config,
+    rank_lines,
+    trainer_command,
+    world_size,
+)
 from omni_runner.run.rundir import RunDir
 from omni_runner.run.supervisor import classify_launch_exit
 
