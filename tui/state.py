@@ -115,7 +115,8 @@ class RunView:
     ended_t: float | None = None
     last_checkpoint: dict[str, Any] | None = None
     restarts: int = 0
-    gpus: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # with several machines, each carries its `host`
+    machine_gpus: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by machine rank
     gpu_source: str | None = None
     gpu_note: str | None = None
     cpu_pct: float | None = None
@@ -226,8 +227,18 @@ class RunView:
         self._log(event, "info", f"checkpoint {event.get('path')} ({event.get('reason')})")
 
     def _on_telemetry(self, event: dict[str, Any]) -> None:
+        """One machine's reading; a run over several machines has one a machine (`machine_rank`, `host`), and
+        the GPU list holds every machine's newest, in machine order."""
         self.gpu_source = event.get("source")
-        self.gpus = [g for g in event.get("gpus") or [] if isinstance(g, dict)]
+        gpus = [g for g in event.get("gpus") or [] if isinstance(g, dict)]
+        machine = event.get("machine_rank")
+        if isinstance(machine, int):
+            self.machine_gpus[machine] = [{**g, "host": str(event.get("host") or f"machine {machine}")} for g in gpus]
+            self.gpus = [g for rank in sorted(self.machine_gpus) for g in self.machine_gpus[rank]]
+            if machine != 0:
+                return  # the note and host readings shown are machine 0's
+        else:
+            self.gpus = gpus
         self.gpu_note = event.get("note")
         self.cpu_pct = event.get("cpu_pct")
         self.ram_used_mb = event.get("ram_used_mb")

@@ -49,6 +49,7 @@ class Controller:
         start_step: int = 0,
         telemetry: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        machine: dict[str, Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.events = events
@@ -69,6 +70,10 @@ class Controller:
         interval = float((config.get("telemetry") or {}).get("interval_s", 2))
         self.telemetry = TelemetrySampler(interval, self._emit_telemetry) if telemetry else None
         self._previous_handlers: dict[int, Any] = {}
+        # With several machines: this machine's name on its telemetry events, and the other machines' newest
+        # readings (rank 0 gathers them at step boundaries), by machine rank.
+        self.machine_name = machine or {}
+        self._machines: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -234,23 +239,35 @@ class Controller:
         if self._signals["stop"] > 1:
             raise KeyboardInterrupt("second stop signal: stopping at once, without a checkpoint")
 
+    def machine_telemetry(self, reading: dict[str, Any]) -> None:
+        """Another machine's newest reading: its GPUs count for the thermal pause like this machine's, and
+        it is written as a `telemetry` event (with its `host` and `machine_rank`) once."""
+        previous = self._machines.get(reading["machine_rank"])
+        self._machines[reading["machine_rank"]] = reading
+        if previous is None or previous["sampled_at"] != reading["sampled_at"]:
+            self.events.emit("telemetry", self.step, **{k: v for k, v in reading.items() if k != "sampled_at"})
+
     def _temperatures(self) -> list[GpuTemperature]:
         if not self.telemetry:
             return []
-        return [
-            GpuTemperature(int(gpu.get("index", i)), float(gpu["temperature_c"]))
-            for i, gpu in enumerate(self.telemetry.latest)
-            if isinstance(gpu.get("temperature_c"), (int, float))
-        ]
+        temperatures = _gpu_temperatures(self.telemetry.latest)
+        for rank, reading in sorted(self._machines.items()):
+            temperatures += _gpu_temperatures(reading.get("gpus") or [], f"machine {rank} ({reading.get('host')})")
+        return temperatures
 
     def _emit_telemetry(self, reading: dict[str, Any]) -> None:
-        self.events.emit("telemetry", self.step, **reading)
+        self.events.emit("telemetry", self.step, **reading, **self.machine_name)
 
     def _status_reply(self) -> dict[str, Any]:
         return {**self.status.snapshot(), "state": self.state}
 
     def _ok(self, **extra: Any) -> dict[str, Any]:
         return {"ok": True, "state": self.state, "step": self.step, **extra}
+
+
+def _gpu_temperatures(gpus: list[dict[str, Any]], machine: str | None = None) -> list[GpuTemperature]:
+    return [GpuTemperature(int(gpu.get("index", i)), float(gpu["temperature_c"]), machine)
+            for i, gpu in enumerate(gpus) if isinstance(gpu, dict) and isinstance(gpu.get("temperature_c"), (int, float))]
 
 
 def _folder_bytes(path: Path) -> int:

@@ -26,6 +26,7 @@ FINAL_STATES = (FINISHED, STOPPED, FAILED)
 class GpuTemperature:
     index: int
     celsius: float
+    machine: str | None = None  # with several machines, which one ("machine 1 (node-b)")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ class StateMachine:
                 self._thermal_since = now
             else:
                 return False
-        self._thermal_detail = f"GPU {hottest.index} at {hottest.celsius:g} °C, limit {self.settings.limit_c:g} °C"
+        where = f" on {hottest.machine}" if hottest.machine else ""
+        self._thermal_detail = f"GPU {hottest.index}{where} at {hottest.celsius:g} °C, limit {self.settings.limit_c:g} °C"
         if now - self._thermal_since >= self.settings.max_wait_s:
             self._thermal_since, self._thermal_waived = None, True
             return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,12 +150,19 @@ class TelemetrySampler:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._latest: list[dict[str, Any]] = []
+        self._latest_reading: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._run, name="omni-telemetry", daemon=True)
 
     @property
     def latest(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._latest)
+
+    @property
+    def latest_reading(self) -> dict[str, Any] | None:
+        """The newest whole reading (GPUs, host, `sampled_at`), for a rank that reports its machine to rank 0."""
+        with self._lock:
+            return self._latest_reading
 
     def start(self) -> None:
         self._thread.start()
@@ -168,9 +176,11 @@ class TelemetrySampler:
         if self._source is None:
             self._source = open_gpu_source()
         gpus, note = self._source.sample()
+        reading = {"source": self._source.name, "gpus": gpus, "note": note, **host_readings()}
         with self._lock:
             self._latest = gpus
-        return {"source": self._source.name, "gpus": gpus, "note": note, **host_readings()}
+            self._latest_reading = {**reading, "sampled_at": time.time()}
+        return reading
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -169,10 +169,12 @@ class Trainer:
                                       self.run.path, self.run.path.name, self.recipe,
                                       resume_step=self.progress.step if self.resume else None)
         self.events.listen(self.trackers.record)
+        machine = {"host": self.ranks.host, "machine_rank": 0} if self.ranks.num_machines > 1 else None
         if self.ranks.is_main:
             self.controller = Controller(self.run.path, self.recipe["controller"], self.events, self.status,
-                                         start_step=self.progress.step)
-        self.boundary = SharedBoundary(self.ranks, self.controller)
+                                         start_step=self.progress.step, machine=machine)
+        telemetry_s = float((self.recipe["controller"].get("telemetry") or {}).get("interval_s", 2))
+        self.boundary = SharedBoundary(self.ranks, self.controller, telemetry_s)
         ranks = {}
         if self.ranks.distributed:
             ranks = {"world_size": self.ranks.world_size, "ranks": self.ranks.gather(self.ranks.identity())}

@@ -28,6 +28,8 @@ class Ranks:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    machine_rank: int = 0
+    num_machines: int = 1
     host: str = socket.gethostname()
 
     @property
@@ -46,7 +48,9 @@ class Ranks:
         from accelerate import PartialState
 
         state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
-        return cls(state.process_index, state.num_processes, state.local_process_index)
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))  # set by torchrun, as GROUP_RANK
+        return cls(state.process_index, state.num_processes, state.local_process_index,
+                   machine_rank=int(os.environ.get("GROUP_RANK", "0")), num_machines=state.num_processes // per_machine)
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank's own GPU on a machine with several; the CPU is shared."""
@@ -93,4 +97,10 @@ class Ranks:
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
 
     def identity(self) -> dict[str, Any]:
-        return {"rank": self.rank, "local_rank": self.local_rank, "host": self.host, "pid": os.getpid()}
+        return {"rank": self.rank, "local_rank": self.local_rank, "machine_rank": self.machine_rank, "host": self.host,
+                "pid": os.getpid()}
+
+    @property
+    def reports_its_machine(self) -> bool:
+        """The first rank of every machine but machine 0 samples its machine's GPUs for rank 0."""
+        return self.num_machines > 1 and self.machine_rank > 0 and self.local_rank == 0

@@ -40,14 +40,21 @@ COMMON = [f"training.max_steps={STEPS}", "training.method=lora", "training.micro
 TOLERANCE = 1e-5
 
 
-def omni_run(log: Path, *args: str) -> subprocess.Popen:
+def omni_run(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
 
 
-def train(run_dir: Path, *overrides: str) -> subprocess.Popen:
+def train(run_dir: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
-    return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args)
+    return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args, env=env)
+
+
+def simulated_gpu(path: Path, celsius: float) -> dict[str, str]:
+    """A SIMULATED GPU at `celsius` (control/telemetry.py re-reads the file at every sample): no GPU here."""
+    path.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": celsius}]}))
+    return {"OMNI_RUNNER_SIMULATED_GPU": str(path)}
 
 
 def wait_for(predicate, what: str, timeout: float = 240.0):
@@ -155,22 +162,30 @@ def test_losses_match_one_process_with_the_same_global_batch(steered, reference)
     assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)
 
 
-def test_two_machines_meet_at_machine_0s_address_and_train_like_one_process(tmp_path, reference):
+def test_two_machines_meet_at_machine_0s_address_cool_down_for_either_and_train_like_one_process(tmp_path, reference):
+    """Machine 1's (simulated) GPU runs hot: rank 0, on machine 0, pauses the whole run until it cools."""
     from omni_runner.run.launcher import free_port
 
     run = RunDir(tmp_path / "run")
-    joined = omni_run(tmp_path / "join.log", "join", str(run.path), "--machine-rank", "1", "--wait", "120")
+    hot = tmp_path / "machine-1-gpu.json"
+    joined = omni_run(tmp_path / "join.log", "join", str(run.path), "--machine-rank", "1", "--wait", "120",
+                      env=simulated_gpu(hot, 90.0))
     started = train(run.path, "training.grad_accum=1", "distributed.num_processes=2", "distributed.num_machines=2",
-                    "distributed.main_process_ip=127.0.0.1", f"distributed.main_process_port={free_port()}")
+                    "distributed.main_process_ip=127.0.0.1", f"distributed.main_process_port={free_port()}",
+                    "controller.telemetry.interval_s=0.2", "controller.thermal.enabled=true", env=simulated_gpu(tmp_path / "machine-0-gpu.json", 50.0))
     try:
+        cooling = wait_for(lambda: [e for e in events(run, "state") if e["to"] == "cooling"], "the thermal pause")
+        simulated_gpu(hot, 60.0)
         assert started.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
         assert joined.wait(timeout=60) == 0, (run.path / "nodes" / "machine-1" / "trainer.log").read_text()[-3000:]
     finally:
         for process in (started, joined):
             if process.poll() is None:
                 process.kill()
+    assert cooling[0]["reason"] == "thermal" and "GPU 0 on machine 1" in cooling[0]["detail"]
+    assert {e.get("machine_rank") for e in events(run, "telemetry")} == {0, 1}
     start = events(run, "run_start")[0]
-    assert (start["world_size"], [r["rank"] for r in start["ranks"]]) == (2, [0, 1])
+    assert (start["world_size"], [r["machine_rank"] for r in start["ranks"]]) == (2, [0, 1])
     assert json.loads((run.path / "accelerate-machine-1.json").read_text())["machine_rank"] == 1
     assert [e.get("machine_rank", 0) for e in events(run, "exit")] in ([0, 1], [1, 0])
     two = {e["step"]: e["loss"] for e in events(run, "step")}

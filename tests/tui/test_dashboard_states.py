@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from omni_tui.widgets.capabilities import CapabilityMix
 from omni_tui.widgets.controller import ControllerPanel
 from omni_tui.widgets.gpu import GpuPanel
@@ -164,3 +166,19 @@ async def test_a_generation_capability_shows_its_denoising_loss_beside_its_reply
         table = app.screen.query_one(CapabilityMix)
         row = dict((r[0], r) for r in table._rows)["image-generation"]
         assert row[3:] == ("4.2500", "0.1250")
+
+
+async def test_a_run_over_several_machines_shows_every_gpu_by_host(recorded_run):
+    run = recorded_run("multi_gpu")
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "utilization_pct": 97, "throttle_reasons": []}
+    with open(run.events, "a") as events:
+        for machine, host, temperatures in ((0, "node-a", (70, 71)), (1, "node-b", (72, 85))):
+            reading = {"t": 1790000040.0 + machine, "type": "telemetry", "step": 20, "source": "nvml", "host": host,
+                       "machine_rank": machine, "gpus": [{**gpu, "index": i, "temperature_c": c} for i, c in enumerate(temperatures)]}
+            events.write(json.dumps(reading) + "\n")
+    app = dashboard_app(run)
+    async with app.run_test(size=(160, 48)):
+        text = app.screen.query_one(GpuPanel).text
+        assert [f"{host} GPU {i}" in text for host in ("node-a", "node-b") for i in (0, 1)] == [True] * 4
+        assert text.index("node-a GPU 1") < text.index("node-b GPU 0")
+        assert "[bold red]85 °C[/]" in text

@@ -29,7 +29,8 @@ def gpu_line(gpu: dict[str, Any], limit: float | None, resume: float | None) -> 
     if resume is not None:
         bounds.append(f"resume {resume:g}")
     temp_text = "—" if temp is None else f"{temp:g} °C"
-    head = f"[b]GPU {gpu.get('index', '?')}[/b] {escape(str(gpu.get('name') or ''))}"
+    host = f"{escape(str(gpu['host']))} " if gpu.get("host") else ""
+    head = f"[b]{host}GPU {gpu.get('index', '?')}[/b] {escape(str(gpu.get('name') or ''))}"
     parts = [f"[{style}]{temp_text}[/]" + (f" ({', '.join(bounds)})" if bounds else "")]
     if gpu.get("utilization_pct") is not None:
         parts.append(f"util {gpu['utilization_pct']:g}%")
