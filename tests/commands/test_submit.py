@@ -270,13 +270,17 @@ def test_a_run_that_finished_as_the_preemption_signal_came_is_not_requeued(tmp_p
 def test_on_several_nodes_node_0_starts_the_run_the_others_join_and_preemption_still_requeues(tmp_path):
     batch = BatchJob(tmp_path, nodes=2)
     process = batch.start()
-    deadline = time.monotonic() + 20
-    while len(batch.lines("omni-run.argv")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert sorted(batch.lines("omni-run.argv")) == [
-        f"join {batch.run_dir} --machine-rank 1 (main ip node-a)",
-        f"train {RECIPE} --run-dir {batch.run_dir} --set training.lr=1e-4 (main ip node-a)"]
-    os.kill(process.pid, signal.SIGURG)
-    assert process.wait(timeout=20) == 0
+    try:
+        deadline = time.monotonic() + 20
+        while len(batch.lines("omni-run.argv")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(batch.lines("omni-run.argv")) == [
+            f"join {batch.run_dir} --machine-rank 1 (main ip node-a)",
+            f"train {RECIPE} --run-dir {batch.run_dir} --set training.lr=1e-4 (main ip node-a)"]
+        os.kill(process.pid, signal.SIGURG)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the stand-ins, which would otherwise wait for ever
     assert batch.lines("omni-run.signals") == ["TERM", "TERM"]
     assert batch.lines("scontrol.argv") == ["requeue 4242"]
