@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
+from run_watch import events_of, status_of, wait_for
 
-from omni_runner.run.events import read_events
 from omni_runner.run.rundir import RunDir
-from omni_runner.run.status import read_status
 
 pytestmark = pytest.mark.slow
 
@@ -57,30 +56,12 @@ def simulated_gpu(path: Path, celsius: float) -> dict[str, str]:
     return {"OMNI_RUNNER_SIMULATED_GPU": str(path)}
 
 
-def wait_for(predicate, what: str, timeout: float = 240.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def events(run: RunDir, kind: str) -> list[dict]:
-    return [e for e in read_events(run.events) if e["type"] == kind]
-
-
-def status(path: Path) -> dict:
-    return read_status(path) or {}
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[int, float]:
     """One process, grad_accum 2: the same global batch as two ranks of grad_accum 1."""
     run = RunDir(tmp_path_factory.mktemp("one-process") / "run")
     assert train(run.path, "training.grad_accum=2").wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
-    return {e["step"]: e["loss"] for e in events(run, "step")}
+    return {e["step"]: e["loss"] for e in events_of(run, "step")}
 
 
 @pytest.fixture(scope="module")
@@ -90,20 +71,20 @@ def steered(tmp_path_factory) -> dict:
     process = train(run.path, "training.grad_accum=1", "distributed.num_processes=2", "controller.restarts=1")
     seen: dict = {"run": run}
     try:
-        wait_for(lambda: (status(run.path).get("step") or 0) >= 2 and status(run.path).get("state") == "running", "step 2")
-        rank0 = status(run.path)["pid"]
+        wait_for(lambda: (status_of(run.path).get("step") or 0) >= 2 and status_of(run.path).get("state") == "running", 240, "step 2")
+        rank0 = status_of(run.path)["pid"]
         os.kill(rank0, signal.SIGUSR1)
-        wait_for(lambda: status(run.path).get("state") == "paused", "the pause")
+        wait_for(lambda: status_of(run.path).get("state") == "paused", 240, "the pause")
         time.sleep(1.5)  # both ranks would have taken a step or two by now
-        seen["paused"] = (status(run.path)["step"], status(run.path / "ranks" / "rank-1")["step"])
+        seen["paused"] = (status_of(run.path)["step"], status_of(run.path / "ranks" / "rank-1")["step"])
         os.kill(rank0, signal.SIGUSR2)
-        seen["checkpoint"] = wait_for(lambda: events(run, "checkpoint"), "the SIGUSR2 checkpoint")
-        seen["paused_after"] = (status(run.path)["step"], status(run.path / "ranks" / "rank-1")["step"])
+        seen["checkpoint"] = wait_for(lambda: events_of(run, "checkpoint"), 240, "the SIGUSR2 checkpoint")
+        seen["paused_after"] = (status_of(run.path)["step"], status_of(run.path / "ranks" / "rank-1")["step"])
         os.kill(rank0, signal.SIGUSR1)
         resumed_at = seen["paused"][0]
-        wait_for(lambda: any(e["step"] > resumed_at for e in events(run, "step")), "a step after the pause")
-        rank1 = status(run.path)["ranks"][1]["pid"]
-        seen["losses_before_kill"] = {e["step"]: e["loss"] for e in events(run, "step")}
+        wait_for(lambda: any(e["step"] > resumed_at for e in events_of(run, "step")), 240, "a step after the pause")
+        rank1 = status_of(run.path)["ranks"][1]["pid"]
+        seen["losses_before_kill"] = {e["step"]: e["loss"] for e in events_of(run, "step")}
         os.kill(rank1, signal.SIGKILL)
         assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     finally:
@@ -114,7 +95,7 @@ def steered(tmp_path_factory) -> dict:
 
 def test_two_trainer_processes_start_under_the_launcher_and_say_so(steered):
     run = steered["run"]
-    start = events(run, "run_start")[0]
+    start = events_of(run, "run_start")[0]
     assert start["world_size"] == 2
     assert [r["rank"] for r in start["ranks"]] == [0, 1]
     assert all(r["pid"] and r["host"] for r in start["ranks"])
@@ -134,21 +115,21 @@ def test_sigusr2_while_paused_writes_one_checkpoint_at_that_step(steered):
 
 def test_a_killed_rank_is_named_and_both_ranks_restart_from_the_checkpoint_to_the_end(steered):
     run = steered["run"]
-    [crash, finish] = events(run, "exit")
+    [crash, finish] = events_of(run, "exit")
     assert (crash["rank"], crash["cause"], crash["signal"], crash["will_restart"]) == (1, "killed", "SIGKILL", True)
     assert "Rank 1 on " in crash["explanation"]
-    assert events(run, "run_start")[1]["resumed_from"].endswith(f"step-{steered['paused'][0]}")
+    assert events_of(run, "run_start")[1]["resumed_from"].endswith(f"step-{steered['paused'][0]}")
     assert finish["cause"] == "ok"
-    assert status(run.path)["state"] == "finished"
-    assert status(run.path)["step"] == STEPS
+    assert status_of(run.path)["state"] == "finished"
+    assert status_of(run.path)["step"] == STEPS
 
 
 def test_steps_taken_again_after_the_restart_equal_the_first_attempt_exactly(steered):
     run = steered["run"]
     first = steered["losses_before_kill"]
     again = {}
-    restarted = events(run, "run_start")[1]["t"]
-    for e in events(run, "step"):
+    restarted = events_of(run, "run_start")[1]["t"]
+    for e in events_of(run, "step"):
         if e["t"] > restarted:
             again[e["step"]] = e["loss"]
     overlap = sorted(set(first) & set(again))
@@ -157,7 +138,7 @@ def test_steps_taken_again_after_the_restart_equal_the_first_attempt_exactly(ste
 
 
 def test_losses_match_one_process_with_the_same_global_batch(steered, reference):
-    two = {e["step"]: e["loss"] for e in events(steered["run"], "step")}
+    two = {e["step"]: e["loss"] for e in events_of(steered["run"], "step")}
     assert sorted(two) == sorted(reference) == list(range(1, STEPS + 1))
     assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)
 
@@ -174,7 +155,7 @@ def test_two_machines_meet_at_machine_0s_address_cool_down_for_either_and_train_
                     "distributed.main_process_ip=127.0.0.1", f"distributed.main_process_port={free_port()}",
                     "controller.telemetry.interval_s=0.2", "controller.thermal.enabled=true", env=simulated_gpu(tmp_path / "machine-0-gpu.json", 50.0))
     try:
-        cooling = wait_for(lambda: [e for e in events(run, "state") if e["to"] == "cooling"], "the thermal pause")
+        cooling = wait_for(lambda: [e for e in events_of(run, "state") if e["to"] == "cooling"], 240, "the thermal pause")
         simulated_gpu(hot, 60.0)
         assert started.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
         assert joined.wait(timeout=60) == 0, (run.path / "nodes" / "machine-1" / "trainer.log").read_text()[-3000:]
@@ -183,10 +164,10 @@ def test_two_machines_meet_at_machine_0s_address_cool_down_for_either_and_train_
             if process.poll() is None:
                 process.kill()
     assert cooling[0]["reason"] == "thermal" and "GPU 0 on machine 1" in cooling[0]["detail"]
-    assert {e.get("machine_rank") for e in events(run, "telemetry")} == {0, 1}
-    start = events(run, "run_start")[0]
+    assert {e.get("machine_rank") for e in events_of(run, "telemetry")} == {0, 1}
+    start = events_of(run, "run_start")[0]
     assert (start["world_size"], [r["machine_rank"] for r in start["ranks"]]) == (2, [0, 1])
     assert json.loads((run.path / "accelerate-machine-1.json").read_text())["machine_rank"] == 1
-    assert [e.get("machine_rank", 0) for e in events(run, "exit")] in ([0, 1], [1, 0])
-    two = {e["step"]: e["loss"] for e in events(run, "step")}
+    assert [e.get("machine_rank", 0) for e in events_of(run, "exit")] in ([0, 1], [1, 0])
+    two = {e["step"]: e["loss"] for e in events_of(run, "step")}
     assert all(abs(two[s] - reference[s]) <= TOLERANCE * abs(reference[s]) for s in reference), (two, reference)
