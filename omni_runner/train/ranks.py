@@ -30,6 +30,7 @@ class Ranks:
     local_rank: int = 0
     machine_rank: int = 0
     num_machines: int = 1
+    on_gpus: bool = False  # NCCL, whose collectives take tensors on this rank's GPU only
     host: str = socket.gethostname()
 
     @property
@@ -50,7 +51,8 @@ class Ranks:
         state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
         per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))  # set by torchrun, as GROUP_RANK
         return cls(state.process_index, state.num_processes, state.local_process_index,
-                   machine_rank=int(os.environ.get("GROUP_RANK", "0")), num_machines=state.num_processes // per_machine)
+                   machine_rank=int(os.environ.get("GROUP_RANK", "0")), num_machines=state.num_processes // per_machine,
+                   on_gpus=not cpu)
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank's own GPU on a machine with several; the CPU is shared."""
@@ -81,7 +83,8 @@ class Ranks:
             return values
         from accelerate.utils import reduce
 
-        return reduce(values.clone(), reduction="sum")
+        device = torch.device("cuda", self.local_rank) if self.on_gpus else values.device
+        return reduce(values.to(device, copy=True), reduction="sum").to(values.device)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """`model` under DistributedDataParallel, which averages gradients over the ranks during backward.
