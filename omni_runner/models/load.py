@@ -38,6 +38,7 @@ Public API:
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 from collections.abc import Iterable, Iterator
@@ -301,6 +302,14 @@ def resolve_quantization(requested: str, method: str, config: dict[str, Any]) ->
     return "bnb-4bit" if method == "qlora" else "none"
 
 
+# The first bitsandbytes whose CPU backend this project trained QLoRA with (the tiny model, tests/models/test_load.py).
+BNB_ON_CPU = (0, 50)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
 def _quantization_kwargs(
     quantization: str, config: dict[str, Any], dtype: Any, device: Any, folder: Path
 ) -> dict[str, Any]:
@@ -333,15 +342,16 @@ def _quantization_kwargs(
             )
         return {}  # transformers reads the checkpoint's own quantization_config
     if quantization in ("bnb-4bit", "bnb-8bit"):
-        if device.type != "cuda":
-            raise ModelLoadError(
-                f"base_model.quantization {quantization} (bitsandbytes) needs a CUDA GPU, but training runs on "
-                f"{device.type}. Use training.method lora with base_model.quantization none on this machine."
-            )
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelLoadError(
                 f"base_model.quantization {quantization} needs bitsandbytes, which is not installed: "
-                "run `pip install 'omni-runner[bnb]'` (bitsandbytes; it needs a CUDA GPU)."
+                "run `pip install 'omni-runner[bnb]'` (bitsandbytes)."
+            )
+        if device.type == "cpu" and _version_tuple(importlib.metadata.version("bitsandbytes")) < BNB_ON_CPU:
+            raise ModelLoadError(
+                f"base_model.quantization {quantization} on the CPU needs bitsandbytes "
+                f"{'.'.join(map(str, BNB_ON_CPU))} or later (its CPU backend), but "
+                f"{importlib.metadata.version('bitsandbytes')} is installed: run `pip install -U 'omni-runner[bnb]'`."
             )
         from transformers import BitsAndBytesConfig
 

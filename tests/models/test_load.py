@@ -223,9 +223,29 @@ def test_unknown_lora_targets_name_the_available_layers(tiny_model_dir, recipe):
         load_for_training(data, tiny_model_dir)
 
 
-def test_bitsandbytes_quantization_on_a_cpu_is_refused(tiny_model_dir, recipe):
-    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
-        load_for_training(recipe(method="qlora"), tiny_model_dir)
+@pytest.mark.slow
+def test_qlora_on_the_cpu_quantizes_the_base_to_4_bits_and_trains_adapters_on_those_layers(tiny_model_dir, recipe):
+    from bitsandbytes.nn import Linear4bit
+    from peft.tuners.lora.bnb import Linear4bit as LoraOnLinear4bit
+
+    loaded = load_for_training(recipe(method="qlora", dtype="float32"), tiny_model_dir, device="cpu")
+    attention = loaded.thinker.model.language_model.layers[0].self_attn
+    assert isinstance(attention.q_proj, LoraOnLinear4bit) and isinstance(attention.q_proj.base_layer, Linear4bit)
+    assert not isinstance(loaded.thinker.lm_head, Linear4bit)  # the output layer stays in full precision
+    ids = torch.randint(0, 100, (1, 12))
+    loaded.model(input_ids=ids, labels=ids).loss.backward()
+    assert attention.q_proj.lora_B.default.weight.grad.abs().sum() > 0
+    assert not any(p.requires_grad for n, p in loaded.thinker.named_parameters() if "lora_" not in n)
+
+
+def test_bitsandbytes_too_old_for_the_cpu_says_which_version_to_install(tiny_model_dir, monkeypatch, recipe):
+    """Simulation: an installed bitsandbytes older than its CPU backend."""
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.45.5" if name == "bitsandbytes" else real_version(name))
+    with pytest.raises(ModelLoadError, match=r"on the CPU needs bitsandbytes 0.50 or later.*0.45.5 is installed"):
+        load_for_training(recipe(method="qlora"), tiny_model_dir, device="cpu")
 
 
 def test_bitsandbytes_missing_on_a_simulated_gpu_machine_says_what_to_install(tiny_model_dir, monkeypatch, recipe):
