@@ -463,18 +463,20 @@ class Trainer:
         the cause; PaLM likewise skipped the batches around each loss spike.
         """
         data_now = self.batches.state_dict()
+        share = ckpt.rank_share(state, self.ranks.rank, self.ranks.world_size)  # every rank goes back together
         self.progress = Progress(**{
             **state.trainer_state["progress"],
+            "data": share.data,
             "rollbacks": self.progress.rollbacks + 1,
             "lr_scale": self.progress.lr_scale * float(policy["lr_factor"]),
             "skipped_steps": self.progress.skipped_steps,
             **({"data": data_now} if policy["skip_data"] else {}),
         })
-        abandoned = ckpt.discard_after(self.run.checkpoints, self.progress.step)
+        abandoned = ckpt.discard_after(self.run.checkpoints, self.progress.step) if self.ranks.is_main else []
         self._setup_stage(self.progress.stage, state)
         self.scheduler.last_epoch -= 1  # recompute the restored step's learning rate at the new scale
         self.scheduler.step()
-        ckpt.restore_rng_state(state.rng)
+        ckpt.restore_rng_state(share.rng if share.rng is not None else state.rng)
         message = (f"{what}: rolled back to {path.name} (rollback {self.progress.rollbacks} of at most "
                    f"{policy['max_rollbacks']}), learning rate now x{self.progress.lr_scale:g}"
                    + (", continuing with the data after the skipped steps" if policy["skip_data"] else ", replaying its data")
