@@ -128,7 +128,7 @@ def trainer_kill_chain(kills: int, rng: random.Random, folder: Path) -> dict[str
     step_s = (reference_steps[-1]["t"] - reference_steps[0]["t"]) / max(1, len(reference_steps) - 1)
 
     run = prepare_run(recipe, overrides, None, run_dir=folder / "chain")
-    outcome = {"kills": 0, "in_startup": 0, "in_write": 0, "no_checkpoint": 0, "wrong": 0,
+    outcome = {"kills": 0, "in_startup": 0, "in_write": 0, "no_checkpoint": 0, "wrong": 0, "ended_alone": 0,
                "compared": 0, "equal": 0, "different": 0, "finished": 0}
     for trial in range(kills):
         offset, before = _size(run.events), _temporaries(run)
@@ -144,8 +144,13 @@ def trainer_kill_chain(kills: int, rng: random.Random, folder: Path) -> dict[str
             while not _step_events(run, offset) and process.poll() is None:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 3 * step_s))
-        if process.poll() is not None:  # finished before this kill: the chain is over
-            break
+        if process.poll() is not None:  # ended before this kill: at the run's end the chain is over
+            if process.returncode == 0 and max((e["step"] for e in _step_events(run, 0)), default=0) == steps:
+                break
+            outcome["ended_alone"] += 1  # a crash, or the kernel's OOM killer: say so, and go on resuming
+            print(f"chain trial {trial}: the trainer ended by itself (exit {process.returncode}) before the kill:\n"
+                  + run.trainer_log.read_text()[-1500:], file=sys.stderr)
+            continue
         process.send_signal(signal.SIGKILL)
         process.wait()
         outcome["kills"] += 1
@@ -175,7 +180,8 @@ def _chain_row(kills: int, chain: dict[str, int]) -> str:
     return (f"| trainer SIGKILLed at a random moment (start-up, a step or a checkpoint write), resumed with "
             f"`--resume`, killed again, as one chain | {chain['kills']} of {kills} | {chain['in_write']} kills fell "
             f"inside a checkpoint write, {chain['in_startup']} in start-up; resume chose a checkpoint that did not "
-            f"load in {chain['wrong']}, had none yet in {chain['no_checkpoint']}; the run "
+            f"load in {chain['wrong']}, had none yet in {chain['no_checkpoint']}; a trainer ended by itself before its "
+            f"kill {chain['ended_alone']} times; the run "
             f"{'finished' if chain['finished'] else 'did NOT finish'}, and {chain['equal']} of {chain['compared']} "
             f"logged step losses (recomputed steps included) equal the uninterrupted run's, {chain['different']} "
             f"differ | {chain['wrong']} checkpoints |\n")
