@@ -56,6 +56,15 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def measured_lengths(recipe: Any) -> Any:
+    """What `training.packing: auto` decides from: the probe of the recipe's data (None when not asked for)."""
+    from omni_runner.data.lengths import packing_probe
+    from omni_runner.plan.packing import MEASURED_SAMPLES
+
+    probe = packing_probe(recipe.data, Path(recipe.source).parent, MEASURED_SAMPLES)
+    return probe.stage_lengths if probe is not None else None
+
+
 def prepare_run(
     recipe_path: Path,
     overrides: Sequence[str] = (),
@@ -72,7 +81,7 @@ def prepare_run(
 
     recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
     recipe.check_paths_exist()
-    plan = compile_plan(recipe)
+    plan = compile_plan(recipe, measured_lengths(recipe))
     data = self_contained(recipe.data)
     run = _run_folder(data["name"], data["output"]["runs_dir"], run_dir)
     _write_private(run.recipe, render_recipe_yaml(data, Path(recipe.source)))

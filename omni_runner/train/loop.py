@@ -220,7 +220,7 @@ class Trainer:
                               shard=(self.ranks.rank, self.ranks.world_size),
                               load_processor=lambda: self.loaded.processor)
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
-                                    bool(self.recipe["training"]["packing"]))
+                                    bool(stage.get("packing", self.recipe["training"]["packing"])))  # the plan decides `auto`
         self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
                                         weight_decay=float(self.recipe["training"]["weight_decay"]),
                                         device_type=self.device.type)
