@@ -14,18 +14,12 @@ from typing import Any
 from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
 from omni_runner.plan.architectures import group_size
 from omni_runner.plan.distribution import Layout, batch_decision, memory_decision
-from omni_runner.plan.fit import (
-    Fit,
-    Precision,
-    Shape,
-    estimate,
-    fit_stage,
-    native_generation_shape,
-)
-from omni_runner.plan.gate import blocked_diagnostics, modality_sources
+from omni_runner.plan.fit import Fit, Precision, Shape, estimate, fit_stage, native_generation_shape
 from omni_runner.plan.memory import Adapters
+from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
+from omni_runner.plan.packing import decide_packing
 from omni_runner.plan.modules import (
     DEFAULT_TRAIN,
     GENERATION_OUTPUTS,
@@ -34,21 +28,8 @@ from omni_runner.plan.modules import (
     stage_modules,
     tower_inputs,
 )
-from omni_runner.plan.packing import decide_packing
-from omni_runner.plan.support import (
-    ASR_SLOT,
-    UNTRAINED_CAPABILITIES,
-    UNTRAINED_OUTPUTS,
-    unsupported_diagnostics,
-)
-from omni_runner.recipe.errors import (
-    ERROR,
-    Diagnostic,
-    Location,
-    RecipeError,
-    error,
-    warning,
-)
+from omni_runner.plan.support import ASR_SLOT, UNTRAINED_CAPABILITIES, UNTRAINED_OUTPUTS, unsupported_diagnostics
+from omni_runner.recipe.errors import ERROR, Diagnostic, Location, RecipeError, error, warning
 
 DEFAULT_STAGE = "train"
 # The groups LoRA adapters go into (the loader's `lora_target_names`).
