@@ -241,3 +241,11 @@ def describe_missing(modality: str) -> str:
     """One phrase naming a missing modality and what would provide it, for error messages."""
     provider = PROVIDERS[modality]
     return f"{modality} (add {provider.section}: {provider.what})"
+
+
+MEDIA_INPUTS: frozenset[str] = frozenset({"image_in", "video_in", "audio_in"})
+
+
+def reads_media(capabilities: list[str]) -> bool:
+    """Whether any of these capabilities takes an image, video or audio input (unknown names take none)."""
+    return any(CAPABILITIES[name].requires & MEDIA_INPUTS for name in capabilities if name in CAPABILITIES)

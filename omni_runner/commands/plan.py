@@ -21,9 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from omni_runner.plan import compile_plan
     from omni_runner.recipe import RecipeError, load_recipe
+    from omni_runner.run.prepare import measured_lengths
 
     try:
-        plan = compile_plan(load_recipe(args.recipe, overrides=args.overrides, capabilities=args.capabilities))
+        recipe = load_recipe(args.recipe, overrides=args.overrides, capabilities=args.capabilities)
+        plan = compile_plan(recipe, measured_lengths(recipe))
     except RecipeError as problem:
         print(problem.render(), file=sys.stderr)
         return 1

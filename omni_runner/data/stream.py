@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +63,13 @@ class SamplePreparer:
     def __init__(
         self, sources: dict[str, DataSource], tokenizer: Any, seq_len: int, processor: Any = None, thinker: Any = None,
         external: ExternalFeatures | None = None, generation: GenerationSamples | None = None,
+        load_processor: Callable[[], Any] | None = None,
     ) -> None:
         self.sources = sources
         self.tokenizer = tokenizer
         self.seq_len = seq_len
         self.processor = processor
+        self.load_processor = load_processor  # without `processor`: loads it when the first media record comes
         self.thinker = thinker  # its `get_rope_index` gives media samples their positions (config only, no weights)
         self.external = external  # media for the external encoders, when the recipe has any
         self.generation = generation  # targets and queries for the generation capabilities, when the recipe has decoders
@@ -87,6 +89,8 @@ class SamplePreparer:
                                  max_tokens=None if media or target else self.seq_len)
         input_ids, labels, tensors, positions, with_track = rendered.input_ids, rendered.labels, None, None, False
         if media:
+            if self.processor is None and self.load_processor is not None:
+                self.processor = self.load_processor()
             if self.processor is None:
                 raise DataError(f"dataset '{draw.dataset}' has media, but no processor was given to prepare them")
             with_track = bool(conversation.videos and source.media.use_audio_in_video)
@@ -146,11 +150,12 @@ class SampleStream:
         self, sources: dict[str, DataSource], mixer: Mixer, tokenizer: Any, seq_len: int,
         *, processor: Any = None, thinker: Any = None, num_workers: int = 0, external: ExternalFeatures | None = None,
         generation: GenerationSamples | None = None, shard: tuple[int, int] = (0, 1),
+        load_processor: Callable[[], Any] | None = None,
     ) -> None:
         self.sources = sources
         self.mixer = mixer
         self.shard = shard  # (rank, world size): this rank takes the mixer's draws number rank, rank + world, ...
-        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external, generation)
+        self.preparer = SamplePreparer(sources, tokenizer, seq_len, processor, thinker, external, generation, load_processor)
         self.num_workers = num_workers
         self.unrenderable: dict[str, dict[int, BadRecord]] = {name: {} for name in sources}
         self.seen: dict[str, int] = {}

@@ -86,7 +86,7 @@ class ModelLoadError(Exception):
 class LoadedModel:
     model: Any  # what the optimizer sees: a peft model (lora/qlora) or the thinker itself (full)
     thinker: Any  # the underlying thinker (Qwen2.5-Omni's, or Qwen3-Omni's mixture-of-experts one)
-    processor: Any
+    loaded_processor: Any  # None until `processor` is first asked for (load_for_training defers it)
     model_dir: Path
     device: Any
     dtype: Any
@@ -97,10 +97,24 @@ class LoadedModel:
     talker: Any = None  # loaded only when a stage trains it; its parameters are not in `model`
     external: Any = None  # encoders.ExternalEncoders (frozen encoders + projectors), beside `model`
     generation: Any = None  # generation.GenerationHeads (queries, connectors, decoders), beside `model`
+    _tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def processor(self) -> Any:
+        """The base model's processor, loaded on first use: its image, video and audio processors import
+        torchvision (and through it torch._dynamo), seconds of start-up that a text-only run never needs."""
+        if self.loaded_processor is None:
+            self.loaded_processor = load_processor(self.model_dir)
+        return self.loaded_processor
 
     @property
     def tokenizer(self) -> Any:
-        return self.processor.tokenizer
+        """The processor's tokenizer; until the processor is loaded, the same tokenizer files loaded alone."""
+        if self.loaded_processor is not None:
+            return self.loaded_processor.tokenizer
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model_dir)
+        return self._tokenizer
 
     @property
     def groups(self) -> dict[str, list[Any]]:
@@ -394,6 +408,18 @@ def load_processor(folder: Path) -> Any:
         ) from None
 
 
+def load_tokenizer(folder: Path) -> Any:
+    """The tokenizer alone (the processor's own files, without its media processors)."""
+    offline_hub()
+    from transformers import AutoTokenizer
+
+    try:
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ModelLoadError(f"cannot load the tokenizer from {folder}: {error}{_tiny_hint(folder)}.") from None
+
+
 def load_thinker(
     folder: Path,
     *,
@@ -601,7 +627,8 @@ def load_for_training(
     train_groups: Iterable[str] | None = None,
     gradient_checkpointing: bool | None = None,
 ) -> LoadedModel:
-    """Load the thinker (and processor), apply quantization, LoRA or full fine-tuning, and freezing."""
+    """Load the thinker, apply quantization, LoRA or full fine-tuning, and freezing; the processor loads
+    when first used (`LoadedModel.processor`)."""
     offline_hub()
     base = recipe_data["base_model"]
     training = recipe_data.get("training", {})
@@ -622,7 +649,6 @@ def load_for_training(
     first_groups = _base_groups(train_groups) if train_groups is not None else stage_groups[0]
     all_groups = tuple(dict.fromkeys(group for groups in (*stage_groups, first_groups) for group in groups))
 
-    processor = load_processor(folder)
     thinker = load_thinker(
         folder,
         dtype=dtype,
@@ -653,7 +679,7 @@ def load_for_training(
     from omni_runner.models.generation import load_generation_heads
 
     generation = load_generation_heads(recipe_data, Path(recipe_dir), thinker, device)
-    loaded = LoadedModel(model, thinker, processor, folder, device, dtype, method, quantization, targets, talker=talker,
+    loaded = LoadedModel(model, thinker, None, folder, device, dtype, method, quantization, targets, talker=talker,
                          external=external, generation=generation)
     set_activation_checkpointing(loaded, gradient_checkpointing)
     set_trainable_groups(loaded, first_groups)

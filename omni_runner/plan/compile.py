@@ -7,6 +7,7 @@ imports torch. All recipe problems found here come out together as one `RecipeEr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, resolve_models
+from omni_runner.plan.packing import decide_packing
 from omni_runner.plan.modules import (
     DEFAULT_TRAIN,
     GENERATION_OUTPUTS,
@@ -45,6 +47,7 @@ class StagePlan:
     fit: Fit
     mixture: dict[str, Any]
     decisions: list[dict[str, str]]  # what the plan decided for this stage and why: scope first, then fitting
+    packing: bool = True  # training.packing, or what `auto` decided for this stage
 
     def to_json(self) -> dict[str, Any]:
         shape = self.fit.shape
@@ -61,6 +64,7 @@ class StagePlan:
             "grad_accum": shape.grad_accum,
             "seq_len": shape.seq_len,
             "gradient_checkpointing": shape.checkpointing,
+            "packing": self.packing,
             "memory": self.fit.estimate.to_json(),
             "decisions": self.decisions,
             "mixture": self.mixture,
@@ -97,8 +101,16 @@ class Plan:
         }
 
 
-def compile_plan(recipe: Any) -> Plan:
-    """The plan for `recipe` (a loaded `Recipe`); raises RecipeError listing every problem."""
+# Given a stage's capabilities, the token lengths of its first samples in stream order (None: not measurable).
+MeasureLengths = Callable[[list[str]], "list[int] | None"]
+
+
+def compile_plan(recipe: Any, measure_lengths: MeasureLengths | None = None) -> Plan:
+    """The plan for `recipe` (a loaded `Recipe`); raises RecipeError listing every problem.
+
+    `measure_lengths` (`data.lengths.LengthProbe.stage_lengths`) lets `training.packing: auto` decide from
+    the data; without it (`validate`) the decision is left to the plan a run is prepared with.
+    """
     data = recipe.data
     models, diagnostics = resolve_models(recipe)
     if "base_model" not in models:
@@ -114,7 +126,8 @@ def compile_plan(recipe: Any) -> Plan:
     layout = Layout.from_recipe(data)
     stage_specs = _stage_specs(data, recipe, diagnostics)
     total_steps = _total_steps(training, stage_specs, diagnostics, recipe)
-    stages = [_compile_stage(spec, models, sources, precision, layout, vram_gb, recipe, diagnostics) for spec in stage_specs]
+    stages = [_compile_stage(spec, models, sources, precision, layout, vram_gb, recipe, diagnostics, measure_lengths)
+              for spec in stage_specs]
     _raise_on_errors(diagnostics)
     diagnostics += _estimate_notes(recipe) + _recovery_notes(recipe)
     return Plan(
@@ -262,6 +275,7 @@ def _compile_stage(
     vram_gb: float,
     recipe: Any,
     diagnostics: list[Diagnostic],
+    measure_lengths: MeasureLengths | None = None,
 ) -> StagePlan | None:
     capabilities = spec["capabilities"]
     training = recipe.data.get("training") or {}
@@ -295,6 +309,7 @@ def _compile_stage(
     one_process = estimate(modules, fit.shape, precision)
     spread = [d for d in (batch_decision(layout, fit.shape.micro_batch, fit.shape.grad_accum),
                           memory_decision(layout, one_process, fit.estimate)) if d]
+    packing, packing_decisions = _packing(training.get("packing", True), capabilities, fit.shape, measure_lengths)
     return StagePlan(
         name=spec["name"],
         capabilities=capabilities,
@@ -304,8 +319,25 @@ def _compile_stage(
         modules=modules,
         fit=fit,
         mixture=stage_mixture(recipe.data, capabilities, steps * global_batch),
-        decisions=scope + fit.decisions + spread,
+        decisions=scope + fit.decisions + spread + packing_decisions,
+        packing=packing,
     )
+
+
+def _packing(setting: bool | str, capabilities: list[str], shape: Shape,
+             measure_lengths: MeasureLengths | None) -> tuple[bool, list[dict[str, str]]]:
+    """`training.packing` for a stage: as written, or for `auto` decided from its measured lengths (plan/packing.py)."""
+    if setting != "auto":
+        return bool(setting), []
+    lengths = measure_lengths(capabilities) if measure_lengths is not None else None
+    kept = [length for length in lengths or [] if length <= shape.seq_len]
+    if not kept:
+        why = ("the lengths are measured when a run is prepared (`omni-run plan` and `omni-run RECIPE` measure them)"
+               if measure_lengths is None else
+               "the stage's samples have media (their tokens are known only after decoding), or none fits seq_len")
+        return True, [{"what": "packing on (training.packing: auto, lengths not measured)", "why": why}]
+    choice = decide_packing(kept, shape.seq_len, shape.micro_batch)
+    return choice.pack, [choice.decision(shape.seq_len)]
 
 
 def _gradient_problems(spec: dict[str, Any], train: list[str], sources: dict[str, str], recipe: Any) -> list[Diagnostic]:

@@ -61,6 +61,15 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def measured_lengths(recipe: Any) -> Any:
+    """What `training.packing: auto` decides from: the probe of the recipe's data (None when not asked for)."""
+    from omni_runner.data.lengths import packing_probe
+    from omni_runner.plan.packing import MEASURED_SAMPLES
+
+    probe = packing_probe(recipe.data, Path(recipe.source).parent, MEASURED_SAMPLES)
+    return probe.stage_lengths if probe is not None else None
+
+
 def load_and_plan(
     recipe_path: Path, overrides: Sequence[str] = (), capabilities: Sequence[str] | None = None,
 ) -> tuple[Recipe, Plan]:
@@ -71,7 +80,7 @@ def load_and_plan(
 
     recipe = load_recipe(Path(recipe_path), overrides=list(overrides), capabilities=capabilities, environ=os.environ)
     recipe.check_paths_exist()
-    return recipe, compile_plan(recipe)
+    return recipe, compile_plan(recipe, measured_lengths(recipe))
 
 
 def prepare_run(

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from omni_runner.capabilities import reads_media
 from omni_runner.control.across_ranks import SharedBoundary
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
@@ -212,13 +213,16 @@ class Trainer:
         self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
         if self.batches is not None:
             self.batches.stream.close()
+        # A stage whose capabilities read no media gets the processor only if a record brings some.
+        processor = self.loaded.processor if reads_media(stage["capabilities"]) else None
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
-                              self.loaded.tokenizer, int(stage["seq_len"]), processor=self.loaded.processor,
+                              self.loaded.tokenizer, int(stage["seq_len"]), processor=processor,
                               thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]),
                               external=self.loaded.external_features(), generation=generation,
-                              shard=(self.ranks.rank, self.ranks.world_size))
+                              shard=(self.ranks.rank, self.ranks.world_size),
+                              load_processor=lambda: self.loaded.processor)
         self.batches = MicroBatches(stream, int(stage["micro_batch"]), int(stage["seq_len"]),
-                                    bool(self.recipe["training"]["packing"]))
+                                    bool(stage.get("packing", self.recipe["training"]["packing"])))  # the plan decides `auto`
         self.optimizer = make_optimizer((p for _, p in self.loaded.named_parameters()), lr=float(stage["lr"]),
                                         weight_decay=float(self.recipe["training"]["weight_decay"]),
                                         device_type=self.device.type)

@@ -309,3 +309,17 @@ def test_auto_quantization_follows_the_checkpoint_then_the_method(fixture, metho
     config = json.loads((REAL_7B.parent / fixture / "config.json").read_text())
 
     assert resolve_quantization("auto", method, config) == expected
+
+
+def test_the_processor_loads_on_first_use_and_the_tokenizer_alone_renders_as_its_tokenizer(tiny_model_dir, recipe):
+    loaded = load_for_training(recipe(method="full"), tiny_model_dir)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <|IMAGE|>"},
+                {"role": "assistant", "content": "Hello."}]
+
+    alone = loaded.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    assert loaded.loaded_processor is None  # a text-only run never imports the media processors for it
+
+    processor = loaded.processor
+    assert processor is loaded.processor and type(processor).__name__ == "Qwen2_5OmniProcessor"
+    assert processor.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False) == alone
+    assert loaded.tokenizer is processor.tokenizer
