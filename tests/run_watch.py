@@ -22,13 +22,14 @@ def events_of(run: Path | RunDir, kind: str) -> list[dict]:
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
     """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds.
 
-    A KeyError or AssertionError counts as "not yet": status.json may not have the field so far.
+    A KeyError, IndexError or AssertionError counts as "not yet": status.json may not have the field so far,
+    nor the events file its first event of a kind.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = predicate()
-        except (AssertionError, KeyError):
+        except (AssertionError, KeyError, IndexError):
             value = None
         if value:
             return value
