@@ -65,6 +65,8 @@ def test_two_sigterms_within_a_second_are_one_graceful_stop(harness):
 
 def test_each_transition_is_an_event_with_from_to_and_reason(harness):
     process = harness()
+    # The harness counts its first step before the controller's first boundary moves it to running.
+    wait_for(lambda: status_of(process.run_dir)["state"] == "running", what="the run to be running")
     process.send_signal(signal.SIGUSR1)
     wait_for(lambda: events_of(process.run_dir, "state")[-1]["to"] == "paused", what="a pause event")
     pause = events_of(process.run_dir, "state")[-1]
