@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
+from omni_runner.capabilities import CAPABILITIES, MEDIA_INPUTS, enabled_capabilities
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
@@ -60,18 +60,24 @@ UNTRAINED_OUTPUTS: dict[str, str] = {
                   "original model's own speech), and a stage with `train: [talker]` realigns the talker (docs/speech.md)"),
 }
 
-# `distributed:` as the trainer runs it: one process, or `ddp` over the processes of one machine under
-# `accelerate launch`. Sharding strategies and more machines are refused at their line until they run.
-_SHARDED_INSTEAD = ("use strategy: ddp (every device holds the whole model), or one process; `omni-run plan` shows the "
-                    "per-device estimate of either, and docs/distributed.md what each sharding strategy would need per device")
+# `distributed:` as the trainer runs it: one process, `ddp` or `fsdp` (FSDP2) under `accelerate launch`, on one
+# machine or several. DeepSpeed is refused at its line until it runs.
+_SHARDED_INSTEAD = ("use strategy: fsdp (FSDP2 splits parameters, gradients and optimizer state like ZeRO-3) or ddp; "
+                    "`omni-run plan` shows the per-device estimate of each")
 UNWIRED_STRATEGIES: dict[str, Gap] = {
-    "fsdp": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; FSDP2's sharded checkpoints "
-                "and a consolidated final/ are not written)", _SHARDED_INSTEAD),
-    "deepspeed-zero2": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; DeepSpeed's engine "
-                           "and its checkpoints are not wired)", _SHARDED_INSTEAD),
-    "deepspeed-zero3": Gap("sharded training is not wired yet (the trainer wraps the model in DDP only; DeepSpeed's engine, "
-                           "its checkpoints and gathering the talker and token2wav for a consolidated final/ are not wired)",
-                           _SHARDED_INSTEAD),
+    "deepspeed-zero2": Gap("DeepSpeed's engine and its checkpoints are not wired", _SHARDED_INSTEAD),
+    "deepspeed-zero3": Gap("DeepSpeed's engine, its checkpoints and gathering the talker and token2wav for a "
+                           "consolidated final/ are not wired", _SHARDED_INSTEAD),
+}
+# What `strategy: fsdp` does not train yet with more than one process (train/sharding.py), by recipe part.
+_OR_DDP = "use strategy: ddp, which trains it"
+FSDP_GAPS: dict[str, Gap] = {
+    "quantization": Gap("FSDP2 splits floating-point weights; a quantized base's packed 4-bit weights are not split", _OR_DDP),
+    "media": Gap("a media tower runs only on the ranks whose batch holds that medium, and FSDP2 needs every rank in "
+                 "each unit's gather", f"train media capabilities in a recipe (or run) of their own, or {_OR_DDP}"),
+    "every_steps": Gap("evaluation during training runs on rank 0 alone, and a sharded model's forward needs every rank",
+                       f"set eval.every_steps: 0 (eval.at_end evaluates the gathered model), or {_OR_DDP}"),
+    "fp16": Gap("loss scaling of sharded gradients is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
 }
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
                     "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
@@ -153,12 +159,12 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
         *_formats(recipe),
         *_groups(recipe),
         *_ignored_fields(recipe),
-        *_distributed(recipe),
+        *_distributed(recipe, models),
         *_trackers(recipe),
     ]
 
 
-def _distributed(recipe: Any) -> Iterator[Diagnostic]:
+def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
     """What the trainer cannot do with the recipe's process layout: refused at the line that asks for it;
     settings that change nothing with this layout are a warning there."""
     data = recipe.data
@@ -179,6 +185,8 @@ def _distributed(recipe: Any) -> Iterator[Diagnostic]:
     what = f"with {processes} processes"
     if strategy in UNWIRED_STRATEGIES:
         yield _refusal(recipe, f"distributed.strategy {strategy} {what}", UNWIRED_STRATEGIES[strategy], ("distributed", "strategy"))
+    if strategy == "fsdp":
+        yield from _fsdp(recipe, models, what)
     for name in enabled_capabilities(data):
         if CAPABILITIES[name].requires & _GENERATION_OUTPUTS:
             yield _refusal(recipe, f"capability {name!r} {what}", SINGLE_PROCESS_PARTS["generation"], ("capabilities", name))
@@ -189,6 +197,25 @@ def _distributed(recipe: Any) -> Iterator[Diagnostic]:
     for slot in ("vision", "audio"):
         if (data.get("encoders") or {}).get(slot) is not None:
             yield _refusal(recipe, f"encoders.{slot} {what}", SINGLE_PROCESS_PARTS["encoders"], ("encoders", slot))
+
+
+def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[Diagnostic]:
+    data = recipe.data
+    sharded = f"under strategy fsdp {what}"
+    requested = data["base_model"].get("quantization", "auto")
+    base = models.get("base_model")
+    detected = base.detection.quantization if base is not None and requested == "auto" else None
+    if requested not in ("auto", "none") or detected:
+        yield _refusal(recipe, f"a {detected or requested} base {sharded}", FSDP_GAPS["quantization"], ("base_model", "path" if detected else "quantization"))
+    elif data["training"]["method"] == "qlora":
+        yield _refusal(recipe, f"training.method qlora {sharded}", FSDP_GAPS["quantization"], ("training", "method"))
+    for name in enabled_capabilities(data):
+        if CAPABILITIES[name].requires & MEDIA_INPUTS:
+            yield _refusal(recipe, f"capability {name!r} reads media {sharded}", FSDP_GAPS["media"], ("capabilities", name))
+    if int(data["eval"]["every_steps"]) > 0:
+        yield _refusal(recipe, f"eval.every_steps {sharded}", FSDP_GAPS["every_steps"], ("eval", "every_steps"))
+    if data["training"]["precision"] == "fp16":
+        yield _refusal(recipe, f"training.precision fp16 {sharded}", FSDP_GAPS["fp16"], ("training", "precision"))
 
 
 def _no_effect(recipe: Any, key: str, why: str) -> Diagnostic:

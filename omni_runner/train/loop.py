@@ -59,6 +59,7 @@ from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
+from omni_runner.train import sharding
 from omni_runner.train.fault_injection import raise_simulated_oom
 from omni_runner.train.losses import (
     ForwardWithTokenLosses,
@@ -117,7 +118,8 @@ class Trainer:
         self.resume = resume
         self.parent_pid = os.getppid()  # the supervisor: when it dies we are re-parented and told to stop
         # Rank 0 reports the run and owns its controller; the other ranks log their errors and follow.
-        self.ranks = Ranks.join(cpu=self.recipe["hardware"]["device"] == "cpu" or not torch.cuda.is_available())
+        self.ranks = Ranks.join(cpu=self.recipe["hardware"]["device"] == "cpu" or not torch.cuda.is_available(),
+                                strategy=self.recipe["distributed"]["strategy"])
         identity = self.ranks.identity() if self.ranks.distributed else {}
         self.events = EventLog(run.events) if self.ranks.is_main else RankEventLog(run.events, identity)
         status_dir = run.path if self.ranks.is_main else run.path / "ranks" / f"rank-{self.ranks.rank}"
@@ -142,6 +144,9 @@ class Trainer:
         self.precision = resolve_precision(training["precision"], self.device)
         if self.precision.note:
             self.events.emit("warning", 0, message=self.precision.note, source="precision")
+        if self.ranks.sharded and self.precision.name == "fp16":
+            raise ModelLoadError("this GPU has no bf16, and loss scaling of sharded (fsdp) gradients is not wired: "
+                                 "use distributed.strategy ddp on it")
         first = self.stages[0]
         self.loaded = load_for_training(
             self.recipe, self.run.path, self.device,
@@ -178,7 +183,8 @@ class Trainer:
         self.boundary = SharedBoundary(self.ranks, self.controller, telemetry_s)
         ranks = {}
         if self.ranks.distributed:
-            ranks = {"world_size": self.ranks.world_size, "ranks": self.ranks.gather(self.ranks.identity())}
+            ranks = {"world_size": self.ranks.world_size, "strategy": self.ranks.strategy,
+                     "ranks": self.ranks.gather(self.ranks.identity())}
             self.status.update(**ranks)
         self.events.emit("run_start", self.progress.step, name=self.recipe["name"], total_steps=self.total_steps,
                          attempt=(self.status.snapshot().get("restarts") or 0) + 1,
@@ -211,6 +217,8 @@ class Trainer:
             set_trainable_groups(self.loaded, stage["train"])
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
         self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
+        if self.ranks.sharded:  # before the optimizer is built, which must hold this rank's shards
+            sharding.shard(self.model, self.device, self.ranks.world_size)
         if self.batches is not None:
             self.batches.stream.close()
         # A stage whose capabilities read no media gets the processor only if a record brings some.
@@ -233,10 +241,14 @@ class Trainer:
         self.scaler = self.precision.grad_scaler()
         if state is not None:
             self.trained_weights |= set(state.weights)
-            missing = self.loaded.load_weights(state.weights)
+            weights, optimizer = state.weights, state.optimizer
+            if self.ranks.sharded:
+                weights, optimizer = sharding.split(weights, optimizer, dict(self.loaded.named_parameters()),
+                                                    (p for group in self.optimizer.param_groups for p in group["params"]))
+            missing = self.loaded.load_weights(weights)
             if missing:
                 raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
-            self.optimizer.load_state_dict(state.optimizer)
+            self.optimizer.load_state_dict(optimizer)
             self.scheduler.load_state_dict(state.scheduler)
             if state.scaler:
                 self.scaler.load_state_dict(state.scaler)
@@ -348,7 +360,9 @@ class Trainer:
     def _gradients_kept_local(self, last: bool) -> contextlib.AbstractContextManager:
         """DistributedDataParallel's `no_sync` for all but a step's last micro-batch: averaging the
         gradients once per optimizer step, not once per micro-batch, gives the same result for less traffic."""
-        return contextlib.nullcontext() if last or not self.ranks.distributed else self.forward.no_sync()
+        if last or not self.ranks.distributed:
+            return contextlib.nullcontext()
+        return sharding.gradients_kept_local(self.model) if self.ranks.sharded else self.forward.no_sync()
 
     def _denoising_loss(self, parts: dict[str, dict[str, Any]], hidden: torch.Tensor, generated: int, micro: int,
                         collected: dict[str, list[float]]) -> torch.Tensor:
@@ -385,7 +399,7 @@ class Trainer:
         Returns the gradient norm and the learning rate the step used."""
         self.scaler.unscale_(self.optimizer)
         trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"])))
+        grad_norm = float(sharding.whole(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"]))))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self._skip_step(loss_value, grad_norm)
         else:
@@ -538,18 +552,21 @@ class Trainer:
     def save_checkpoint(self, reason: str) -> Path | None:
         """Write everything exact resume needs (the controller decides when, and records it).
 
-        Every rank calls it at the same boundary and hands in its own data position and random state;
-        rank 0 writes the one checkpoint (the weights and optimizer state are the same on every rank)
-        and returns its folder, the others None.
+        Every rank calls it at the same boundary and hands in its own data position and random state,
+        and, when the model is sharded, its shards; rank 0 writes the one checkpoint (whole weights and
+        optimizer state, the same on every rank or gathered) and returns its folder, the others None.
         """
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
         shares = self.ranks.gather({"data": self.progress.data, "rng": ckpt.capture_rng_state()})
+        weights, optimizer = self._trained_weights(), self.optimizer.state_dict()
+        if self.ranks.sharded:
+            weights = sharding.gathered_weights(weights, keep=self.ranks.is_main)
+            optimizer = sharding.gathered_optimizer(optimizer, keep=self.ranks.is_main)
         if not self.ranks.is_main:
             return None
-        weights = {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
         contents = ckpt.CheckpointContents(
             weights=weights,
-            optimizer=self.optimizer.state_dict(),
+            optimizer=optimizer,
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             rng=shares[0]["rng"],
@@ -571,11 +588,17 @@ class Trainer:
         _log(f"checkpoint {saved.path} ({reason})")
         return saved.path
 
+    def _trained_weights(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps: every weight a stage so far has trained, and the adapters."""
+        return {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
+
     # ------------------------------------------------------------------ final output
 
     def finish(self) -> None:
         """Rank 0 saves the final model and evaluates it; the other ranks hand in their data counts and end."""
         positions = self.ranks.gather(self.batches.state_dict())
+        if self.ranks.sharded:
+            self._unshard_on_rank_0()
         if not self.ranks.is_main:
             return
         output = self.recipe["output"]
@@ -587,6 +610,21 @@ class Trainer:
         _log(f"final model in {self.run.final}")
         if self.recipe["eval"]["at_end"]:
             self.evaluate(self.run.eval)
+
+    def _unshard_on_rank_0(self) -> None:
+        """A whole model on rank 0 for `final/` and evaluation: every rank hands in its shards of the trained
+        weights, and rank 0 loads them into the model built afresh from the base folder, as a resume would."""
+        trained = sharding.gathered_weights(self._trained_weights(), keep=self.ranks.is_main)
+        if not self.ranks.is_main:
+            return
+        self.loaded = self.model = self.forward = self.optimizer = None  # free the shards first
+        last = self.stages[-1]
+        self.loaded = load_for_training(self.recipe, self.run.path, self.device, train_groups=last.get("train") or None)
+        self.model = self.loaded.model
+        missing = self.loaded.load_weights(trained)
+        if missing:
+            raise ckpt.CheckpointError(f"the trained weights do not fit the rebuilt model: {missing[:3]} …")
+        _log("gathered the sharded model on rank 0")
 
     def _periodic_eval_due(self) -> bool:
         every = int(self.recipe["eval"]["every_steps"])

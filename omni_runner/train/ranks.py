@@ -31,6 +31,7 @@ class Ranks:
     machine_rank: int = 0
     num_machines: int = 1
     on_gpus: bool = False  # NCCL, whose collectives take tensors on this rank's GPU only
+    strategy: str = "ddp"  # distributed.strategy: `ddp` keeps a whole model on every rank, `fsdp` splits it
     host: str = socket.gethostname()
 
     @property
@@ -41,8 +42,13 @@ class Ranks:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def sharded(self) -> bool:
+        """Parameters, gradients and optimizer state split over the ranks (train/sharding.py)."""
+        return self.distributed and self.strategy == "fsdp"
+
     @classmethod
-    def join(cls, cpu: bool) -> Ranks:
+    def join(cls, cpu: bool, strategy: str = "ddp") -> Ranks:
         """This process's ranks; joins the process group (gloo when `cpu`) when a launcher started several."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()
@@ -52,7 +58,7 @@ class Ranks:
         per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))  # set by torchrun, as GROUP_RANK
         return cls(state.process_index, state.num_processes, state.local_process_index,
                    machine_rank=int(os.environ.get("GROUP_RANK", "0")), num_machines=state.num_processes // per_machine,
-                   on_gpus=not cpu)
+                   on_gpus=not cpu, strategy=strategy)
 
     def device(self, device: torch.device) -> torch.device:
         """Each rank's own GPU on a machine with several; the CPU is shared."""
@@ -90,9 +96,10 @@ class Ranks:
         """`model` under DistributedDataParallel, which averages gradients over the ranks during backward.
 
         `find_unused_parameters`: a micro-batch without audio leaves the audio tower's adapters without a
-        gradient, and the ranks' batches differ in what they hold.
+        gradient, and the ranks' batches differ in what they hold. A sharded model (`sharded`) is already
+        split, and its units average their own gradients: it is returned as it is.
         """
-        if not self.distributed:
+        if not self.distributed or self.sharded:
             return model
         from torch.nn.parallel import DistributedDataParallel
 

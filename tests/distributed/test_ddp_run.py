@@ -18,36 +18,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from run_watch import events_of, status_of, wait_for
+from trainer_processes import STEPS, omni_run, train
 
 from omni_runner.run.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = str(REPO / "recipes" / "tiny_omni.yaml")
-STEPS = 10
-COMMON = [f"training.max_steps={STEPS}", "training.method=lora", "training.micro_batch=1", "training.packing=false",
-          "training.warmup_steps=2", "eval.at_end=false", "controller.checkpoint.every_steps=1000",
-          "controller.telemetry.interval_s=0.5"]
 TOLERANCE = 1e-5
-
-
-def omni_run(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "omni_runner.cli", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
-
-
-def train(run_dir: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
-    return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args, env=env)
 
 
 def simulated_gpu(path: Path, celsius: float) -> dict[str, str]:

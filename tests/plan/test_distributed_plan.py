@@ -38,13 +38,48 @@ def test_ddp_over_the_processes_of_one_machine_is_planned(write_recipe):
     assert not [w for w in plan["warnings"] if w.startswith("distributed")]
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed-zero2", "deepspeed-zero3"])
-def test_a_sharding_strategy_with_several_processes_is_refused_at_its_line(write_recipe, strategy: str):
+def test_fsdp_over_the_processes_of_one_machine_is_planned(write_recipe):
+    plan = _plan(_tiny(write_recipe, "  strategy: fsdp\n  num_processes: 2\n"), [])
+    assert (plan["distributed"]["strategy"], plan["distributed"]["world_size"]) == ("fsdp", 2)
+    assert not [w for w in plan["warnings"] if w.startswith("distributed")]
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed-zero2", "deepspeed-zero3"])
+def test_deepspeed_with_several_processes_is_refused_at_its_line_pointing_at_fsdp(write_recipe, strategy: str):
     path = _tiny(write_recipe, f"  strategy: {strategy}\n  num_processes: 4\n")
     [problem] = _errors(path)
     assert (problem.field, problem.location.line) == ("distributed.strategy", line_of(path, "strategy:"))
-    assert f"distributed.strategy {strategy} with 4 processes: sharded training is not wired yet" in problem.message
-    assert "strategy: ddp" in problem.hint and "per-device estimate" in problem.hint
+    assert f"distributed.strategy {strategy} with 4 processes: DeepSpeed's engine" in problem.message
+    assert "strategy: fsdp" in problem.hint and "per-device estimate" in problem.hint
+
+
+def test_fsdp_refuses_what_it_does_not_split_yet_each_at_its_line(write_recipe):
+    path = write_recipe(f"""extends: {RECIPES / 'tiny_omni.yaml'}
+training:
+  precision: fp16
+eval:
+  every_steps: 10
+distributed:
+  strategy: fsdp
+  num_processes: 2
+""")
+    problems = _errors(path)
+    assert [(p.field, p.location.line) for p in problems] == [
+        ("training.precision", line_of(path, "precision:")), ("eval.every_steps", line_of(path, "every_steps:"))]
+    assert "loss scaling of sharded gradients is not wired" in problems[0].message and "bf16" in problems[0].hint
+    assert "runs on rank 0 alone" in problems[1].message and "eval.at_end" in problems[1].hint
+
+
+def test_fsdp_refuses_a_quantized_base_and_capabilities_that_read_media():
+    quantized = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=fsdp",
+                                                     "training.method=qlora"])
+    assert [p.field for p in quantized] == ["training.method"]
+    assert "packed 4-bit weights are not split" in quantized[0].message and "strategy: ddp" in quantized[0].hint
+    path = RECIPES / "tiny_omni_media.yaml"
+    media = _errors(path, ["distributed.num_processes=2", "distributed.strategy=fsdp"])
+    assert [(p.field, p.location.line) for p in media] == [
+        (f"capabilities.{name}", line_of(path, f"  {name}:")) for name in ("vision-qa", "video-understanding", "podcast", "tri-streaming")]
+    assert all("reads media under strategy fsdp" in p.message for p in media)
 
 
 def test_a_sharding_strategy_with_one_process_is_a_warning_that_it_changes_nothing(write_recipe):
