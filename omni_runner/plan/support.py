@@ -74,7 +74,7 @@ _OR_DDP = "use strategy: ddp, which trains it"
 FSDP_GAPS: dict[str, Gap] = {
     "quantization": Gap("FSDP2 splits floating-point weights; a quantized base's packed 4-bit weights are not split", _OR_DDP),
     "media": Gap("a media tower runs only on the ranks whose batch holds that medium, and FSDP2 needs every rank in "
-                 "each unit's gather", f"train media capabilities in a recipe (or run) of their own, or {_OR_DDP}"),
+                 "each unit's gather", "use strategy: ddp, which trains them (a recipe of their own can keep fsdp for the text capabilities)"),
     "every_steps": Gap("evaluation during training runs on rank 0 alone, and a sharded model's forward needs every rank",
                        f"set eval.every_steps: 0 (eval.at_end evaluates the gathered model), or {_OR_DDP}"),
     "fp16": Gap("loss scaling of sharded gradients is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),

@@ -43,6 +43,7 @@ from omni_runner.models.load import (
     ModelLoadError,
     load_for_training,
     resolve_device,
+    resolve_model_dir,
     set_activation_checkpointing,
     set_trainable_groups,
 )
@@ -117,6 +118,9 @@ class Trainer:
         self.total_steps = sum(int(stage["max_steps"]) for stage in self.stages)
         self.resume = resume
         self.parent_pid = os.getppid()  # the supervisor: when it dies we are re-parented and told to stop
+        # A built-in base model is built (once, under a file lock) before the process group exists: with
+        # a group up, transformers writes a model's weights from rank 0 only, and any rank may build it.
+        resolve_model_dir(self.recipe["base_model"]["path"], run.path)
         # Rank 0 reports the run and owns its controller; the other ranks log their errors and follow.
         self.ranks = Ranks.join(cpu=self.recipe["hardware"]["device"] == "cpu" or not torch.cuda.is_available(),
                                 strategy=self.recipe["distributed"]["strategy"])

@@ -25,7 +25,7 @@ import pytest
 import torch
 from run_watch import events_of, status_of, wait_for
 from safetensors.torch import load_file
-from trainer_processes import train
+from trainer_processes import REPO, omni_run, train
 
 from omni_runner.run.rundir import RunDir
 
@@ -109,3 +109,18 @@ def test_the_gathered_model_is_evaluated_at_the_end(sharded):
     assert {e["dataset"] for e in evaluated if "dataset" in e} == {"xlam-heldout"}
     assert json.loads((sharded["run"].eval / "results.json").read_text())["xlam-heldout"]["n"] == 2
     assert "tool-calling" in json.loads((sharded["run"].eval / "perplexity.json").read_text())
+
+
+def test_the_tiny_qwen3_omni_experts_train_split_and_its_built_in_model_is_built_whole(tmp_path):
+    """A fresh model cache: the trainers build the built-in model before their process group exists, since
+    with a group up transformers writes weights from rank 0 only (a build on rank 1 left a folder without them)."""
+    run = RunDir(tmp_path / "run")
+    overrides = ["distributed.num_processes=2", "distributed.strategy=fsdp", "training.max_steps=2", "eval.at_end=false",
+                 "capabilities.vision-qa.enabled=false", "capabilities.video-understanding.enabled=false",
+                 "stages=[{name: text, train: [thinker]}]"]
+    args = [arg for override in overrides for arg in ("--set", override)]
+    process = omni_run(tmp_path / "omni-run.log", "train", str(REPO / "recipes" / "tiny_qwen3_omni.yaml"), "--run-dir",
+                       str(run.path), *args, env={"OMNI_RUNNER_CACHE": str(tmp_path / "cache")})
+    assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    assert (tmp_path / "cache" / "models" / "tiny-qwen3-omni" / "model.safetensors").is_file()
+    assert status_of(run.path)["step"] == 2
