@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from omni_runner.commands.run_options import add_runs_dir_option, locate_run
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--accept-changes", action="store_true",
                             help="resume even though the run's recipe or plan changed since its checkpoint in ways "
                                  "that break exact resume (the losses will no longer match an uninterrupted run)")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="when restarting, change a field of the run's recipe and plan it anew first, e.g. "
+                                 "--set distributed.num_processes=8 (repeatable; a change that breaks exact resume "
+                                 "also needs --accept-changes)")
     parser.set_defaults(control_command=name)
 
 
@@ -110,15 +115,31 @@ def restart(run_dir, args: argparse.Namespace) -> int:
               f"a new budget: `omni-run resume {run_dir.path} --restarts N` (N automatic restarts from now on; 0 for "
               "this attempt alone).", file=sys.stderr)
         return 1
-    if not changes_allow_resume(run_dir, args.accept_changes):
+    candidate = None
+    if args.overrides:
+        from omni_runner.recipe import RecipeError
+        from omni_runner.run.prepare import replanned
+
+        try:
+            candidate = replanned(run_dir, args.overrides)
+        except RecipeError as exc:
+            print(exc.render(), file=sys.stderr)
+            return 1
+    if not changes_allow_resume(run_dir, args.accept_changes, candidate, args.overrides):
         return 1
+    if candidate is not None:
+        from omni_runner.run.prepare import write_run_files
+
+        write_run_files(run_dir, *candidate, source=run_dir.recipe)
     args.tui = False
     return start(run_dir, resume=True, args=args)
 
 
-def changes_allow_resume(run_dir, accepted: bool) -> bool:
-    """Compare the run's recipe and plan with the newest checkpoint's; say what changed; False when a
-    change breaks exact resume and the user has not accepted that (after telling them what to do)."""
+def changes_allow_resume(run_dir, accepted: bool, candidate: tuple[dict, dict] | None = None,
+                         overrides: Sequence[str] = ()) -> bool:
+    """Compare the run's recipe and plan (or the `candidate` recipe and plan `--set overrides` made) with the newest
+    checkpoint's; say what changed; False when a change breaks exact resume and the user has not accepted
+    that (after telling them what to do)."""
     from omni_runner.plain_yaml import YAMLError, read_plain_yaml
     from omni_runner.run.resume_changes import classify_changes
     from omni_runner.run.supervisor import read_json_object
@@ -137,11 +158,11 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
     if "recipe" not in saved or "plan" not in saved:
         return True  # written before checkpoints kept their recipe: nothing to compare with
     try:
-        recipe = read_plain_yaml(run_dir.recipe)
+        recipe, plan = candidate or (read_plain_yaml(run_dir.recipe), read_json_object(run_dir.plan))
     except (OSError, YAMLError) as exc:
         print(f"error: cannot read {run_dir.recipe}: {exc}", file=sys.stderr)
         return False
-    changes = classify_changes(saved["recipe"], saved["plan"], recipe, read_json_object(run_dir.plan))
+    changes = classify_changes(saved["recipe"], saved["plan"], recipe, plan)
     harmless = [change for change in changes if not change.breaks_resume]
     breaking = [change for change in changes if change.breaks_resume]
     where = f"{run_dir.path.name} since checkpoint {checkpoint.name}"
@@ -155,8 +176,11 @@ def changes_allow_resume(run_dir, accepted: bool) -> bool:
         print(f"warning: changed in {where}; resuming anyway (--accept-changes), so the run no longer matches "
               f"an uninterrupted one:\n{listed}", file=sys.stderr)
         return True
-    print(f"error: changed in {where}, in ways that break exact resume:\n{listed}\n"
-          f"  Put them back in {run_dir.recipe} / {run_dir.plan.name} (the checkpoint's own are in "
-          f"{checkpoint / TRAINER_STATE_FILE}), or train the changed recipe as a new run; "
-          f"`omni-run resume {run_dir.path} --accept-changes` continues anyway, knowingly.", file=sys.stderr)
+    undo = ("Leave out those --set values" if candidate else
+            f"Put them back in {run_dir.recipe} / {run_dir.plan.name} (the checkpoint's own are in "
+            f"{checkpoint / TRAINER_STATE_FILE})")
+    print(f"error: {'--set would change' if candidate else 'changed in'} {where}, in ways that break exact resume:\n"
+          f"{listed}\n  {undo}, or train the changed recipe as a new run; "
+          f"`omni-run resume {run_dir.path}{''.join(f' --set {o}' for o in overrides)} --accept-changes` continues "
+          "anyway, knowingly.", file=sys.stderr)
     return False

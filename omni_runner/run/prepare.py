@@ -97,6 +97,18 @@ def prepare_run(
     recipe, plan = load_and_plan(recipe_path, overrides, capabilities)
     data = self_contained(recipe.data)
     run = _run_folder(data["name"], data["output"]["runs_dir"], run_dir)
-    _write_private(run.recipe, render_recipe_yaml(data, Path(recipe.source)))
-    _write_private(run.plan, json.dumps(plan.to_json(), indent=2) + "\n")
+    write_run_files(run, data, plan.to_json(), Path(recipe.source))
     return run
+
+
+def replanned(run: RunDir, overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's own recipe with `overrides` applied, and its plan made anew (`omni-run resume --set`, e.g.
+    to continue on another number of processes). Raises `RecipeError` as a new run would; writes nothing."""
+    recipe, plan = load_and_plan(run.recipe, overrides)
+    return self_contained(recipe.data), plan.to_json()
+
+
+def write_run_files(run: RunDir, data: dict[str, Any], plan: dict[str, Any], source: Path) -> None:
+    """The run folder's `recipe.yaml` (resolved from `source`) and `plan.json`, each replaced whole."""
+    _write_private(run.recipe, render_recipe_yaml(data, source))
+    _write_private(run.plan, json.dumps(plan, indent=2) + "\n")

@@ -1,9 +1,11 @@
 """Full fine-tuning split over two trainer processes with FSDP2 (`distributed.strategy: fsdp`, gloo on CPU).
 
-One real run of the tiny recipe checkpoints, loses rank 1 to `kill -9`, restarts both ranks from the
-checkpoint (`controller.restarts: 1`), finishes, and evaluates. A one-process run with the same global
-batch (grad_accum 2 instead of two ranks of 1) is the reference, and so are its checkpoint and `final/`:
-a sharded run's checkpoints and final model are consolidated, the very files one process writes.
+One real run of the tiny recipe starts as one process, is stopped, and is resumed as two FSDP processes
+(`omni-run resume --set distributed.num_processes=2 ...`); it then loses rank 1 to `kill -9`, restarts
+both ranks from a checkpoint they wrote (`controller.restarts: 1`), finishes and evaluates. A one-process
+run with the same global batch (grad_accum 2 instead of two ranks of 1) is the reference, and so are its
+checkpoints and `final/`: a sharded run's checkpoints and final model are consolidated, the very files one
+process writes, which is also what lets a run change its number of processes at a resume.
 
 Tolerance (1e-5 relative, as in test_ddp_run.py): the same samples reach every optimizer step, so only
 float32 summation order differs (the reduce-scatter sums two ranks' gradients where one process
@@ -31,8 +33,8 @@ from omni_runner.run.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
-FULL = ["training.method=full", "controller.checkpoint.every_steps=4", "controller.checkpoint.keep_last=3"]
-CHECKPOINT = 4
+FULL = ["training.method=full", "controller.checkpoint.every_steps=4", "controller.checkpoint.keep_last=4"]
+CHECKPOINT = 4  # the first the two processes write: the stop comes at step 2 or 3
 TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-4
 
@@ -46,24 +48,35 @@ def one_process(tmp_path_factory) -> RunDir:
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory) -> dict:
-    """The two-process FSDP run, broken after its first checkpoint; what was seen on the way."""
+    """The run that starts as one process and goes on as two FSDP processes; what was seen on the way."""
     run = RunDir(tmp_path_factory.mktemp("fsdp") / "run")
-    process = train(run.path, *FULL, "training.grad_accum=1", "distributed.num_processes=2", "distributed.strategy=fsdp",
-                    "controller.restarts=1", "eval.at_end=true", "eval.max_samples=2", "eval.max_new_tokens=4")
+    one = train(run.path, *FULL, "training.grad_accum=2", "controller.restarts=1", "eval.at_end=true",
+                "eval.max_samples=2", "eval.max_new_tokens=4")
+    two = None
     try:
-        wait_for(lambda: (status_of(run.path).get("step") or 0) > CHECKPOINT + 1, 240, "a step after the checkpoint")
-        seen = {"run": run, "losses_before_kill": {e["step"]: e["loss"] for e in events_of(run, "step")}}
+        wait_for(lambda: (status_of(run.path).get("step") or 0) >= 2, 240, "step 2")
+        one.send_signal(signal.SIGTERM)
+        assert one.wait(timeout=300) == 0, run.trainer_log.read_text()[-3000:]
+        seen = {"run": run, "stopped_at": status_of(run.path)["step"]}
+        two = omni_run(run.path.parent / "resume.log", "resume", str(run.path), "--set", "distributed.num_processes=2",
+                       "--set", "distributed.strategy=fsdp", "--set", "training.grad_accum=1", "--accept-changes")
+        wait_for(lambda: (status_of(run.path).get("step") or 0) > CHECKPOINT + 1
+                 and len(events_of(run, "run_start")) == 2, 240, "a step after the checkpoint")
+        seen["losses_before_kill"] = {e["step"]: e["loss"] for e in events_of(run, "step")}
         os.kill(status_of(run.path)["ranks"][1]["pid"], signal.SIGKILL)
-        assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+        assert two.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     finally:
-        if process.poll() is None:
-            process.kill()
+        for process in (one, two):
+            if process is not None and process.poll() is None:
+                process.kill()
     return seen
 
 
-def test_the_run_says_its_processes_share_the_model(sharded):
-    start = events_of(sharded["run"], "run_start")[0]
-    assert (start["world_size"], start["strategy"]) == (2, "fsdp")
+def test_a_stopped_run_resumes_as_two_processes_sharing_the_model(sharded):
+    first, resumed, _ = events_of(sharded["run"], "run_start")
+    assert "world_size" not in first
+    assert (resumed["world_size"], resumed["strategy"]) == (2, "fsdp")
+    assert resumed["resumed_from"].endswith(f"step-{sharded['stopped_at']}")
 
 
 def test_losses_match_one_process_with_the_same_global_batch(sharded, one_process):
@@ -75,9 +88,9 @@ def test_losses_match_one_process_with_the_same_global_batch(sharded, one_proces
 
 def test_a_killed_rank_restarts_both_from_the_checkpoint_and_retakes_its_steps_exactly(sharded):
     run = sharded["run"]
-    crash = events_of(run, "exit")[0]
+    crash = events_of(run, "exit")[1]  # after the stop of the one-process start
     assert (crash["rank"], crash["signal"], crash["will_restart"]) == (1, "SIGKILL", True)
-    restarted = events_of(run, "run_start")[1]
+    restarted = events_of(run, "run_start")[2]
     assert restarted["resumed_from"].endswith(f"step-{CHECKPOINT}")
     again = {e["step"]: e["loss"] for e in events_of(run, "step") if e["t"] > restarted["t"]}
     first = sharded["losses_before_kill"]
@@ -88,7 +101,7 @@ def test_a_killed_rank_restarts_both_from_the_checkpoint_and_retakes_its_steps_e
 
 
 def test_a_sharded_checkpoint_holds_the_whole_weights_one_process_writes(sharded, one_process):
-    name = f"step-{CHECKPOINT}/weights.safetensors"
+    name = f"step-{2 * CHECKPOINT}/weights.safetensors"
     two, one = load_file(sharded["run"].checkpoints / name), load_file(one_process.checkpoints / name)
     assert sorted(two) == sorted(one)
     assert all(two[k].shape == one[k].shape and torch.allclose(two[k], one[k], rtol=0, atol=WEIGHT_TOLERANCE) for k in one)

@@ -88,6 +88,12 @@ def test_a_killed_supervisor_leaves_a_stopped_run_that_resume_checks_and_continu
     assert refused.returncode == 1
     assert "training.lr: 0.002 → 0.001 (the optimizer)" in refused.stderr and "--accept-changes" in refused.stderr
     run.recipe.write_text(recipe)
+    plan = run.plan.read_text()
+    refused = omni_run("resume", str(run.path), "--set", "training.lr=0.001")
+    assert refused.returncode == 1
+    assert "--set would change" in refused.stderr and "training.lr: 0.002 → 0.001 (the optimizer)" in refused.stderr
+    assert f"omni-run resume {run.path} --set training.lr=0.001 --accept-changes" in refused.stderr
+    assert (run.recipe.read_text(), run.plan.read_text()) == (recipe, plan)  # nothing written when refused
 
     resumed = omni_run("resume", str(run.path))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
