@@ -120,10 +120,13 @@ def _child(command: list[str], env: dict[str, str] | None = None) -> float:
 def _rates(ends: list[float], spawned: float, args: argparse.Namespace,
            samples: list[float] | None = None) -> dict[str, float]:
     """Samples/s over the steps after the first `args.warmup` (`samples`: each step's, when not `args.batch`
-    rows of one sample each, as with packing) and the seconds from `spawned` to the end of the first step."""
+    rows of one sample each, as with packing), the same as the median of the steps' own rates (which a
+    shared machine's bursts of load move less), and the seconds from `spawned` to the end of the first step."""
     steady = ends[args.warmup:]
-    counted = sum(samples[args.warmup + 1:]) if samples else (len(steady) - 1) * args.batch
-    return {"samples_per_s": counted / (steady[-1] - steady[0]), "first_step_s": ends[0] - spawned}
+    counted = (samples or [args.batch] * len(ends))[args.warmup + 1:]
+    step_rates = [n / (b - a) for n, a, b in zip(counted, steady[:-1], steady[1:], strict=True)]
+    return {"samples_per_s": sum(counted) / (steady[-1] - steady[0]), "median_step_samples_per_s": statistics.median(step_rates),
+            "first_step_s": ends[0] - spawned}
 
 
 def plain_child(argv: list[str]) -> None:
