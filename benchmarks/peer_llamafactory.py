@@ -251,7 +251,7 @@ def throughput(a: argparse.Namespace, tmp: Path, python: Path | None) -> tuple[d
                     failed[(name, runner)] = failure(error)
                     print(f"round {round_ + 1} {name} {runner}: failed: {failed[(name, runner)]}", flush=True)
                     continue
-                results[name].setdefault(runner, []).append(result)
+                results[name].setdefault(runner, []).append({**result, "round": round_})
                 print(f"round {round_ + 1} {name} {runner}: {result[RATE]:.1f} samples/s (median step; "
                       f"{result['samples_per_s']:.1f} over the window), first step after "
                       f"{result['first_step_s'] + result.get('prepare_s', 0):.1f} s, peak {result['peak_rss_mib']:.0f} MiB"
@@ -259,6 +259,15 @@ def throughput(a: argparse.Namespace, tmp: Path, python: Path | None) -> tuple[d
                       flush=True)
     medians = {name: {runner: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
                       for runner, rows in runners.items()} for name, runners in results.items()}
+    for name, runners in results.items():  # ratios: omni-run's over another runner's in the same round
+        for other, rows in runners.items():
+            omni = {r["round"]: r for r in runners.get("omni-run", [])}
+            paired = [(omni[r["round"]], r) for r in rows if r["round"] in omni]
+            if other != "omni-run" and paired:
+                medians[name][other]["over"] = {key: statistics.median(o[key] / r[key] for o, r in paired)
+                                                for key in ("samples_per_s", RATE, "peak_rss_mib")}
+                medians[name][other]["over"]["first_step_s"] = statistics.median(
+                    (o["first_step_s"] + o["prepare_s"]) / r["first_step_s"] for o, r in paired)
     return medians, tokens, failed
 
 
@@ -347,10 +356,8 @@ def report(a: argparse.Namespace, medians: dict, tokens: dict, failed: dict, res
         omni = runners.get("omni-run")
         theirs = next((runner for runner in LF_RUNNERS[name] if runner in runners), None)  # the goals' yardstick
         for other in (runner for runner in runners if runner != "omni-run" and omni):
-            speed = omni[RATE] / runners[other][RATE]
-            window = omni["samples_per_s"] / runners[other]["samples_per_s"]
-            first = (omni["first_step_s"] + omni["prepare_s"]) / runners[other]["first_step_s"]
-            memory = omni["peak_rss_mib"] / runners[other]["peak_rss_mib"]
+            over = runners[other]["over"]  # medians of the rounds' own ratios
+            speed, window, first, memory = (over[RATE], over["samples_per_s"], over["first_step_s"], over["peak_rss_mib"])
             rows.append(f"| {title} | omni-run ÷ {other} | {speed:.2f}x ({window:.2f}x) | {speed:.2f}x | {memory:.2f}x | {first:.2f}x |")
             if other == theirs:
                 verdicts.append(f"- samples/s, {title}: omni-run {speed:.2f}x {other} (goal ≥ {GOALS[name]}x): "
@@ -370,7 +377,7 @@ def report(a: argparse.Namespace, medians: dict, tokens: dict, failed: dict, res
         drifts = "failed" not in theirs and theirs["max_difference"] > 0
         verdicts.append(f"- exact resume where LLaMA-Factory's drifts: omni-run {'exact' if exact else 'not exact'}, "
                         f"LLaMA-Factory {'drifts' if drifts else 'exact' if 'failed' not in theirs else 'not measured'}: "
-                        f"{'met' if exact and drifts else 'not met' if not exact else 'not shown (theirs does not drift)'}")
+                        f"{'met' if exact and drifts else 'not met' if not exact else 'not measured' if 'failed' in theirs else 'not shown (theirs does not drift)'}")
     table = ("| work | runner | samples/s, median step (whole window) | tokens/s | peak memory (RSS) | time to first step |\n|---|---|---|---|---|---|\n"
              + "\n".join(rows))
     resume_table = ("| runner | stop | later losses equal to the uninterrupted run's | largest difference |\n"
@@ -391,8 +398,8 @@ Packing: {a.varied_records} conversations of 1-6 tool calls, {a.packed_batch} pa
 tokens a step (omni-run `training.packing=true`, LLaMA-Factory `neat_packing`: attention kept inside each
 sample); the plain loop never packs (micro-batch {a.batch}, padded). Every runner a fresh process, runners
 alternating, medians of {a.repeat} rounds; samples/s over the steps after the first {a.warmup}: the median of
-the steps' own rates (the whole window's rate in brackets); tokens/s are samples/s times the mean tokens of a
-record; time to first step from starting the process (omni-run's
+the steps' own rates (the whole window's rate in brackets); the "omni-run ÷" rows are medians of each round's
+own ratios; tokens/s are samples/s times the mean tokens of a record; time to first step from starting the process (omni-run's
 includes `prepare_run`) to the end of the first optimizer step; peak memory is the process's peak RSS.
 
 {table}
