@@ -395,8 +395,8 @@ script builds it). The same tiny Qwen2.5-Omni folder, full fine-tuning of its la
 lr {a.lr}, 5 warm-up steps, cosine, weight decay 0, clipping 1.0, seed 42, {a.steps} steps. No packing:
 {a.records} generated tool-call records (one system prompt), micro-batch {a.batch}, seq_len {a.seq_len}.
 Packing: {a.varied_records} conversations of 1-6 tool calls, {a.packed_batch} packed rows of {a.packed_seq_len}
-tokens a step (omni-run `training.packing=true`, LLaMA-Factory `neat_packing`: attention kept inside each
-sample); the plain loop never packs (micro-batch {a.batch}, padded). Every runner a fresh process, runners
+tokens a step (omni-run `training.packing=true`; LLaMA-Factory both `neat_packing`, attention kept inside each
+sample as omni-run keeps it, and plain `packing`, packed samples attending to each other); the plain loop never packs (micro-batch {a.batch}, padded). Every runner a fresh process, runners
 alternating, medians of {a.repeat} rounds; samples/s over the steps after the first {a.warmup}: the median of
 the steps' own rates (the whole window's rate in brackets); the "omni-run ÷" rows are medians of each round's
 own ratios; tokens/s are samples/s times the mean tokens of a record; time to first step from starting the process (omni-run's
