@@ -243,7 +243,9 @@ def throughput(a: argparse.Namespace, tmp: Path, python: Path | None) -> tuple[d
         for name, (c, _, count) in configs.items():
             runners = {"omni-run": "omni", **LF_RUNNERS[name], "plain loop": "loop"}
             for runner, kind in runners.items():
-                if (name, runner) in failed or (kind not in ("omni", "loop") and python is None):
+                if kind not in ("omni", "loop") and python is None:
+                    failed[(name, runner)] = "its venv could not be built (the output above says why)"
+                if (name, runner) in failed:
                     continue
                 try:
                     result = run_one(kind, tmp, f"{name}-{round_}", c, count, python)
