@@ -86,10 +86,12 @@ def run_omni(tmp: Path, records: Path, args: argparse.Namespace, workers: int, r
                       run_dir=tmp / f"omni-w{workers}-{round_}")
     prepare_s = time.perf_counter() - started
     spawned = time.time()
-    _child([sys.executable, "-m", "omni_runner.train", str(run.path)])
+    peak = _child([sys.executable, "-m", "omni_runner.train", str(run.path)])
     steps = [e for e in read_events(run.events) if e["type"] == "step"]
     waiting = statistics.median(e["data_wait_s"] / e["step_s"] for e in steps[args.warmup:])
-    return {**_rates([e["t"] for e in steps], spawned, args), "prepare_s": prepare_s, "data_wait": waiting}
+    samples = [e["samples_per_s"] * e["step_s"] for e in steps]  # packed rows hold several samples
+    return {**_rates([e["t"] for e in steps], spawned, args, samples), "prepare_s": prepare_s, "data_wait": waiting,
+            "peak_rss_mib": peak}
 
 
 def run_plain(tmp: Path, records: Path, args: argparse.Namespace, pretokenised: bool, round_: int) -> dict[str, float]:
@@ -97,21 +99,34 @@ def run_plain(tmp: Path, records: Path, args: argparse.Namespace, pretokenised: 
     command = [sys.executable, __file__, "--plain-child", str(records), str(out), "--batch", str(args.batch),
                "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--lr", str(args.lr)]
     spawned = time.time()
-    _child([*command, *(["--pretokenised"] if pretokenised else [])])
-    return _rates(json.loads(out.read_text()), spawned, args)
+    peak = _child([*command, *(["--pretokenised"] if pretokenised else [])])
+    return {**_rates(json.loads(out.read_text()), spawned, args), "peak_rss_mib": peak}
 
 
-def _child(command: list[str]) -> None:
-    """Run one runner's process to its end; its output is shown only when it fails."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    finished = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
-    if finished.returncode:
-        sys.exit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stdout[-3000:]}{finished.stderr[-3000:]}")
+def _child(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Run one runner's process to its end (in `env`, else this one's with the repository importable) and
+    return its peak resident memory in MiB; its output is shown only when it fails."""
+    env = env or {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            output.seek(0)
+            sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{output.read()[-6000:].decode(errors='replace')}")
+    return usage.ru_maxrss / 1024  # kilobytes on Linux
 
 
-def _rates(ends: list[float], spawned: float, args: argparse.Namespace) -> dict[str, float]:
+def _rates(ends: list[float], spawned: float, args: argparse.Namespace,
+           samples: list[float] | None = None) -> dict[str, float]:
+    """Samples/s over the steps after the first `args.warmup` (`samples`: each step's, when not `args.batch`
+    rows of one sample each, as with packing), the same as the median of the steps' own rates (which a
+    shared machine's bursts of load move less), and the seconds from `spawned` to the end of the first step."""
     steady = ends[args.warmup:]
-    return {"samples_per_s": (len(steady) - 1) * args.batch / (steady[-1] - steady[0]), "first_step_s": ends[0] - spawned}
+    counted = (samples or [args.batch] * len(ends))[args.warmup + 1:]
+    step_rates = [n / (b - a) for n, a, b in zip(counted, steady[:-1], steady[1:], strict=True)]
+    return {"samples_per_s": sum(counted) / (steady[-1] - steady[0]), "median_step_samples_per_s": statistics.median(step_rates),
+            "first_step_s": ends[0] - spawned}
 
 
 def plain_child(argv: list[str]) -> None:
