@@ -18,7 +18,7 @@ from omni_runner.plan.fit import Fit, Precision, Shape, estimate, fit_stage, nat
 from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
-from omni_runner.plan.models import PlannedModel, resolve_models
+from omni_runner.plan.models import PlannedModel, effective_quantization, resolve_models
 from omni_runner.plan.packing import decide_packing
 from omni_runner.plan.modules import (
     DEFAULT_TRAIN,
@@ -211,12 +211,7 @@ def _precision(data: dict[str, Any], base: PlannedModel) -> Precision:
     dtype = base_section.get("dtype", "auto")
     if dtype == "auto":
         dtype = "float32" if (data.get("hardware") or {}).get("device") == "cpu" else "bfloat16"
-    quantization = base.detection.quantization
-    requested = base_section.get("quantization", "auto")
-    if requested not in ("auto", None):
-        quantization = None if requested == "none" else requested
-    elif quantization is None and training.get("method") == "qlora":
-        quantization = "bnb-4bit"  # what the loader does for qlora on an unquantized folder
+    quantization = effective_quantization(data, base)
     lora = training.get("lora") or {}
     full = training.get("method") == "full"
     return Precision(

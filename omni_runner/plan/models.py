@@ -35,6 +35,17 @@ class PlannedModel:
     from_table: str | None  # the known-architecture key when the folder was not read
 
 
+def effective_quantization(data: dict[str, Any], base: PlannedModel) -> str | None:
+    """The quantization the loader gives the base model: the recipe's `base_model.quantization` when it names
+    one, else the folder's own (GPTQ), else bnb-4bit for `training.method: qlora` on an unquantized folder."""
+    requested = (data.get("base_model") or {}).get("quantization", "auto")
+    if requested not in ("auto", None):
+        return None if requested == "none" else requested
+    if base.detection.quantization is None and (data.get("training") or {}).get("method") == "qlora":
+        return "bnb-4bit"
+    return base.detection.quantization
+
+
 def _section(data: dict[str, Any], slot: tuple[str, ...]) -> dict[str, Any] | None:
     node: Any = data
     for key in slot:

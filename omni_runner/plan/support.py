@@ -16,7 +16,7 @@ from typing import Any
 
 from omni_runner.capabilities import CAPABILITIES, MEDIA_INPUTS, enabled_capabilities
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS
-from omni_runner.plan.models import PlannedModel
+from omni_runner.plan.models import PlannedModel, effective_quantization
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
 from omni_runner.recipe.schema import child_schema, recipe_schema
 from omni_runner.tracking import TRACKERS, missing_extra
@@ -202,13 +202,12 @@ def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagn
 def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[Diagnostic]:
     data = recipe.data
     sharded = f"under strategy fsdp {what}"
-    requested = data["base_model"].get("quantization", "auto")
     base = models.get("base_model")
-    detected = base.detection.quantization if base is not None and requested == "auto" else None
-    if requested not in ("auto", "none") or detected:
-        yield _refusal(recipe, f"a {detected or requested} base {sharded}", FSDP_GAPS["quantization"], ("base_model", "path" if detected else "quantization"))
-    elif data["training"]["method"] == "qlora":
-        yield _refusal(recipe, f"training.method qlora {sharded}", FSDP_GAPS["quantization"], ("training", "method"))
+    quantization = effective_quantization(data, base) if base is not None else None
+    if quantization:
+        named_by = (("base_model", "quantization") if data["base_model"].get("quantization", "auto") not in ("auto", None)
+                    else ("base_model", "path") if base.detection.quantization else ("training", "method"))
+        yield _refusal(recipe, f"a {quantization} base {sharded}", FSDP_GAPS["quantization"], named_by)
     for name in enabled_capabilities(data):
         if CAPABILITIES[name].requires & MEDIA_INPUTS:
             yield _refusal(recipe, f"capability {name!r} reads media {sharded}", FSDP_GAPS["media"], ("capabilities", name))

@@ -248,10 +248,8 @@ class Trainer:
             weights, optimizer = state.weights, state.optimizer
             if self.ranks.sharded:
                 weights, optimizer = sharding.split(weights, optimizer, dict(self.loaded.named_parameters()),
-                                                    (p for group in self.optimizer.param_groups for p in group["params"]))
-            missing = self.loaded.load_weights(weights)
-            if missing:
-                raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
+                                                    self._optimized())
+            self._load_weights(weights)
             self.optimizer.load_state_dict(optimizer)
             self.scheduler.load_state_dict(state.scheduler)
             if state.scaler:
@@ -402,8 +400,8 @@ class Trainer:
         """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
         Returns the gradient norm and the learning rate the step used."""
         self.scaler.unscale_(self.optimizer)
-        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grad_norm = float(sharding.whole(torch.nn.utils.clip_grad_norm_(trainable, float(self.recipe["training"]["max_grad_norm"]))))
+        grad_norm = float(sharding.whole(torch.nn.utils.clip_grad_norm_(self._optimized(),
+                                                                        float(self.recipe["training"]["max_grad_norm"]))))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self._skip_step(loss_value, grad_norm)
         else:
@@ -592,6 +590,15 @@ class Trainer:
         _log(f"checkpoint {saved.path} ({reason})")
         return saved.path
 
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        missing = self.loaded.load_weights(weights)
+        if missing:
+            raise ckpt.CheckpointError(f"checkpoint weights do not fit this model: {missing[:3]} …")
+
+    def _optimized(self) -> list[torch.Tensor]:
+        """The optimizer's parameters, in the order its state dict numbers them."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
     def _trained_weights(self) -> dict[str, torch.Tensor]:
         """What a checkpoint keeps: every weight a stage so far has trained, and the adapters."""
         return {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
@@ -625,9 +632,7 @@ class Trainer:
         last = self.stages[-1]
         self.loaded = load_for_training(self.recipe, self.run.path, self.device, train_groups=last.get("train") or None)
         self.model = self.loaded.model
-        missing = self.loaded.load_weights(trained)
-        if missing:
-            raise ckpt.CheckpointError(f"the trained weights do not fit the rebuilt model: {missing[:3]} …")
+        self._load_weights(trained)
         _log("gathered the sharded model on rank 0")
 
     def _periodic_eval_due(self) -> bool:
