@@ -29,6 +29,7 @@ from omni_runner.data.generation import generation_batch
 from omni_runner.data.render import IGNORE_INDEX
 
 PAD_SEQUENCE_ID = -1
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # attention kernels that take `collate_varlen` rows
 MROPE_AXES = 3
 
 
@@ -142,14 +143,10 @@ def _capability_index(rows: list[list[Sample]]) -> list[str]:
     return sorted({s.capability for row in rows for s in row})
 
 
-def collate_packed(
-    rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None, sliding_window: int | None = None,
-) -> dict[str, Any]:
-    """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
-    `mrope`, a media sample's own), attention_mask (`packed_attention_mask`: 4D
-    block-diagonal causal, by layer type when the model has sliding-window layers of `sliding_window`
-    tokens), sequence_ids, token_capability (index into `capabilities`, -1 on padding) for
-    per-capability losses, and the media tensors (`media_batch`)."""
+def _packed_rows(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
+    """The tensors every packed layout shares: input_ids, labels (the first of each sample -100),
+    position_ids (3, B, L) restarting per sample, text_positions (B, L) counting each sample's
+    tokens, sequence_ids, token_capability, capabilities, and the media and generation parts."""
     import torch
 
     length = max(sum(len(s) for s in row) for row in rows)
@@ -158,6 +155,7 @@ def collate_packed(
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((MROPE_AXES, *shape), dtype=torch.long)
+    text_positions = torch.zeros(shape, dtype=torch.long)
     sequence_ids = torch.full(shape, PAD_SEQUENCE_ID, dtype=torch.long)
     token_capability = torch.full(shape, -1, dtype=torch.long)
     placed = []
@@ -169,6 +167,7 @@ def collate_packed(
             labels[r, start:end] = torch.tensor(sample.labels)
             labels[r, start] = IGNORE_INDEX
             position_ids[:, r, start:end] = _sample_positions(sample)
+            text_positions[r, start:end] = torch.arange(len(sample))
             sequence_ids[r, start:end] = number
             token_capability[r, start:end] = capabilities.index(sample.capability)
             placed.append((r * length + end, sample))
@@ -176,14 +175,47 @@ def collate_packed(
     return {
         "input_ids": input_ids,
         "labels": labels,
-        "position_ids": position_ids if mrope else position_ids[0],
-        "attention_mask": packed_attention_mask(sequence_ids, dtype, sliding_window),
+        "position_ids": position_ids,
+        "text_positions": text_positions,
         "sequence_ids": sequence_ids,
         "token_capability": token_capability,
         "capabilities": capabilities,
         **media_batch([sample for row in rows for sample in row]),
         **generation_batch(placed),
     }
+
+
+def collate_packed(
+    rows: list[list[Sample]], pad_id: int, *, mrope: bool = True, dtype: Any = None, sliding_window: int | None = None,
+) -> dict[str, Any]:
+    """Tensors for packed rows: input_ids, labels, position_ids (restarting per sample; (3, B, L) with
+    `mrope`, a media sample's own), attention_mask (`packed_attention_mask`: 4D
+    block-diagonal causal, by layer type when the model has sliding-window layers of `sliding_window`
+    tokens), sequence_ids, token_capability (index into `capabilities`, -1 on padding) for
+    per-capability losses, and the media tensors (`media_batch`)."""
+    batch = _packed_rows(rows, pad_id)
+    text_positions = batch.pop("text_positions")
+    if not mrope:
+        batch["position_ids"] = text_positions
+    batch["attention_mask"] = packed_attention_mask(batch["sequence_ids"], dtype, sliding_window)
+    return batch
+
+
+def collate_varlen(rows: list[list[Sample]], pad_id: int, *, mrope: bool = True) -> dict[str, Any]:
+    """Tensors for variable-length attention (flash-attention's varlen kernels): every sample of the
+    micro-batch end to end in one row, with no padding and no attention mask.
+
+    transformers finds the samples from the restarts of the text positions: with one row and no
+    mask, its flash-attention path turns them into `cu_seqlens`, so each sample attends only to
+    itself at no cost for the others, and sliding-window layers keep their window. Qwen-Omni thinkers
+    take those text positions as the first of four position rows, (4, 1, N), ahead of their
+    multimodal ones; without `mrope` the text positions are the position_ids."""
+    import torch
+
+    batch = _packed_rows([[sample for row in rows for sample in row]], pad_id)
+    text_positions = batch.pop("text_positions")
+    batch["position_ids"] = torch.cat([text_positions[None], batch["position_ids"]]) if mrope else text_positions
+    return batch
 
 
 def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.data.external import EXTERNAL_KEYS
+from omni_runner.data.packing import VARLEN_ATTENTION
 from omni_runner.models.families import MODEL_TYPES as OMNI_MODEL_TYPES
 from omni_runner.models.families import OmniFamily, family_of
 from omni_runner.models.hf_env import offline_hub, quiet_transformers
@@ -176,6 +177,12 @@ class LoadedModel:
     @property
     def sliding_window(self) -> int | None:
         return sliding_window(self.thinker)
+
+    @property
+    def varlen_attention(self) -> bool:
+        """Whether the thinker's attention kernel takes packed samples as one row cut by position restarts
+        (flash-attention's varlen path) instead of a block-diagonal mask."""
+        return self.thinker.config.text_config._attn_implementation in VARLEN_ATTENTION
 
     def parameter_counts(self) -> dict[str, int]:
         parameters = [parameter for _, parameter in self.named_parameters()]

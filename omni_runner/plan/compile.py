@@ -19,6 +19,7 @@ from omni_runner.plan.memory import Adapters
 from omni_runner.plan.gate import blocked_diagnostics, modality_sources
 from omni_runner.plan.mixture import stage_mixture, total_mixture
 from omni_runner.plan.models import PlannedModel, effective_quantization, resolve_models
+from omni_runner.data.packing import VARLEN_ATTENTION
 from omni_runner.plan.packing import decide_packing
 from omni_runner.plan.modules import (
     DEFAULT_TRAIN,
@@ -304,7 +305,8 @@ def _compile_stage(
     one_process = estimate(modules, fit.shape, precision)
     spread = [d for d in (batch_decision(layout, fit.shape.micro_batch, fit.shape.grad_accum),
                           memory_decision(layout, one_process, fit.estimate)) if d]
-    packing, packing_decisions = _packing(training.get("packing", True), capabilities, fit.shape, measure_lengths)
+    varlen = (recipe.data.get("base_model") or {}).get("attn_implementation") in VARLEN_ATTENTION
+    packing, packing_decisions = _packing(training.get("packing", True), capabilities, fit.shape, measure_lengths, varlen)
     return StagePlan(
         name=spec["name"],
         capabilities=capabilities,
@@ -320,7 +322,7 @@ def _compile_stage(
 
 
 def _packing(setting: bool | str, capabilities: list[str], shape: Shape,
-             measure_lengths: MeasureLengths | None) -> tuple[bool, list[dict[str, str]]]:
+             measure_lengths: MeasureLengths | None, varlen: bool) -> tuple[bool, list[dict[str, str]]]:
     """`training.packing` for a stage: as written, or for `auto` decided from its measured lengths (plan/packing.py)."""
     if setting != "auto":
         return bool(setting), []
@@ -331,7 +333,7 @@ def _packing(setting: bool | str, capabilities: list[str], shape: Shape,
                if measure_lengths is None else
                "the stage's samples have media (their tokens are known only after decoding), or none fits seq_len")
         return True, [{"what": "packing on (training.packing: auto, lengths not measured)", "why": why}]
-    choice = decide_packing(kept, shape.seq_len, shape.micro_batch)
+    choice = decide_packing(kept, shape.seq_len, shape.micro_batch, varlen)
     return choice.pack, [choice.decision(shape.seq_len)]
 
 

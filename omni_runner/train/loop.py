@@ -28,7 +28,7 @@ from omni_runner.control.across_ranks import SharedBoundary
 from omni_runner.control.controller import Controller
 from omni_runner.data.conversation import DataError
 from omni_runner.data.generation import GenerationSamples, LatentCache, generated_kinds
-from omni_runner.data.packing import collate_packed, collate_padded
+from omni_runner.data.packing import collate_packed, collate_padded, collate_varlen
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 from omni_runner.models.export import save_final
@@ -414,7 +414,9 @@ class Trainer:
         return grad_norm, lr
 
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
-        if self.batches.packing:
+        if self.batches.packing and self.loaded.varlen_attention:
+            batch = collate_varlen(rows, self.pad_id, mrope=True)
+        elif self.batches.packing:
             batch = collate_packed(rows, self.pad_id, mrope=True, dtype=self.loaded.dtype,
                                    sliding_window=self.loaded.sliding_window)
         else:

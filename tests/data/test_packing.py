@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omni_runner.data.packing import PAD_SEQUENCE_ID, Sample, block_diagonal_causal_mask, collate_packed, collate_padded, first_fit
+from omni_runner.data.packing import (
+    PAD_SEQUENCE_ID,
+    Sample,
+    block_diagonal_causal_mask,
+    collate_packed,
+    collate_padded,
+    collate_varlen,
+    first_fit,
+)
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
 
@@ -92,37 +100,116 @@ def test_micro_batches_resume_exactly_from_their_state(stream_factory):
     assert [[[s.location for s in row] for row in next(resumed)] for _ in range(3)] == expected
 
 
-@pytest.mark.slow
-def test_packed_loss_equals_the_per_sample_losses(stream_factory, tokenizer):
+@pytest.fixture(scope="module")
+def thinker(_omni_runner_cache):
+    """The tiny model's thinker (sdpa, fp32, eval), which has sliding-window layers."""
     import torch
     from transformers import Qwen2_5OmniForConditionalGeneration
 
-    from omni_runner.models.load import sliding_window
     from omni_runner.models.tiny import ensure_tiny_model
 
-    thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32).thinker.eval()
+    return Qwen2_5OmniForConditionalGeneration.from_pretrained(str(ensure_tiny_model()), dtype=torch.float32).thinker.eval()
+
+
+@pytest.fixture(scope="module")
+def row_across_the_window(stream_factory, thinker):
+    """The first of 20 packed rows that holds several samples, one of them longer than the sliding window."""
+    from omni_runner.models.load import sliding_window
+
     window = sliding_window(thinker)
     assert window is not None
-    # The first row of 20 that holds several samples, one of them longer than the window.
     rows = next((rows for rows in itertools.islice(stream_factory(seq_len=384, micro_batch=1), 20)
                  if len(rows[0]) > 1 and max(map(len, rows[0])) > window), None)
     assert rows is not None, "the test needs a row holding several samples, one longer than the window"
-    samples = rows[0]
+    return rows
 
-    def summed_loss(batch) -> tuple[torch.Tensor, int]:
-        logits = thinker(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         position_ids=batch["position_ids"]).logits
-        labels = batch["labels"][:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="sum")
-        return loss, int((labels != -100).sum())
 
+def _mean_loss(thinker, batches) -> tuple[float, int]:
+    """The token-mean next-token loss over `batches`, and how many tokens it averages."""
+    import torch
+
+    total, tokens = 0.0, 0
     with torch.no_grad():
-        packed_sum, packed_tokens = summed_loss(collate_packed(rows, tokenizer.pad_token_id, sliding_window=window))
-        per_sample = [summed_loss(collate_padded([s], tokenizer.pad_token_id)) for s in samples]
-    single_sum = sum(loss for loss, _ in per_sample)
-    single_tokens = sum(tokens for _, tokens in per_sample)
+        for batch in batches:
+            logits = thinker(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                             position_ids=batch["position_ids"], use_cache=False).logits
+            labels = batch["labels"][:, 1:]
+            total += torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="sum").item()
+            tokens += int((labels != -100).sum())
+    return total / tokens, tokens
+
+
+@pytest.mark.slow
+def test_packed_loss_equals_the_per_sample_losses(thinker, row_across_the_window, tokenizer):
+    from omni_runner.models.load import sliding_window
+
+    rows = row_across_the_window
+    packed = collate_packed(rows, tokenizer.pad_token_id, sliding_window=sliding_window(thinker))
+    alone = [collate_padded([s], tokenizer.pad_token_id) for s in rows[0]]
+    packed_loss, packed_tokens = _mean_loss(thinker, [packed])
+    single_loss, single_tokens = _mean_loss(thinker, alone)
     assert packed_tokens == single_tokens
-    assert abs(packed_sum.item() / packed_tokens - single_sum.item() / single_tokens) < 1e-5
+    assert abs(packed_loss - single_loss) < 1e-5
+
+
+@pytest.mark.slow
+def test_varlen_row_isolates_samples_by_its_position_restarts_alone(thinker, row_across_the_window, tokenizer):
+    """No mask travels with a varlen row: transformers cuts attention where the text positions restart
+    (here into an sdpa mask, on a GPU into flash-attention's cu_seqlens), sliding window included."""
+    rows = row_across_the_window
+    varlen = collate_varlen(rows, tokenizer.pad_token_id)
+    assert "attention_mask" not in varlen
+    alone = [collate_padded([s], tokenizer.pad_token_id) for s in rows[0]]
+    varlen_loss, varlen_tokens = _mean_loss(thinker, [varlen])
+    single_loss, single_tokens = _mean_loss(thinker, alone)
+    assert varlen_tokens == single_tokens
+    assert abs(varlen_loss - single_loss) < 1e-5
+
+
+def _flash_attention_missing() -> bool:
+    import importlib.util
+
+    import torch
+
+    return not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_flash_attention_missing(), reason="needs a CUDA GPU with flash-attn installed")
+def test_flash_attention_varlen_row_equals_the_per_sample_losses(row_across_the_window, tokenizer):
+    import torch
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    from omni_runner.models.tiny import ensure_tiny_model
+
+    flash = Qwen2_5OmniForConditionalGeneration.from_pretrained(
+        str(ensure_tiny_model()), dtype=torch.bfloat16, attn_implementation="flash_attention_2").thinker.eval().cuda()
+    rows = row_across_the_window
+    on_gpu = [{k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+              for batch in [collate_varlen(rows, tokenizer.pad_token_id), *[collate_padded([s], tokenizer.pad_token_id) for s in rows[0]]]]
+    varlen_loss, _ = _mean_loss(flash, on_gpu[:1])
+    single_loss, _ = _mean_loss(flash, on_gpu[1:])
+    assert abs(varlen_loss - single_loss) < 2e-2  # bf16 on both sides
+
+
+def test_varlen_positions_give_flash_attention_one_sequence_per_sample():
+    import torch
+    from transformers.modeling_flash_attention_utils import (
+        _is_packed_sequence,
+        prepare_fa_kwargs_from_position_ids,
+    )
+
+    rows = [[Sample([5, 6, 7, 8], [-100, 6, 7, 8], "c", "d", "d:1"), Sample([5, 6], [-100, 6], "c", "d", "d:2")],
+            [Sample([5, 6, 7], [-100, 6, 7], "c", "d", "d:3")]]
+    batch = collate_varlen(rows, pad_id=0)
+    assert batch["input_ids"].shape == (1, 9) and batch["position_ids"].shape == (4, 1, 9)
+    text_positions = batch["position_ids"][0]
+    assert text_positions.tolist() == [[0, 1, 2, 3, 0, 1, 0, 1, 2]]
+    assert batch["labels"].tolist() == [[-100, 6, 7, 8, -100, 6, -100, 6, 7]]
+    assert _is_packed_sequence(text_positions, batch_size=1)
+    (cu_seqlens, _), _ = prepare_fa_kwargs_from_position_ids(text_positions)
+    assert cu_seqlens.tolist() == [0, 4, 6, 9]
+    assert torch.equal(batch["position_ids"][1:], text_positions.expand(3, 1, 9))  # text samples' rotary ids
 
 
 def test_sliding_window_mask_sees_only_the_last_window_tokens_of_the_same_sample():

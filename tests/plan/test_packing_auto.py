@@ -31,6 +31,14 @@ def test_short_even_samples_gain_too_little_to_pay_for_the_mask():
     assert not choice.pack and choice.packed_fill > choice.padded_fill
 
 
+def test_under_flash_attention_any_padding_saved_is_worth_packing():
+    lengths = [30 + i % 3 for i in range(256)]
+    choice = decide_packing(lengths, seq_len=512, micro_batch=8, varlen=True)
+    assert choice.pack and choice.packed_fill == 1.0
+    assert "varlen" in choice.decision(512)["why"]
+    assert not decide_packing([64] * 256, seq_len=512, micro_batch=8, varlen=True).pack  # nothing to save
+
+
 def test_mixed_lengths_that_share_rows_are_packed():
     lengths = [40 + (i * 97) % 400 for i in range(256)]
     choice = decide_packing(lengths, seq_len=512, micro_batch=8)
@@ -51,6 +59,13 @@ def test_samples_longer_than_seq_len_are_left_out_as_the_trainer_skips_them():
 def _plan(overrides, measure=None):
     recipe = load_recipe(RECIPES / "tiny_omni.yaml", overrides=["training.packing=auto", *overrides])
     return compile_plan(recipe, measure).to_json()["stages"][0]
+
+
+def test_a_recipe_on_flash_attention_plans_varlen_packing():
+    stage = _plan(["base_model.attn_implementation=flash_attention_2", "training.seq_len=512", "training.micro_batch=8"],
+                  lambda capabilities: [30 + i % 3 for i in range(256)])
+    assert stage["packing"] is True
+    assert "flash-attention varlen row" in next(d for d in stage["decisions"] if "packing" in d["what"])["why"]
 
 
 def test_the_plan_says_what_auto_decided_with_the_measured_numbers():
