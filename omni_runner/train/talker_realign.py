@@ -120,7 +120,9 @@ class RunSpeech:
     def for_run(cls, loaded: Any, recipe: dict[str, Any], run_dir: Path, stages: list[dict[str, Any]],
                 pristine: bool) -> RunSpeech:
         """Build both and make every target now: `pristine` (nothing trained yet) means the loaded model
-        is the original, so no second copy of it is ever needed."""
+        is the original, so no second copy of it is ever needed. The consistency metric only when the run
+        evaluates (`eval.at_end` or `eval.every_steps`): its targets cost the original talker a generation
+        per eval prompt, minutes on a CPU, and a later `omni-run eval` makes any it lacks."""
         from omni_runner.eval.talker_consistency import (
             TARGETS_FILE,
             TalkerConsistency,
@@ -128,7 +130,9 @@ class RunSpeech:
         )
 
         targets = CodecTargets(Path(run_dir) / TARGETS_FILE, *speech_settings(recipe))
-        consistency = TalkerConsistency.for_recipe(loaded, recipe, run_dir, targets, talker=loaded.talker)
+        evaluates = bool(recipe["eval"]["at_end"]) or int(recipe["eval"]["every_steps"]) > 0
+        consistency = (TalkerConsistency.for_recipe(loaded, recipe, run_dir, targets, talker=loaded.talker)
+                       if evaluates else None)
         realign = {index: TalkerRealign.for_stage(loaded, recipe, run_dir, stage, targets)
                    for index, stage in enumerate(stages) if is_realign_stage(stage)}
         for speech in (consistency, *realign.values()):
