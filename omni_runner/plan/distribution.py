@@ -89,6 +89,6 @@ def memory_decision(layout: Layout, whole: MemoryEstimate, device: MemoryEstimat
     if "gradients" not in parts:
         notes.append(f"DDP's buckets hold a second copy of the {whole.gradients / GIB:.2f} GB of trainable gradients while they are averaged")
     if device.gathered:
-        notes.append(f"the embeddings, output head and two decoder blocks are gathered whole while computing ({device.gathered / GIB:.2f} GB)")
+        notes.append(f"the embeddings, output head, two decoder blocks and the towers a stage runs are held whole ({device.gathered / GIB:.2f} GB)")
     notes.append("activations stay per device (each process runs its own micro-batch)")
     return {"what": f"{layout.strategy} over {n} processes: {held}", "why": "; ".join(notes)}

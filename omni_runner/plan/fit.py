@@ -14,7 +14,7 @@ from typing import Any
 
 from omni_runner.plan import memory
 from omni_runner.plan.memory import GIB, MemoryEstimate
-from omni_runner.plan.modules import StageModules
+from omni_runner.plan.modules import TOWER_MODULES, StageModules
 
 MIN_VIDEO_FRAMES = 8
 MIN_LATENT_SIDE = 32
@@ -65,7 +65,9 @@ def estimate(modules: StageModules, shape: Shape, precision: Precision, split: m
     result.optimizer = (trainable_added + trainable_base) * memory.ADAM_STATE_BYTES + trainable_base * memory.MASTER_COPY_BYTES
     result.gradients = trainable_added * memory.GRADIENT_BYTES + trainable_base * dtype_bytes
     result.activations = _activations(modules, shape, precision, dtype_bytes)
-    return memory.per_device(result, split, memory.gathered_bytes(modules.language_model, dtype_bytes))
+    towers = sum(g.parameters for g in modules.frozen + modules.trainable
+                 if g.resident and not g.added and g.module in TOWER_MODULES)
+    return memory.per_device(result, split, memory.gathered_bytes(modules.language_model, dtype_bytes, towers))
 
 
 def _activations(modules: StageModules, shape: Shape, precision: Precision, dtype_bytes: float) -> float:

@@ -234,15 +234,15 @@ def sharding(strategy: str, world_size: int) -> Sharding:
     return Sharding(world_size, **{part: True for part in STRATEGY_SHARDS[strategy]})
 
 
-def gathered_bytes(language_model: dict[str, Any], dtype_bytes: float) -> float:
+def gathered_bytes(language_model: dict[str, Any], dtype_bytes: float, tower_parameters: float = 0.0) -> float:
     """What a device holds whole, beyond its shard, when parameters are split (FSDP2, ZeRO-3): the root
-    unit (embeddings and output head, which FSDP2 keeps gathered from forward to backward) plus one
-    decoder block being computed and the next one being prefetched. The towers' units are smaller than
-    a language-model block and run before it, so they add nothing to the peak."""
+    unit (embeddings and output head, which FSDP2 keeps gathered from forward to backward), one decoder
+    block being computed and the next one being prefetched, and the towers a stage loads, which
+    train/sharding.py keeps whole on every device (a tower runs only where its medium is)."""
     layers = max(int(language_model.get("layers") or 1), 1)
     blocks = float(language_model.get("quantizable") or 0)
     root = float(language_model.get("parameters") or 0) - blocks
-    return (root + 2 * blocks / layers) * dtype_bytes
+    return (root + 2 * blocks / layers + tower_parameters) * dtype_bytes
 
 
 def per_device(whole: MemoryEstimate, split: Sharding, gathered: float) -> MemoryEstimate:

@@ -30,6 +30,8 @@ GENERATION_OUTPUTS = {"image_projector": ("image_out",), "video_projector": ("vi
 _BASE_TOWERS = {"vision_tower": ("image_in", "video_in"), "audio_tower": ("audio_in",)}
 # Groups that are one fully trained piece of a tower: group -> (tower, the tower component's key for it).
 _TOWER_PIECES = {"vision_merger": ("vision_tower", "merger"), "audio_projection": ("audio_tower", "projection")}
+# The groups that are the base towers' own weights (not their LoRA adapters).
+TOWER_MODULES = (*_BASE_TOWERS, *_TOWER_PIECES)
 DEFAULT_TRAIN = ("thinker",)  # what a stage without `train:` trains, as the loader does
 # Diffusers parts the planner never loads during training, and why.
 _UNUSED_DECODER_PARTS = {

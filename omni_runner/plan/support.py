@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, MEDIA_INPUTS, enabled_capabilities
+from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel, effective_quantization
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
@@ -73,8 +73,6 @@ UNWIRED_STRATEGIES: dict[str, Gap] = {
 _OR_DDP = "use strategy: ddp, which trains it"
 FSDP_GAPS: dict[str, Gap] = {
     "quantization": Gap("FSDP2 splits floating-point weights; a quantized base's packed 4-bit weights are not split", _OR_DDP),
-    "media": Gap("a media tower runs only on the ranks whose batch holds that medium, and FSDP2 needs every rank in "
-                 "each unit's gather", "use strategy: ddp, which trains them (a recipe of their own can keep fsdp for the text capabilities)"),
     "every_steps": Gap("evaluation during training runs on rank 0 alone, and a sharded model's forward needs every rank",
                        f"set eval.every_steps: 0 (eval.at_end evaluates the gathered model), or {_OR_DDP}"),
     "fp16": Gap("loss scaling of sharded gradients is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
@@ -208,9 +206,6 @@ def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[D
         named_by = (("base_model", "quantization") if data["base_model"].get("quantization", "auto") not in ("auto", None)
                     else ("base_model", "path") if base.detection.quantization else ("training", "method"))
         yield _refusal(recipe, f"a {quantization} base {sharded}", FSDP_GAPS["quantization"], named_by)
-    for name in enabled_capabilities(data):
-        if CAPABILITIES[name].requires & MEDIA_INPUTS:
-            yield _refusal(recipe, f"capability {name!r} reads media {sharded}", FSDP_GAPS["media"], ("capabilities", name))
     if int(data["eval"]["every_steps"]) > 0:
         yield _refusal(recipe, f"eval.every_steps {sharded}", FSDP_GAPS["every_steps"], ("eval", "every_steps"))
     if data["training"]["precision"] == "fp16":

@@ -40,6 +40,7 @@ from omni_runner.models.generation import (
 )
 from omni_runner.models.load import (
     LORA_METHODS,
+    TOWER_GROUPS,
     ModelLoadError,
     load_for_training,
     resolve_device,
@@ -222,7 +223,8 @@ class Trainer:
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
         self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
         if self.ranks.sharded:  # before the optimizer is built, which must hold this rank's shards
-            sharding.shard(self.model, self.device, self.ranks.world_size)
+            towers_train = any(group in TOWER_GROUPS for stage in self.stages for group in stage.get("train") or ())
+            sharding.shard(self.model, self.device, self.ranks.world_size, self.loaded.towers, towers_train)
         if self.batches is not None:
             self.batches.stream.close()
         # A stage whose capabilities read no media gets the processor only if a record brings some.

@@ -25,18 +25,33 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 
-def shard(model: torch.nn.Module, device: torch.device, world_size: int) -> FSDPModule:
-    """Split `model` over the ranks in place (once: a model already split is returned as it is)."""
+def shard(model: torch.nn.Module, device: torch.device, world_size: int, towers: Iterable[torch.nn.Module] = (),
+          towers_train: bool = False) -> FSDPModule:
+    """Split `model` over the ranks in place (once: a model already split is returned as it is).
+
+    A tower (vision, audio) runs only on the ranks whose micro-batch holds its medium, while a unit's
+    gather is a collective every rank must join; so no block inside `towers` becomes a unit of its own.
+    With `towers_train` (a stage trains a tower or its merger or projection) the towers join the root
+    unit: gathered once a step on every rank, and a rank whose batch left a parameter unused hands in a
+    zero gradient for it. Otherwise they stay out of FSDP: every rank holds them whole, as under DDP, and
+    nothing of them crosses the network. Zero gradients for unused parameters also cover the experts of a
+    mixture-of-experts layer that one rank's tokens did not reach.
+    """
     if isinstance(model, FSDPModule):
         return model
     mesh = init_device_mesh(device.type, (world_size,))
+    towers = list(towers)
+    inside_towers = {id(module) for tower in towers for module in tower.modules()}
     blocks = set()
     for module in model.modules():
         blocks |= set(getattr(module, "_no_split_modules", None) or ())
     for module in reversed(list(model.modules())):  # innermost first: a unit never holds a unit's weights
-        if module is not model and type(module).__name__ in blocks:
+        if module is not model and type(module).__name__ in blocks and id(module) not in inside_towers:
             fully_shard(module, mesh=mesh)
-    return fully_shard(model, mesh=mesh)
+    ignored = None if towers_train else {parameter for tower in towers for parameter in tower.parameters()}
+    root = fully_shard(model, mesh=mesh, ignored_params=ignored or None)
+    root.set_reduce_scatter_unused_params(True)
+    return root
 
 
 def whole(value: torch.Tensor) -> torch.Tensor:

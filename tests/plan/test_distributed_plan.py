@@ -70,16 +70,28 @@ distributed:
     assert "runs on rank 0 alone" in problems[1].message and "eval.at_end" in problems[1].hint
 
 
-def test_fsdp_refuses_a_quantized_base_and_capabilities_that_read_media():
+def test_fsdp_refuses_a_quantized_base():
     quantized = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=fsdp",
                                                      "training.method=qlora"])
     assert [p.field for p in quantized] == ["training.method"]
     assert "packed 4-bit weights are not split" in quantized[0].message and "strategy: ddp" in quantized[0].hint
-    path = RECIPES / "tiny_omni_media.yaml"
-    media = _errors(path, ["distributed.num_processes=2", "distributed.strategy=fsdp"])
-    assert [(p.field, p.location.line) for p in media] == [
-        (f"capabilities.{name}", line_of(path, f"  {name}:")) for name in ("vision-qa", "video-understanding", "podcast", "tri-streaming")]
-    assert all("reads media under strategy fsdp" in p.message for p in media)
+
+
+def test_media_capabilities_are_planned_under_both_strategies():
+    for strategy in ("ddp", "fsdp"):
+        plan = _plan(RECIPES / "tiny_omni_media.yaml", ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
+        assert (plan["distributed"]["strategy"], plan["distributed"]["world_size"]) == (strategy, 2)
+
+
+def test_fsdp_holds_the_towers_a_stage_runs_whole_on_every_device():
+    seven_b = ["base_model.path=Qwen/Qwen2.5-Omni-7B", "base_model.architecture=qwen2.5-omni-7b", "training.method=lora",
+               "training.precision=bf16", "hardware.device=cuda", "hardware.vram_gb=80", "distributed.num_processes=4",
+               "distributed.strategy=fsdp"]
+    text, media = (_plan(RECIPES / recipe, seven_b)["stages"][0] for recipe in ("tiny_omni.yaml", "tiny_omni_media.yaml"))
+    towers = sum(m["parameters"] for m in media["frozen"] if m.get("resident") and m["module"].endswith("_tower"))
+    assert towers > 1.2e9  # Qwen2.5-Omni-7B's vision and audio towers
+    added = media["memory"]["breakdown"]["gathered"] - text["memory"]["breakdown"]["gathered"]
+    assert added == pytest.approx(towers * 2 / 2**30, abs=0.02)  # bf16, whole on each of the 4 devices
 
 
 def test_a_sharding_strategy_with_one_process_is_a_warning_that_it_changes_nothing(write_recipe):
