@@ -36,9 +36,16 @@ def shard(model: torch.nn.Module, device: torch.device, world_size: int, towers:
     zero gradient for it. Otherwise they stay out of FSDP: every rank holds them whole, as under DDP, and
     nothing of them crosses the network. Zero gradients for unused parameters also cover the experts of a
     mixture-of-experts layer that one rank's tokens did not reach.
+
+    The input embeddings' output is made to require a gradient on every rank. FSDP2 reduces a unit's
+    gradients when its inputs' gradients arrive, and leaves a unit whose inputs need none to the end of
+    backward. With frozen embeddings, only a rank whose batch brought media (through a trained merger or
+    projection) would reduce its first block on time, and the ranks' collectives would run in different
+    orders.
     """
     if isinstance(model, FSDPModule):
         return model
+    model.enable_input_require_grads()
     mesh = init_device_mesh(device.type, (world_size,))
     towers = list(towers)
     inside_towers = {id(module) for tower in towers for module in tower.modules()}
