@@ -1,9 +1,10 @@
 """FSDP2 (`distributed.strategy: fsdp`): the model's parameters, gradients and optimizer state split over the ranks.
 
-Each block the model names in its own `_no_split_modules` (a decoder layer, a vision or audio block)
+Each block of the language model that the model names in its own `_no_split_modules` (a decoder layer)
 becomes one unit: gathered whole for its forward and backward, freed after. What is left (embeddings,
 final norm, output head) is the root unit, which stays gathered from its forward to the end of its
-backward; that is what lets the chunked loss apply the output head after the model's forward.
+backward; that is what lets the chunked loss apply the output head after the model's forward. The
+vision and audio towers are never split into units (`shard` says why).
 
 Checkpoints stay consolidated: at a checkpoint every rank hands in its shards and rank 0 writes the
 same files a single process would (whole tensors, the optimizer's state by parameter index). A sharded
