@@ -80,16 +80,15 @@ FSDP_GAPS: dict[str, Gap] = {
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
                     "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
                     "on machine K (docs/distributed.md)")
-# Parts that train beside the model the trainer wraps in DDP (LoadedModel.model), so with more than one process
-# their gradients would not be averaged and every process would drift its own way.
+# Parts that train in one process only, so far. (Their gradients would be averaged like those of every part
+# beside the wrapped model, `Ranks.average_gradients`; what each lacks is said below.)
 SINGLE_PROCESS_PARTS: dict[str, Gap] = {
-    "generation": Gap("image and video generation are not wired under multiple processes yet: the query tokens, "
-                      "connectors and decoder adapters train beside the DDP-wrapped model",
+    "generation": Gap("image and video generation are not wired under multiple processes yet: the diffusion noise "
+                      "is drawn by micro-batch index, which every process would repeat",
                       "train it with num_processes: 1, in a recipe (or run) of its own"),
-    "talker": Gap("the talker realign is not wired under multiple processes yet: the talker trains beside the "
-                  "DDP-wrapped thinker", "run the talker stage with num_processes: 1, in a recipe (or run) of its own"),
-    "encoders": Gap("external encoders are not wired under multiple processes yet: their projectors train beside the "
-                    "DDP-wrapped model", "use the base model's own towers (remove the encoder), or num_processes: 1"),
+    "talker": Gap("the talker realign is not wired under multiple processes yet: its prompts are not split over "
+                  "the processes, so every process would take the same ones",
+                  "run the talker stage with num_processes: 1, in a recipe (or run) of its own"),
 }
 _GENERATION_OUTPUTS = frozenset({"image_out", "video_out"})
 
@@ -192,9 +191,6 @@ def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagn
         if "talker" in (stage.get("train") or ()):
             path = ("stages", index, "train", stage["train"].index("talker"))
             yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {what}", SINGLE_PROCESS_PARTS["talker"], path)
-    for slot in ("vision", "audio"):
-        if (data.get("encoders") or {}).get(slot) is not None:
-            yield _refusal(recipe, f"encoders.{slot} {what}", SINGLE_PROCESS_PARTS["encoders"], ("encoders", slot))
 
 
 def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[Diagnostic]:

@@ -330,6 +330,8 @@ class Trainer:
         samples = sum(len(row) for batch in micro_batches for row in batch["rows"])
         for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
+            if self.ranks.sharded:  # the external encoders' tokens are embedded before the forward, by the root unit's table
+                self.model.unshard()
             inputs = self.loaded.forward_inputs(batch)
             targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
             last = micro == len(micro_batches) - 1  # gradients are averaged over the ranks after the last one
@@ -401,9 +403,11 @@ class Trainer:
     def _apply_gradients(self, loss_value: float) -> tuple[float, float]:
         """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
         Returns the gradient norm and the learning rate the step used."""
+        self.ranks.average_gradients(self._beside_model())
         self.scaler.unscale_(self.optimizer)
-        grad_norm = float(sharding.whole(torch.nn.utils.clip_grad_norm_(self._optimized(),
-                                                                        float(self.recipe["training"]["max_grad_norm"]))))
+        max_norm = float(self.recipe["training"]["max_grad_norm"])
+        grad_norm = (sharding.clip_gradients(self._optimized(), max_norm) if self.ranks.sharded
+                     else float(torch.nn.utils.clip_grad_norm_(self._optimized(), max_norm)))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self._skip_step(loss_value, grad_norm)
         else:
@@ -602,6 +606,11 @@ class Trainer:
     def _optimized(self) -> list[torch.Tensor]:
         """The optimizer's parameters, in the order its state dict numbers them."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _beside_model(self) -> list[torch.Tensor]:
+        """The trainable parameters outside the model DDP or FSDP wraps (`Ranks.average_gradients`)."""
+        inside = {id(p) for p in self.model.parameters()}
+        return [p for _, p in self.loaded.named_parameters() if p.requires_grad and id(p) not in inside]
 
     def _trained_weights(self) -> dict[str, torch.Tensor]:
         """What a checkpoint keeps: every weight a stage so far has trained, and the adapters."""

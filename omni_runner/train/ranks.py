@@ -97,14 +97,32 @@ class Ranks:
 
         `find_unused_parameters`: a micro-batch without audio leaves the audio tower's adapters without a
         gradient, and the ranks' batches differ in what they hold. A sharded model (`sharded`) is already
-        split, and its units average their own gradients: it is returned as it is.
+        split, and its units average their own gradients, and a model of which nothing trains (a stage
+        that trains only parts beside it) has nothing to average: both are returned as they are.
         """
-        if not self.distributed or self.sharded:
+        if not self.distributed or self.sharded or not any(p.requires_grad for p in model.parameters()):
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.local_rank] if next(model.parameters()).device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+
+    def average_gradients(self, parameters: list[torch.Tensor]) -> None:
+        """Average the gradients of `parameters` over the ranks, as DDP does for the model it wraps: for the
+        trainable parts beside it (external encoders' projectors, generation heads, the talker's adapter).
+
+        Every rank calls it at the same step boundary with the same parameters, in the same order. A
+        parameter some rank left unused counts as zero there; one that no rank used keeps no gradient, as
+        in one process, so the optimizer leaves it alone.
+        """
+        if not self.distributed or not parameters:
+            return
+        used = self.sum(torch.tensor([p.grad is not None for p in parameters], dtype=torch.float64))
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in parameters])
+        flat = self.sum(flat) / self.world_size
+        for parameter, gradient, anywhere in zip(parameters, flat.split([p.numel() for p in parameters]), used.tolist(),
+                                                 strict=True):
+            parameter.grad = gradient.view_as(parameter).to(parameter.dtype) if anywhere else None
 
     def identity(self) -> dict[str, Any]:
         return {"rank": self.rank, "local_rank": self.local_rank, "machine_rank": self.machine_rank, "host": self.host,

@@ -17,6 +17,7 @@ full fine-tuning.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -60,6 +61,20 @@ def shard(model: torch.nn.Module, device: torch.device, world_size: int, towers:
     root = fully_shard(model, mesh=mesh, ignored_params=ignored or None)
     root.set_reduce_scatter_unused_params(True)
     return root
+
+
+def clip_gradients(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
+    """The gradients' total norm, after scaling them down to `max_norm` when it is above, as torch's
+    `clip_grad_norm_` does, for a mix of split gradients (DTensor) and whole ones (the parts beside the
+    sharded model), which torch's cannot take in one call. A collective: every rank calls it."""
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    groups = ([g for g in gradients if isinstance(g, DTensor)], [g for g in gradients if not isinstance(g, DTensor)])
+    total = math.sqrt(sum(float(whole(torch.nn.utils.get_total_norm(group))) ** 2 for group in groups if group))
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1:
+        for gradient in gradients:
+            gradient.mul_(coefficient)
+    return total
 
 
 def whole(value: torch.Tensor) -> torch.Tensor:

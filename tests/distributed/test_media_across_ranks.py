@@ -7,11 +7,15 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   video without sound, so the audio projection has a gradient on one rank only;
 - the tiny Qwen3-Omni trains LoRA adapters on attention and experts, and its vision mergers in full. At
   step 1 one rank's batch is text alone: with frozen embeddings, only the other rank's first decoder
-  block has inputs that need a gradient.
+  block has inputs that need a gradient;
+- the external-encoder recipe (SigLIP2 and Whisper beside the model) trains their projectors alone for
+  two steps (nothing inside the wrapped model trains), then with the language model. One rank's video
+  leaves the audio projector unused there, and the other's audio the vision projector.
 
 DDP finds unused parameters (`find_unused_parameters`). Under FSDP2 the towers are part of the root unit,
 a rank without the medium hands in zero gradients, and every rank's embeddings output requires a gradient
-so that all ranks reduce their units in the same order. Each run must equal one process with the same
+so that all ranks reduce their units in the same order. The projectors beside the wrapped model are
+averaged at the step boundary (`Ranks.average_gradients`). Each run must equal one process with the same
 global batch (grad_accum 2 instead of two ranks of 1).
 
 Tolerance (1e-5 relative, as in test_ddp_run.py): every optimizer step sees the same samples in all
@@ -37,6 +41,10 @@ RECIPES = {
     "tiny_omni_media.yaml": ["training.method=full",
                              "stages=[{name: media, train: [thinker, vision_merger, audio_projection]}]"],
     "tiny_qwen3_omni.yaml": [],  # LoRA on attention and experts, the vision mergers in full
+    # The external SigLIP2 and Whisper: their projectors alone, then with the language model (full).
+    "tiny_omni_encoders.yaml": ["stages=[{name: align, capabilities: [video-understanding, podcast], "
+                                "train: [vision_projector, audio_projector]}, "
+                                "{name: instruct, train: [thinker, vision_projector, audio_projector]}]"],
 }
 
 

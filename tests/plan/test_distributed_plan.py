@@ -140,11 +140,10 @@ def test_a_talker_stage_with_several_processes_is_refused_at_its_train_entry():
     assert "the talker realign is not wired under multiple processes yet" in problem.message
 
 
-def test_external_encoders_with_several_processes_are_refused_at_their_slot():
-    path = RECIPES / "tiny_omni_encoders.yaml"
-    problems = _errors(path, ["distributed.num_processes=2"])
-    assert [p.field for p in problems] == ["encoders.vision", "encoders.audio"]
-    assert all("projectors train beside the DDP-wrapped model" in p.message for p in problems)
+def test_external_encoders_are_planned_under_both_strategies():
+    for strategy in ("ddp", "fsdp"):
+        plan = _plan(RECIPES / "tiny_omni_encoders.yaml", ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
+        assert plan["distributed"]["world_size"] == 2
 
 
 def test_the_global_batch_and_the_mixture_grow_with_the_processes_because_the_batch_is_per_process():
