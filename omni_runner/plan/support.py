@@ -80,17 +80,13 @@ FSDP_GAPS: dict[str, Gap] = {
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
                     "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
                     "on machine K (docs/distributed.md)")
-# Parts that train in one process only, so far. (Their gradients would be averaged like those of every part
-# beside the wrapped model, `Ranks.average_gradients`; what each lacks is said below.)
+# Parts that train in one process only, so far, and what each lacks. (Their gradients would be averaged like
+# those of every part beside the wrapped model, `Ranks.average_gradients`.)
 SINGLE_PROCESS_PARTS: dict[str, Gap] = {
-    "generation": Gap("image and video generation are not wired under multiple processes yet: the diffusion noise "
-                      "is drawn by micro-batch index, which every process would repeat",
-                      "train it with num_processes: 1, in a recipe (or run) of its own"),
     "talker": Gap("the talker realign is not wired under multiple processes yet: its prompts are not split over "
                   "the processes, so every process would take the same ones",
                   "run the talker stage with num_processes: 1, in a recipe (or run) of its own"),
 }
-_GENERATION_OUTPUTS = frozenset({"image_out", "video_out"})
 
 _FROZEN_ENCODER = Gap("external encoders stay frozen: only their projectors train (vision_projector, audio_projector)",
                       "remove freeze (the encoder stays frozen)")
@@ -184,9 +180,6 @@ def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagn
         yield _refusal(recipe, f"distributed.strategy {strategy} {what}", UNWIRED_STRATEGIES[strategy], ("distributed", "strategy"))
     if strategy == "fsdp":
         yield from _fsdp(recipe, models, what)
-    for name in enabled_capabilities(data):
-        if CAPABILITIES[name].requires & _GENERATION_OUTPUTS:
-            yield _refusal(recipe, f"capability {name!r} {what}", SINGLE_PROCESS_PARTS["generation"], ("capabilities", name))
     for index, stage in enumerate(data.get("stages") or ()):
         if "talker" in (stage.get("train") or ()):
             path = ("stages", index, "train", stage["train"].index("talker"))

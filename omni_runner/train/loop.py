@@ -349,10 +349,14 @@ class Trainer:
             sums += batch_sums
             counts += batch_counts
         n = len(capabilities)
-        totals = self.ranks.sum(torch.cat([sums, counts, torch.tensor([input_tokens, samples], dtype=torch.float64)]))
-        sums, counts, input_tokens, samples = totals[:n], totals[n:2 * n], int(totals[2 * n]), int(totals[2 * n + 1])
+        denoised = torch.tensor([sum(denoising.get(c, ())) for c in capabilities], dtype=torch.float64)
+        denoised_counts = torch.tensor([len(denoising.get(c, ())) for c in capabilities], dtype=torch.float64)
+        totals = self.ranks.sum(torch.cat([sums, counts, denoised, denoised_counts,
+                                           torch.tensor([input_tokens, samples], dtype=torch.float64)]))
+        sums, counts, denoised, denoised_counts = totals[:n], totals[n:2 * n], totals[2 * n:3 * n], totals[3 * n:4 * n]
+        input_tokens, samples = int(totals[4 * n]), int(totals[4 * n + 1])
         loss_value = float((sums * lm_weights).sum() / counts.sum().clamp(min=1))
-        loss_value += sum(self.loss_weights[c]["denoising"] * sum(v) for c, v in denoising.items()) / max(1, generated)
+        loss_value += sum(self.loss_weights[c]["denoising"] * float(d) for c, d in zip(capabilities, denoised)) / max(1, generated)
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.tokens += input_tokens
         self.progress.samples += samples
@@ -360,7 +364,7 @@ class Trainer:
             "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": input_tokens, "data_wait_s": data_wait_s,
             "samples": samples,
             "capability_losses": {c: float(s / n) for c, s, n in zip(capabilities, sums, counts) if n > 0},
-            "denoising_losses": {c: sum(v) / len(v) for c, v in sorted(denoising.items())},
+            "denoising_losses": {c: float(d / k) for c, d, k in zip(capabilities, denoised, denoised_counts) if k > 0},
         }
 
     def _gradients_kept_local(self, last: bool) -> contextlib.AbstractContextManager:
@@ -375,7 +379,11 @@ class Trainer:
         """The decoders' own losses for the micro-batch's generation samples, weighted per capability
         and averaged over the step's generation samples; per-sample values go into `collected`."""
         heads = self.loaded.generation
-        generator = step_generator(int(self.recipe["training"]["seed"]), self.progress.step, micro)
+        # Numbered across the ranks as one process numbers its micro-batches (rank r's m-th holds the draws
+        # one process's (m * world_size + r)-th would, with one sample a micro-batch), so no two ranks draw
+        # the same noise.
+        generator = step_generator(int(self.recipe["training"]["seed"]), self.progress.step,
+                                   micro * self.ranks.world_size + self.ranks.rank)
         total = torch.zeros((), device=self.device)
         for kind in sorted(parts):
             part = parts[kind]
@@ -645,6 +653,7 @@ class Trainer:
         last = self.stages[-1]
         self.loaded = load_for_training(self.recipe, self.run.path, self.device, train_groups=last.get("train") or None)
         self.model = self.loaded.model
+        self._use_decoders(last)  # the decoders the last stage trained adapters on
         self._load_weights(trained)
         _log("gathered the sharded model on rank 0")
 

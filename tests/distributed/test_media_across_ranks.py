@@ -10,7 +10,10 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   block has inputs that need a gradient;
 - the external-encoder recipe (SigLIP2 and Whisper beside the model) trains their projectors alone for
   two steps (nothing inside the wrapped model trains), then with the language model. One rank's video
-  leaves the audio projector unused there, and the other's audio the vision projector.
+  leaves the audio projector unused there, and the other's audio the vision projector;
+- the generation recipe trains LoRA on the language model, the query tokens, and the connectors into the
+  tiny SD3 (with adapters on its transformer) and SVD. The ranks' batches need different decoders, and
+  each rank draws the diffusion noise one process would draw for its micro-batch.
 
 DDP finds unused parameters (`find_unused_parameters`). Under FSDP2 the towers are part of the root unit,
 a rank without the medium hands in zero gradients, and every rank's embeddings output requires a gradient
@@ -42,9 +45,13 @@ RECIPES = {
                              "stages=[{name: media, train: [thinker, vision_merger, audio_projection]}]"],
     "tiny_qwen3_omni.yaml": [],  # LoRA on attention and experts, the vision mergers in full
     # The external SigLIP2 and Whisper: their projectors alone, then with the language model (full).
-    "tiny_omni_encoders.yaml": ["stages=[{name: align, capabilities: [video-understanding, podcast], "
-                                "train: [vision_projector, audio_projector]}, "
-                                "{name: instruct, train: [thinker, vision_projector, audio_projector]}]"],
+    "tiny_omni_encoders.yaml": [("stages=[{name: align, capabilities: [video-understanding, podcast], "
+                                 "train: [vision_projector, audio_projector]}, "
+                                 "{name: instruct, train: [thinker, vision_projector, audio_projector]}]")],
+    # Images and video out: query tokens, connectors and the SD3 transformer's adapters beside the model.
+    "tiny_omni_generation.yaml": ["training.lora.dropout=0.0",
+                                  ("stages=[{name: generate, train: [thinker, image_projector, video_projector, "
+                                   f"query_tokens], max_steps: {STEPS}}}]")],
 }
 
 

@@ -125,14 +125,6 @@ def test_the_address_and_port_change_nothing_on_one_machine_and_are_warnings(wri
     ]
 
 
-def test_generation_capabilities_with_several_processes_are_refused_at_each_capability():
-    path = RECIPES / "tiny_omni_generation.yaml"
-    problems = _errors(path, ["distributed.num_processes=2"])
-    assert [(p.field, p.location.line) for p in problems] == [
-        (f"capabilities.{name}", line_of(path, f"  {name}:")) for name in ("image-generation", "image-editing", "video-generation")]
-    assert all("not wired under multiple processes yet" in p.message and p.hint for p in problems)
-
-
 def test_a_talker_stage_with_several_processes_is_refused_at_its_train_entry():
     path = RECIPES / "tiny_omni_speech.yaml"
     [problem] = _errors(path, ["distributed.num_processes=2"])
@@ -140,10 +132,11 @@ def test_a_talker_stage_with_several_processes_is_refused_at_its_train_entry():
     assert "the talker realign is not wired under multiple processes yet" in problem.message
 
 
-def test_external_encoders_are_planned_under_both_strategies():
-    for strategy in ("ddp", "fsdp"):
-        plan = _plan(RECIPES / "tiny_omni_encoders.yaml", ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
-        assert plan["distributed"]["world_size"] == 2
+def test_external_encoders_and_generation_are_planned_under_both_strategies():
+    for recipe in ("tiny_omni_encoders.yaml", "tiny_omni_generation.yaml"):
+        for strategy in ("ddp", "fsdp"):
+            plan = _plan(RECIPES / recipe, ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
+            assert plan["distributed"]["world_size"] == 2, (recipe, strategy)
 
 
 def test_the_global_batch_and_the_mixture_grow_with_the_processes_because_the_batch_is_per_process():
