@@ -63,7 +63,6 @@ GROUPS = ("thinker", "vision_tower", "vision_merger", "audio_tower", "audio_proj
 # Small projection groups that always train all their weights, whatever training.method says: like a
 # LLaVA projector they are what a new data distribution first moves, and adapters would cost as much.
 FULLY_TRAINED_GROUPS = ("vision_merger", "audio_projection")
-TOWER_GROUPS = ("vision_tower", "vision_merger", "audio_tower", "audio_projection")  # groups inside the towers
 # Projectors of the external encoders (`encoders.vision`, `encoders.audio`): they live beside the
 # thinker (models/encoders.py) and always train in full.
 PROJECTOR_GROUPS = ("vision_projector", "audio_projector")

@@ -40,7 +40,6 @@ from omni_runner.models.generation import (
 )
 from omni_runner.models.load import (
     LORA_METHODS,
-    TOWER_GROUPS,
     ModelLoadError,
     load_for_training,
     resolve_device,
@@ -49,6 +48,7 @@ from omni_runner.models.load import (
     set_trainable_groups,
 )
 from omni_runner.plain_yaml import read_plain_yaml
+from omni_runner.plan.modules import TOWER_MODULES
 from omni_runner.run.batch_shape import (
     BatchShapeError,
     oom_suggestion,
@@ -223,7 +223,7 @@ class Trainer:
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
         self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
         if self.ranks.sharded:  # before the optimizer is built, which must hold this rank's shards
-            towers_train = any(group in TOWER_GROUPS for stage in self.stages for group in stage.get("train") or ())
+            towers_train = any(group in TOWER_MODULES for stage in self.stages for group in stage.get("train") or ())
             sharding.shard(self.model, self.device, self.ranks.world_size, self.loaded.towers, towers_train)
         if self.batches is not None:
             self.batches.stream.close()
@@ -330,7 +330,7 @@ class Trainer:
         samples = sum(len(row) for batch in micro_batches for row in batch["rows"])
         for micro, batch in enumerate(micro_batches):
             input_tokens += sum(len(sample) for row in batch["rows"] for sample in row)
-            if self.ranks.sharded:  # the external encoders' tokens are embedded before the forward, by the root unit's table
+            if self.ranks.sharded:  # external tokens and generation queries are embedded with the root unit's table
                 self.model.unshard()
             inputs = self.loaded.forward_inputs(batch)
             targets, token_caps = shifted_targets(batch["labels"].to(self.device), batch["token_capability"].to(self.device))
@@ -411,7 +411,8 @@ class Trainer:
     def _apply_gradients(self, loss_value: float) -> tuple[float, float]:
         """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
         Returns the gradient norm and the learning rate the step used."""
-        self.ranks.average_gradients(self._beside_model())
+        if self.ranks.distributed:
+            self.ranks.average_gradients(self._beside_model())
         self.scaler.unscale_(self.optimizer)
         max_norm = float(self.recipe["training"]["max_grad_norm"])
         grad_norm = (sharding.clip_gradients(self._optimized(), max_norm) if self.ranks.sharded

@@ -91,27 +91,26 @@ def like(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
                              src_data_rank=None)
 
 
+def _whole_on_cpu(value: Any, keep: bool) -> Any:
+    """A tensor made whole (a collective for a shard) and, where `keep`, copied to the CPU; anything else as it is."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    full = whole(value.detach())
+    return full.cpu() if keep else None
+
+
 def gathered_weights(weights: Mapping[str, torch.Tensor], keep: bool) -> dict[str, torch.Tensor]:
     """Whole copies of `weights` on the CPU, as one process would have them. Every rank calls it at the same
     boundary, with the same names in the same order; only where `keep` (rank 0) is anything kept."""
-    kept = {}
-    for name, value in weights.items():
-        full = whole(value.detach())
-        if keep:
-            kept[name] = full.cpu()
-    return kept
+    gathered = {name: _whole_on_cpu(value, keep) for name, value in weights.items()}
+    return gathered if keep else {}
 
 
 def gathered_optimizer(optimizer: dict[str, Any], keep: bool) -> dict[str, Any]:
     """The optimizer state dict `optimizer` with whole tensors on the CPU (as `gathered_weights`)."""
-    state: dict[Any, dict[str, Any]] = {}
-    for index, entries in optimizer["state"].items():
-        state[index] = {}
-        for key, value in entries.items():
-            full = whole(value) if isinstance(value, torch.Tensor) else value
-            if keep:
-                state[index][key] = full.cpu() if isinstance(full, torch.Tensor) else full
-    return {**optimizer, "state": state}
+    state = {index: {key: _whole_on_cpu(value, keep) for key, value in entries.items()}
+             for index, entries in optimizer["state"].items()}
+    return {**optimizer, "state": state if keep else {}}
 
 
 def split(weights: Mapping[str, torch.Tensor], optimizer: dict[str, Any], parameters: Mapping[str, torch.Tensor],
