@@ -80,14 +80,6 @@ FSDP_GAPS: dict[str, Gap] = {
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
                     "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
                     "on machine K (docs/distributed.md)")
-# Parts that train in one process only, so far, and what each lacks. (Their gradients would be averaged like
-# those of every part beside the wrapped model, `Ranks.average_gradients`.)
-SINGLE_PROCESS_PARTS: dict[str, Gap] = {
-    "talker": Gap("the talker realign is not wired under multiple processes yet: its prompts are not split over "
-                  "the processes, so every process would take the same ones",
-                  "run the talker stage with num_processes: 1, in a recipe (or run) of its own"),
-}
-
 _FROZEN_ENCODER = Gap("external encoders stay frozen: only their projectors train (vision_projector, audio_projector)",
                       "remove freeze (the encoder stays frozen)")
 _RESIDENT_DECODER = Gap("a decoder stays on the device for the whole of every stage that generates with it "
@@ -180,10 +172,6 @@ def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagn
         yield _refusal(recipe, f"distributed.strategy {strategy} {what}", UNWIRED_STRATEGIES[strategy], ("distributed", "strategy"))
     if strategy == "fsdp":
         yield from _fsdp(recipe, models, what)
-    for index, stage in enumerate(data.get("stages") or ()):
-        if "talker" in (stage.get("train") or ()):
-            path = ("stages", index, "train", stage["train"].index("talker"))
-            yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {what}", SINGLE_PROCESS_PARTS["talker"], path)
 
 
 def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[Diagnostic]:

@@ -171,7 +171,8 @@ class Trainer:
             if share.note:
                 self._warn_checkpoint(share.note)
         # Before any step: the model is still the original one that speech targets come from.
-        self.speech = RunSpeech.for_run(self.loaded, self.recipe, self.run.path, self.stages, pristine=state is None)
+        self.speech = RunSpeech.for_run(self.loaded, self.recipe, self.run.path, self.stages, pristine=state is None,
+                                        ranks=self.ranks)
         self._setup_stage(self.progress.stage, state)
         if share is not None and share.rng is not None:
             ckpt.restore_rng_state(share.rng)  # last: building the stage must not shift the generators
@@ -400,9 +401,12 @@ class Trainer:
     def realign_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step of a talker_realign stage (train/talker_realign.py): the talker adapter
         learns the original model's codec tokens while reading the tuned, frozen thinker."""
-        loss_value, codec_tokens, prompts = self.speech.realign[self.progress.stage].backward(
-            self.loaded, self.progress.stage_step, int(stage["micro_batch"]) * int(stage["grad_accum"]),
-            self.scaler.scale, self.precision.autocast)
+        # The talker's conditioning reads the thinker's inner model, not its forward, so a split thinker's
+        # root unit (embeddings, final norm) is gathered for it.
+        with sharding.root_gathered(self.model) if self.ranks.sharded else contextlib.nullcontext():
+            loss_value, codec_tokens, prompts = self.speech.realign[self.progress.stage].backward(
+                self.loaded, self.progress.stage_step, int(stage["micro_batch"]) * int(stage["grad_accum"]),
+                self.scaler.scale, self.precision.autocast, self.ranks)
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.samples += prompts
         return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens": codec_tokens, "data_wait_s": 0.0,

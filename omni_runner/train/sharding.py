@@ -136,3 +136,17 @@ def gradients_kept_local(model: FSDPModule) -> Iterator[None]:
         yield
     finally:
         model.set_requires_gradient_sync(True)
+
+
+@contextlib.contextmanager
+def root_gathered(model: FSDPModule) -> Iterator[None]:
+    """Within the block, the root unit's weights (embeddings, final norm, output head) are whole, for code
+    that runs the model's inner modules rather than its forward (the talker's conditioning on the thinker's
+    hidden states). FSDP2 takes the first unit whose forward runs as the root, so the root is settled
+    first: otherwise a block's forward, run before the model's own, would claim that place."""
+    fully_shard.state(model)._lazy_init()  # private, but the only way to settle the root without a forward
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()

@@ -13,7 +13,12 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   leaves the audio projector unused there, and the other's audio the vision projector;
 - the generation recipe trains LoRA on the language model, the query tokens, and the connectors into the
   tiny SD3 (with adapters on its transformer) and SVD. The ranks' batches need different decoders, and
-  each rank draws the diffusion noise one process would draw for its micro-batch.
+  each rank draws the diffusion noise one process would draw for its micro-batch;
+- the speech recipe realigns the talker, then trains the language model for a step: rank 0 makes the
+  original model's codec targets for both ranks, each rank speaks its share of the step's prompts, and
+  the talker adapter's gradients are averaged beside the frozen thinker (unwrapped under DDP). The
+  realign comes first so that under FSDP2 the thinker's first forward is the talker's conditioning,
+  which runs its inner model: the root unit must be settled before that (`sharding.root_gathered`).
 
 DDP finds unused parameters (`find_unused_parameters`). Under FSDP2 the towers are part of the root unit,
 a rank without the medium hands in zero gradients, and every rank's embeddings output requires a gradient
@@ -52,6 +57,10 @@ RECIPES = {
     "tiny_omni_generation.yaml": ["training.lora.dropout=0.0",
                                   ("stages=[{name: generate, train: [thinker, image_projector, video_projector, "
                                    f"query_tokens], max_steps: {STEPS}}}]")],
+    # Speech out: the talker realign (its LoRA adapters beside the model), then a step of the language model.
+    "tiny_omni_speech.yaml": ["decoders.speech.max_codec_tokens=12", "eval.every_steps=0",
+                              (f"stages=[{{name: talker_realign, train: [talker], max_steps: {STEPS - 1}, lr: 5.0e-3}}, "
+                               "{name: answer, train: [thinker], max_steps: 1}]")],
 }
 
 
