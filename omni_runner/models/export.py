@@ -328,10 +328,23 @@ def generate_ids(model: Any, inputs: dict[str, Any], max_new_tokens: int, extern
             if external is not None:
                 input_ids = inputs["input_ids"]
                 inputs = {**external.embed_inputs(model, dict(inputs)), "input_ids": input_ids}
-            output = model.generate(**inputs, **extra, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
+            output = model.generate(**inputs, **extra, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                    synced_gpus=split_over_ranks(model))
     finally:
         model.train(was_training)
     return output[0, inputs["input_ids"].shape[1]:]
+
+
+def split_over_ranks(model: Any) -> bool:
+    """Whether `model` is split over several processes (FSDP2): its every forward is then a collective, and
+    generation must go on, past this rank's end of sequence, until every rank's reply is done."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def speech_folder(final_dir: Path) -> Path:

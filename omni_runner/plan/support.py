@@ -73,8 +73,6 @@ UNWIRED_STRATEGIES: dict[str, Gap] = {
 _OR_DDP = "use strategy: ddp, which trains it"
 FSDP_GAPS: dict[str, Gap] = {
     "quantization": Gap("FSDP2 splits floating-point weights; a quantized base's packed 4-bit weights are not split", _OR_DDP),
-    "every_steps": Gap("evaluation during training runs on rank 0 alone, and a sharded model's forward needs every rank",
-                       f"set eval.every_steps: 0 (eval.at_end evaluates the gathered model), or {_OR_DDP}"),
     "fp16": Gap("loss scaling of sharded gradients is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
 }
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
@@ -183,8 +181,6 @@ def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[D
         named_by = (("base_model", "quantization") if data["base_model"].get("quantization", "auto") not in ("auto", None)
                     else ("base_model", "path") if base.detection.quantization else ("training", "method"))
         yield _refusal(recipe, f"a {quantization} base {sharded}", FSDP_GAPS["quantization"], named_by)
-    if int(data["eval"]["every_steps"]) > 0:
-        yield _refusal(recipe, f"eval.every_steps {sharded}", FSDP_GAPS["every_steps"], ("eval", "every_steps"))
     if data["training"]["precision"] == "fp16":
         yield _refusal(recipe, f"training.precision fp16 {sharded}", FSDP_GAPS["fp16"], ("training", "precision"))
 

@@ -300,7 +300,9 @@ class Trainer:
             self.progress.step += 1
             self.progress.stage_step += 1
             self.report_step(metrics, time.monotonic() - step_started, started, first_step)
-            if self._periodic_eval_due() and self.ranks.is_main:  # the other ranks wait at the boundary
+            # A split model's forward needs every rank, so then all evaluate in step (rank 0 alone reports);
+            # otherwise rank 0 evaluates and the others wait for it at the boundary.
+            if self._periodic_eval_due() and (self.ranks.is_main or self.ranks.sharded):
                 self.evaluate(self.run.eval / f"step-{self.progress.step}")
             if not self.boundary.at_step_boundary(self.progress.step, self.save_checkpoint):
                 return "stopped"
@@ -403,7 +405,7 @@ class Trainer:
         learns the original model's codec tokens while reading the tuned, frozen thinker."""
         # The talker's conditioning reads the thinker's inner model, not its forward, so a split thinker's
         # root unit (embeddings, final norm) is gathered for it.
-        with sharding.root_gathered(self.model) if self.ranks.sharded else contextlib.nullcontext():
+        with sharding.root_gathered(self.model):
             loss_value, codec_tokens, prompts = self.speech.realign[self.progress.stage].backward(
                 self.loaded, self.progress.stage_step, int(stage["micro_batch"]) * int(stage["grad_accum"]),
                 self.scaler.scale, self.precision.autocast, self.ranks)
@@ -669,11 +671,17 @@ class Trainer:
     def evaluate(self, eval_dir: Path) -> None:
         """Score the model as it is now (results under `eval_dir`): each capability's held-out loss, then
         each data set's metric. A failing evaluation is reported but never costs the trained run, and the
-        random generators are put back, so a run that evaluates trains exactly like one that does not."""
+        random generators are put back, so a run that evaluates trains exactly like one that does not.
+
+        With a split model every rank evaluates the same records in step, since each forward gathers the
+        units from all ranks (and generation runs until every rank is done, `synced_gpus`); the root unit
+        stays gathered throughout, for the embeddings used outside the forward. Rank 0 alone writes and
+        reports."""
         rng = ckpt.capture_rng_state()
         try:
-            self._evaluate_heldout(eval_dir)
-            self._evaluate_datasets(eval_dir)
+            with sharding.root_gathered(self.model):
+                self._evaluate_heldout(eval_dir)
+                self._evaluate_datasets(eval_dir)
         finally:
             ckpt.restore_rng_state(rng)
 
@@ -688,7 +696,7 @@ class Trainer:
             traceback.print_exc()
             self.events.emit("error", self.progress.step, message=f"held-out loss failed: {exc}", source="eval")
             return
-        if not losses:
+        if not losses or not self.ranks.is_main:
             return
         eval_dir.mkdir(parents=True, exist_ok=True)
         (eval_dir / f"{SUITE}.json").write_text(json.dumps(losses, indent=2) + "\n")
@@ -700,10 +708,13 @@ class Trainer:
         try:
             from omni_runner.eval import evaluate
 
-            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=eval_dir, consistency=self.speech.consistency)
+            results = evaluate(self.loaded, self.recipe, self.run.path, eval_dir=eval_dir if self.ranks.is_main else None,
+                               consistency=self.speech.consistency)
         except Exception as exc:
             traceback.print_exc()
             self.events.emit("error", self.progress.step, message=f"evaluation failed: {exc}", source="eval")
+            return
+        if not self.ranks.is_main:
             return
         for dataset, result in results.items():
             metrics = {key: value for key, value in result.items() if key != "capability"}

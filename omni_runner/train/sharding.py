@@ -139,11 +139,16 @@ def gradients_kept_local(model: FSDPModule) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def root_gathered(model: FSDPModule) -> Iterator[None]:
+def root_gathered(model: torch.nn.Module) -> Iterator[None]:
     """Within the block, the root unit's weights (embeddings, final norm, output head) are whole, for code
     that runs the model's inner modules rather than its forward (the talker's conditioning on the thinker's
-    hidden states). FSDP2 takes the first unit whose forward runs as the root, so the root is settled
-    first: otherwise a block's forward, run before the model's own, would claim that place."""
+    hidden states) or its embeddings alone (external encoders' tokens). FSDP2 takes the first unit whose
+    forward runs as the root, so the root is settled first: otherwise a block's forward, run before the
+    model's own, would claim that place. A model that is not split (one process, ddp, or the whole model
+    rank 0 rebuilds for `final/`) is whole already."""
+    if not isinstance(model, FSDPModule):
+        yield
+        return
     fully_shard.state(model)._lazy_init()  # private, but the only way to settle the root without a forward
     model.unshard()
     try:

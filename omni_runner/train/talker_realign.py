@@ -21,7 +21,7 @@ losses are normalised by the step's total and the averaged adapter gradients equ
 Public API:
 - `is_realign_stage(stage) -> bool`.
 - `TalkerRealign.for_stage(loaded, recipe, recipe_dir, stage, targets, world_size)`;
-  `.make_targets(loaded, pristine)`; `.keep_spoken()`;
+  `.prepare(loaded, pristine)`; `.keep_spoken()`;
   `.backward(loaded, stage_step, prompts_per_step, scale, autocast, ranks) -> (mean loss, codec tokens, prompts)`.
 - `RunSpeech.for_run(loaded, recipe, run_dir, stages, pristine, ranks)`.
 - The talker adapter's weights reach checkpoints as `talker.*` through `LoadedModel.named_parameters`.
@@ -83,7 +83,7 @@ class TalkerRealign:
         bos = speaker_entry(read_speakers(loaded.model_dir), targets.speaker)["bos_token"]
         return cls(int(bos), targets, pool, stage["name"])
 
-    def make_targets(self, loaded: Any, pristine: bool) -> None:
+    def prepare(self, loaded: Any, pristine: bool) -> None:
         """Make (or read back) the original model's codec tokens for every prompt of the stage."""
         if self.targets.missing(self.pool):
             with original_model(loaded, loaded.talker, pristine) as (thinker, talker):
@@ -138,11 +138,11 @@ class RunSpeech:
     def for_run(cls, loaded: Any, recipe: dict[str, Any], run_dir: Path, stages: list[dict[str, Any]],
                 pristine: bool, ranks: Ranks) -> RunSpeech:
         """Build both and make every target now: `pristine` (nothing trained yet) means the loaded model
-        is the original, so no second copy of it is ever needed. The consistency metric only on rank 0
-        and only when the run evaluates (`eval.at_end` or `eval.every_steps`): its targets cost the
-        original talker a generation per eval prompt, minutes on a CPU, and a later `omni-run eval` makes
-        any it lacks. Rank 0 makes the realign targets and hands them to the other ranks, which
-        neither repeat that work nor write the cache."""
+        is the original, so no second copy of it is ever needed. The consistency metric only where the
+        run evaluates (`eval.at_end` or `eval.every_steps`), and there only on the ranks that evaluate
+        (rank 0, or every rank of a split model): its targets cost the original talker a generation per
+        eval prompt, minutes on a CPU, and a later `omni-run eval` makes any it lacks. Rank 0 alone makes
+        the targets and hands them to the other ranks, which neither repeat that work nor write the cache."""
         from omni_runner.eval.talker_consistency import (
             TARGETS_FILE,
             TalkerConsistency,
@@ -152,16 +152,14 @@ class RunSpeech:
         targets = CodecTargets(Path(run_dir) / TARGETS_FILE, *speech_settings(recipe))
         evaluates = bool(recipe["eval"]["at_end"]) or int(recipe["eval"]["every_steps"]) > 0
         consistency = (TalkerConsistency.for_recipe(loaded, recipe, run_dir, targets, talker=loaded.talker)
-                       if evaluates and ranks.is_main else None)
+                       if evaluates and (ranks.is_main or ranks.sharded) else None)
         realign = {index: TalkerRealign.for_stage(loaded, recipe, run_dir, stage, targets, ranks.world_size)
                    for index, stage in enumerate(stages) if is_realign_stage(stage)}
-        if consistency is not None:
-            consistency.prepare(loaded, pristine)
-        if realign:
-            if ranks.is_main:
-                for objective in realign.values():
-                    objective.make_targets(loaded, pristine)
-            targets.entries = ranks.broadcast(targets.entries)
-            for objective in realign.values():
-                objective.keep_spoken()
+        if ranks.is_main:
+            for speech in (consistency, *realign.values()):
+                if speech is not None:
+                    speech.prepare(loaded, pristine)
+        targets.entries = ranks.broadcast(targets.entries)
+        for objective in realign.values():
+            objective.keep_spoken()
         return cls(consistency, realign)

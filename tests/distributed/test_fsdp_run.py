@@ -33,7 +33,9 @@ from omni_runner.run.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
-FULL = ["training.method=full", "controller.checkpoint.every_steps=4", "controller.checkpoint.keep_last=4"]
+FULL = ["training.method=full", "controller.checkpoint.every_steps=4", "controller.checkpoint.keep_last=4",
+        "eval.every_steps=7", "eval.max_samples=2", "eval.max_new_tokens=4"]
+PERIODIC_EVAL = 7  # of 10 steps: after the resume as two processes, and after the restart
 CHECKPOINT = 4  # the first the two processes write: the stop comes at step 2 or 3
 TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-4
@@ -50,8 +52,7 @@ def one_process(tmp_path_factory) -> RunDir:
 def sharded(tmp_path_factory) -> dict:
     """The run that starts as one process and goes on as two FSDP processes; what was seen on the way."""
     run = RunDir(tmp_path_factory.mktemp("fsdp") / "run")
-    one = train(run.path, *FULL, "training.grad_accum=2", "controller.restarts=1", "eval.at_end=true",
-                "eval.max_samples=2", "eval.max_new_tokens=4")
+    one = train(run.path, *FULL, "training.grad_accum=2", "controller.restarts=1", "eval.at_end=true")
     two = None
     try:
         wait_for(lambda: (status_of(run.path).get("step") or 0) >= 2, 240, "step 2")
@@ -122,6 +123,18 @@ def test_the_gathered_model_is_evaluated_at_the_end(sharded):
     assert {e["dataset"] for e in evaluated if "dataset" in e} == {"xlam-heldout"}
     assert json.loads((sharded["run"].eval / "results.json").read_text())["xlam-heldout"]["n"] == 2
     assert "tool-calling" in json.loads((sharded["run"].eval / "perplexity.json").read_text())
+
+
+def test_evaluation_during_training_runs_on_the_split_model_and_scores_as_one_process(sharded, one_process):
+    """Every rank evaluates in step (each forward gathers the units from all ranks); rank 0 alone reports."""
+    def periodic(run: RunDir) -> dict:
+        return {e.get("dataset") or e["suite"]: e["metrics"] for e in events_of(run, "eval") if e["step"] == PERIODIC_EVAL}
+
+    two, one = periodic(sharded["run"]), periodic(one_process)
+    assert sorted(two) == sorted(one) == ["perplexity", "xlam-heldout"]
+    assert two["xlam-heldout"]["n"] == 2
+    assert abs(two["perplexity"]["loss"] - one["perplexity"]["loss"]) <= 10 * TOLERANCE * one["perplexity"]["loss"], (two, one)
+    assert (sharded["run"].eval / f"step-{PERIODIC_EVAL}" / "xlam-heldout.samples.jsonl").is_file()
 
 
 def test_the_tiny_qwen3_omni_experts_train_split_and_its_built_in_model_is_built_whole(tmp_path):

@@ -53,7 +53,7 @@ def test_deepspeed_with_several_processes_is_refused_at_its_line_pointing_at_fsd
     assert "strategy: fsdp" in problem.hint and "per-device estimate" in problem.hint
 
 
-def test_fsdp_refuses_what_it_does_not_split_yet_each_at_its_line(write_recipe):
+def test_fsdp_refuses_fp16_at_its_line_and_plans_evaluation_during_training(write_recipe):
     path = write_recipe(f"""extends: {RECIPES / 'tiny_omni.yaml'}
 training:
   precision: fp16
@@ -63,11 +63,9 @@ distributed:
   strategy: fsdp
   num_processes: 2
 """)
-    problems = _errors(path)
-    assert [(p.field, p.location.line) for p in problems] == [
-        ("training.precision", line_of(path, "precision:")), ("eval.every_steps", line_of(path, "every_steps:"))]
-    assert "loss scaling of sharded gradients is not wired" in problems[0].message and "bf16" in problems[0].hint
-    assert "runs on rank 0 alone" in problems[1].message and "eval.at_end" in problems[1].hint
+    [problem] = _errors(path)
+    assert (problem.field, problem.location.line) == ("training.precision", line_of(path, "precision:"))
+    assert "loss scaling of sharded gradients is not wired" in problem.message and "bf16" in problem.hint
 
 
 def test_fsdp_refuses_a_quantized_base():
@@ -128,9 +126,7 @@ def test_the_address_and_port_change_nothing_on_one_machine_and_are_warnings(wri
 def test_external_encoders_generation_and_the_talker_realign_are_planned_under_both_strategies():
     for recipe in ("tiny_omni_encoders.yaml", "tiny_omni_generation.yaml", "tiny_omni_speech.yaml"):
         for strategy in ("ddp", "fsdp"):
-            # The speech recipe evaluates between its stages, which a sharded model cannot do on rank 0 alone.
-            plan = _plan(RECIPES / recipe, ["distributed.num_processes=2", f"distributed.strategy={strategy}",
-                                            "eval.every_steps=0"])
+            plan = _plan(RECIPES / recipe, ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
             assert plan["distributed"]["world_size"] == 2, (recipe, strategy)
 
 
