@@ -190,11 +190,9 @@ class LoadedModel:
         return self.thinker.config.text_config._attn_implementation in VARLEN_ATTENTION
 
     def parameter_counts(self) -> dict[str, int]:
-        parameters = [parameter for _, parameter in self.named_parameters()]
-        return {
-            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
-            "total": sum(p.numel() for p in parameters),
-        }
+        """Whole counts, also of weights DeepSpeed's ZeRO-3 has split (it empties them between uses)."""
+        sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for _, p in self.named_parameters()]
+        return {"trainable": sum(n for n, trains in sizes if trains), "total": sum(n for n, _ in sizes)}
 
 
 def _to_device(value: Any, device: Any) -> Any:

@@ -10,11 +10,12 @@ a test that trains it (tests/plan/test_support_matrix.py walks every capability 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
+from omni_runner.capabilities import CAPABILITIES, MEDIA_INPUTS, enabled_capabilities
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel, effective_quantization
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
@@ -60,20 +61,32 @@ UNTRAINED_OUTPUTS: dict[str, str] = {
                   "original model's own speech), and a stage with `train: [talker]` realigns the talker (docs/speech.md)"),
 }
 
-# `distributed:` as the trainer runs it: one process, `ddp` or `fsdp` (FSDP2) under `accelerate launch`, on one
-# machine or several. DeepSpeed is refused at its line until it runs.
-_SHARDED_INSTEAD = ("use strategy: fsdp (FSDP2 splits parameters, gradients and optimizer state like ZeRO-3) or ddp; "
-                    "`omni-run plan` shows the per-device estimate of each")
-UNWIRED_STRATEGIES: dict[str, Gap] = {
-    "deepspeed-zero2": Gap("DeepSpeed's engine and its checkpoints are not wired", _SHARDED_INSTEAD),
-    "deepspeed-zero3": Gap("DeepSpeed's engine, its checkpoints and gathering the talker and token2wav for a "
-                           "consolidated final/ are not wired", _SHARDED_INSTEAD),
-}
+# `distributed:` as the trainer runs it: one process, `ddp`, `fsdp` (FSDP2) or DeepSpeed ZeRO-2/3 under
+# `accelerate launch`, on one machine or several.
 # What `strategy: fsdp` does not train yet with more than one process (train/sharding.py), by recipe part.
 _OR_DDP = "use strategy: ddp, which trains it"
 FSDP_GAPS: dict[str, Gap] = {
     "quantization": Gap("FSDP2 splits floating-point weights; a quantized base's packed 4-bit weights are not split", _OR_DDP),
     "fp16": Gap("loss scaling of sharded gradients is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
+}
+# What DeepSpeed ZeRO (train/zero.py) does not train yet with more than one process, by recipe part. Its
+# collectives (ZeRO-3's gathers, the gradient reductions into partitions) must run alike on every rank, and
+# they follow the parameters a micro-batch reaches: media reach only the ranks whose batch holds them.
+_OR_FSDP = "use strategy: fsdp, which trains it and splits what ZeRO-3 splits, or ddp"
+DEEPSPEED_GAPS: dict[str, Gap] = {
+    "missing": Gap("DeepSpeed is not installed", "pip install 'omni-runner[deepspeed]', or use strategy fsdp"),
+    "media": Gap("the ranks' batches hold different media, so ZeRO's gathers and gradient reductions would differ "
+                 "between ranks; media are not wired under DeepSpeed", _OR_FSDP),
+    "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
+    "encoders": Gap("external encoders' projectors beside the model are not wired under DeepSpeed", _OR_FSDP),
+    "talker": Gap("the talker realign runs the thinker's inner model outside its forward, which DeepSpeed's engine "
+                  "does not see; not wired", _OR_FSDP),
+    "experts": Gap("a mixture-of-experts model's ranks reach different experts; not wired under DeepSpeed", _OR_FSDP),
+    "quantization": Gap("a quantized base's packed 4-bit weights are not split by ZeRO", _OR_DDP),
+    "fp16": Gap("loss scaling under DeepSpeed is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
+    "every_steps": Gap("evaluation during training under ZeRO-3 needs every rank in each forward; not wired",
+                       "use strategy deepspeed-zero2 (rank 0 holds the whole model and evaluates) or fsdp, "
+                       "or evaluate at the end only (eval.every_steps: 0)"),
 }
 OTHER_MACHINE = Gap("a recipe's run starts on machine 0; the other machines join it rather than start it",
                     "remove machine_rank, start the run on machine 0 and run `omni-run join RUN --machine-rank K` "
@@ -166,23 +179,54 @@ def _distributed(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagn
             yield _no_effect(recipe, "strategy", "with one process (it trains on one device)")
         return
     what = f"with {processes} processes"
-    if strategy in UNWIRED_STRATEGIES:
-        yield _refusal(recipe, f"distributed.strategy {strategy} {what}", UNWIRED_STRATEGIES[strategy], ("distributed", "strategy"))
     if strategy == "fsdp":
-        yield from _fsdp(recipe, models, what)
+        yield from _split_weights(recipe, models, f"under strategy fsdp {what}", FSDP_GAPS)
+    if strategy.startswith("deepspeed"):
+        yield from _deepspeed(recipe, models, strategy, f"under strategy {strategy} {what}")
 
 
-def _fsdp(recipe: Any, models: dict[str, PlannedModel], what: str) -> Iterator[Diagnostic]:
+def _split_weights(recipe: Any, models: dict[str, PlannedModel], where: str, gaps: dict[str, Gap]) -> Iterator[Diagnostic]:
+    """What a strategy that splits weights or gradients cannot take: a quantized base, fp16's loss scaling."""
     data = recipe.data
-    sharded = f"under strategy fsdp {what}"
     base = models.get("base_model")
     quantization = effective_quantization(data, base) if base is not None else None
     if quantization:
         named_by = (("base_model", "quantization") if data["base_model"].get("quantization", "auto") not in ("auto", None)
                     else ("base_model", "path") if base.detection.quantization else ("training", "method"))
-        yield _refusal(recipe, f"a {quantization} base {sharded}", FSDP_GAPS["quantization"], named_by)
+        yield _refusal(recipe, f"a {quantization} base {where}", gaps["quantization"], named_by)
     if data["training"]["precision"] == "fp16":
-        yield _refusal(recipe, f"training.precision fp16 {sharded}", FSDP_GAPS["fp16"], ("training", "precision"))
+        yield _refusal(recipe, f"training.precision fp16 {where}", gaps["fp16"], ("training", "precision"))
+
+
+def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, where: str) -> Iterator[Diagnostic]:
+    """DEEPSPEED_GAPS, each at the line that asks for it."""
+    data = recipe.data
+    if not deepspeed_installed():
+        yield _refusal(recipe, f"distributed.strategy {strategy}", DEEPSPEED_GAPS["missing"], ("distributed", "strategy"))
+    yield from _split_weights(recipe, models, where, DEEPSPEED_GAPS)
+    base = models.get("base_model")
+    if base is not None and base.detection.model_type in QWEN3_OMNI_TYPES:
+        yield _refusal(recipe, f"a Qwen3-Omni base {where}", DEEPSPEED_GAPS["experts"], ("base_model", "path"))
+    for name in enabled_capabilities(data):
+        requires = CAPABILITIES[name].requires
+        if requires & MEDIA_INPUTS:
+            yield _refusal(recipe, f"capability {name!r} reads media {where}", DEEPSPEED_GAPS["media"], ("capabilities", name))
+        elif requires & {"image_out", "video_out"}:
+            yield _refusal(recipe, f"capability {name!r} generates {where}", DEEPSPEED_GAPS["generation"], ("capabilities", name))
+    for slot in ("vision", "audio"):
+        if (data.get("encoders") or {}).get(slot):
+            yield _refusal(recipe, f"encoders.{slot} {where}", DEEPSPEED_GAPS["encoders"], ("encoders", slot))
+    for index, stage in enumerate(data.get("stages") or ()):
+        if "talker" in (stage.get("train") or ()):
+            path = ("stages", index, "train", stage["train"].index("talker"))
+            yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {where}", DEEPSPEED_GAPS["talker"], path)
+    if strategy == "deepspeed-zero3" and data["eval"]["every_steps"]:
+        yield _refusal(recipe, f"eval.every_steps {where}", DEEPSPEED_GAPS["every_steps"], ("eval", "every_steps"))
+
+
+def deepspeed_installed() -> bool:
+    """Whether the deepspeed package is importable, looked up without importing it (plan stays light)."""
+    return importlib.util.find_spec("deepspeed") is not None
 
 
 def _no_effect(recipe: Any, key: str, why: str) -> Diagnostic:

@@ -61,7 +61,7 @@ from omni_runner.run.rundir import RunDir
 from omni_runner.run.status import RunStatus
 from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
-from omni_runner.train import sharding
+from omni_runner.train import sharding, zero
 from omni_runner.train.fault_injection import raise_simulated_oom
 from omni_runner.train.losses import (
     ForwardWithTokenLosses,
@@ -136,6 +136,7 @@ class Trainer:
         # Every weight any stage so far has trained: checkpoints carry them all, so a resume in a
         # later stage does not reload an earlier stage's work from the base model.
         self.trained_weights: set[str] = set()
+        self.zero: zero.ZeroEngine | None = None  # DeepSpeed's engine, under a deepspeed-zero strategy
         self.batches: MicroBatches | None = None
         self.trackers: Trackers | None = None
 
@@ -149,9 +150,9 @@ class Trainer:
         self.precision = resolve_precision(training["precision"], self.device)
         if self.precision.note:
             self.events.emit("warning", 0, message=self.precision.note, source="precision")
-        if self.ranks.sharded and self.precision.name == "fp16":
-            raise ModelLoadError("this GPU has no bf16, and loss scaling of sharded (fsdp) gradients is not wired: "
-                                 "use distributed.strategy ddp on it")
+        if (self.ranks.sharded or self.ranks.zero_stage) and self.precision.name == "fp16":
+            raise ModelLoadError(f"this GPU has no bf16, and loss scaling of split gradients ({self.ranks.strategy}) "
+                                 "is not wired: use distributed.strategy ddp on it")
         first = self.stages[0]
         self.loaded = load_for_training(
             self.recipe, self.run.path, self.device,
@@ -252,15 +253,36 @@ class Trainer:
             if self.ranks.sharded:
                 weights, optimizer = sharding.split(weights, optimizer, dict(self.loaded.named_parameters()),
                                                     self._optimized())
-            self._load_weights(weights)
-            self.optimizer.load_state_dict(optimizer)
+            if self.ranks.zero_stage:  # the model's weights now; the optimizer's go into the engine's partitions
+                with zero.whole(list(self.model.parameters()), zero.import_deepspeed(self.device.type == "cpu")):
+                    self._load_weights(weights)
+            else:
+                self._load_weights(weights)
+                self.optimizer.load_state_dict(optimizer)
             self.scheduler.load_state_dict(state.scheduler)
             if state.scaler:
                 self.scaler.load_state_dict(state.scaler)
             self.batches.load_state_dict(self.progress.data)
         # Wrapped last, once the stage's trainable weights are set and loaded: under several processes
-        # DistributedDataParallel averages the gradients of exactly those.
+        # DistributedDataParallel (or DeepSpeed's engine) averages the gradients of exactly those.
         self.forward = self.ranks.wrap(ForwardWithTokenLosses(self.model, self.loaded.thinker))
+        if self.ranks.zero_stage:
+            self.forward = self.zero = self._zero_engine(self.forward, stage, state)
+
+    def _zero_engine(self, module: torch.nn.Module, stage: dict[str, Any],
+                     state: ckpt.CheckpointContents | None) -> zero.ZeroEngine:
+        """DeepSpeed's engine over `module` for `stage`, in place of the previous stage's (whose hooks it
+        removes first), with the checkpoint's trained weights and AdamW state in its partitions."""
+        if self.zero is not None:
+            self.zero.close()
+        config = zero.engine_config(self.ranks.zero_stage, micro_batch=int(stage["micro_batch"]),
+                                    grad_accum=int(stage["grad_accum"]),
+                                    max_grad_norm=float(self.recipe["training"]["max_grad_norm"]),
+                                    bf16=self.loaded.dtype == torch.bfloat16)
+        engine = zero.ZeroEngine(module, self.optimizer, config, cpu=self.device.type == "cpu")
+        if state is not None:
+            engine.load(state.weights, state.optimizer, dict(self.loaded.named_parameters()))
+        return engine
 
     def _use_decoders(self, stage: dict[str, Any]) -> GenerationSamples | None:
         """Load the decoders the stage's generation capabilities need (and drop the others), and
@@ -347,7 +369,7 @@ class Trainer:
                     if "generation" in batch:
                         loss = loss + self._denoising_loss(batch["generation"], hidden, generated, micro, denoising)
                 if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
-                    self.scaler.scale(loss * self.ranks.world_size).backward()
+                    self._backward(loss * self.ranks.world_size)
             batch_sums, batch_counts = capability_sums(losses, targets, token_caps, len(capabilities))
             sums += batch_sums
             counts += batch_counts
@@ -370,10 +392,17 @@ class Trainer:
             "denoising_losses": {c: float(d / k) for c, d, k in zip(capabilities, denoised, denoised_counts) if k > 0},
         }
 
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.zero is not None:
+            self.zero.backward(loss)
+        else:
+            self.scaler.scale(loss).backward()
+
     def _gradients_kept_local(self, last: bool) -> contextlib.AbstractContextManager:
         """DistributedDataParallel's `no_sync` for all but a step's last micro-batch: averaging the
-        gradients once per optimizer step, not once per micro-batch, gives the same result for less traffic."""
-        if last or not self.ranks.distributed:
+        gradients once per optimizer step, not once per micro-batch, gives the same result for less traffic.
+        DeepSpeed's ZeRO reduces each micro-batch's gradients into its partitions as they come."""
+        if last or not self.ranks.distributed or self.zero is not None:
             return contextlib.nullcontext()
         return sharding.gradients_kept_local(self.model) if self.ranks.sharded else self.forward.no_sync()
 
@@ -417,6 +446,8 @@ class Trainer:
     def _apply_gradients(self, loss_value: float) -> tuple[float, float]:
         """Clip and apply the accumulated gradients (or skip a non-finite step); step the schedule.
         Returns the gradient norm and the learning rate the step used."""
+        if self.zero is not None:
+            return self._apply_zero_gradients(loss_value)
         if self.ranks.distributed:
             self.ranks.average_gradients(self._beside_model())
         self.scaler.unscale_(self.optimizer)
@@ -430,9 +461,23 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, self._step_schedule()
+
+    def _apply_zero_gradients(self, loss_value: float) -> tuple[float, float]:
+        """`_apply_gradients` under DeepSpeed: its engine clips, steps and zeroes the gradients, and skips a
+        step whose gradient norm is not finite itself; the NaN guard counts that step as skipped."""
+        grad_norm, applied = self.zero.step()
+        if applied and math.isfinite(loss_value):
+            self.progress.skipped_in_a_row = 0
+        else:
+            self._skip_step(loss_value, grad_norm)
+        return grad_norm, self._step_schedule()
+
+    def _step_schedule(self) -> float:
+        """Advance the learning-rate schedule; returns the rate the step just taken used."""
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        return grad_norm, lr
+        return lr
 
     def _collate(self, rows: list[list[Any]]) -> dict[str, Any]:
         if self.batches.packing and self.loaded.varlen_attention:
@@ -583,10 +628,7 @@ class Trainer:
         """
         self.progress.data = self.batches.state_dict()  # checkpoints fall on batch boundaries: exact
         shares = self.ranks.gather({"data": self.progress.data, "rng": ckpt.capture_rng_state()})
-        weights, optimizer = self._trained_weights(), self.optimizer.state_dict()
-        if self.ranks.sharded:
-            weights = sharding.gathered_weights(weights, keep=self.ranks.is_main)
-            optimizer = sharding.gathered_optimizer(optimizer, keep=self.ranks.is_main)
+        weights, optimizer = self._gathered_weights(), self._gathered_optimizer()
         if not self.ranks.is_main:
             return None
         contents = ckpt.CheckpointContents(
@@ -631,12 +673,27 @@ class Trainer:
         """What a checkpoint keeps: every weight a stage so far has trained, and the adapters."""
         return {n: p for n, p in self.loaded.named_parameters() if n in self.trained_weights or "lora_" in n}
 
+    def _gathered_weights(self) -> dict[str, torch.Tensor]:
+        """`_trained_weights` whole, as one process holds them, on rank 0 (empty on the others). Split over
+        the ranks (fsdp, DeepSpeed) this is a collective: every rank calls it at the same boundary."""
+        weights, keep = self._trained_weights(), self.ranks.is_main
+        if self.zero is not None:
+            return self.zero.gathered_weights(weights, keep)
+        return sharding.gathered_weights(weights, keep) if self.ranks.sharded else weights
+
+    def _gathered_optimizer(self) -> dict[str, Any]:
+        """The optimizer's state dict as one process's AdamW writes it (see `_gathered_weights`)."""
+        if self.zero is not None:
+            return self.zero.gathered_optimizer(self.ranks.is_main)
+        optimizer = self.optimizer.state_dict()
+        return sharding.gathered_optimizer(optimizer, self.ranks.is_main) if self.ranks.sharded else optimizer
+
     # ------------------------------------------------------------------ final output
 
     def finish(self) -> None:
         """Rank 0 saves the final model and evaluates it; the other ranks hand in their data counts and end."""
         positions = self.ranks.gather(self.batches.state_dict())
-        if self.ranks.sharded:
+        if self.ranks.sharded or self.zero is not None:
             self._unshard_on_rank_0()
         if not self.ranks.is_main:
             return
@@ -653,10 +710,10 @@ class Trainer:
     def _unshard_on_rank_0(self) -> None:
         """A whole model on rank 0 for `final/` and evaluation: every rank hands in its shards of the trained
         weights, and rank 0 loads them into the model built afresh from the base folder, as a resume would."""
-        trained = sharding.gathered_weights(self._trained_weights(), keep=self.ranks.is_main)
+        trained = self._gathered_weights()
         if not self.ranks.is_main:
             return
-        self.loaded = self.model = self.forward = self.optimizer = None  # free the shards first
+        self.loaded = self.model = self.forward = self.optimizer = self.zero = None  # free the shards first
         last = self.stages[-1]
         self.loaded = load_for_training(self.recipe, self.run.path, self.device, train_groups=last.get("train") or None)
         self.model = self.loaded.model

@@ -50,7 +50,7 @@ def head_token_losses(hidden: torch.Tensor, head: torch.nn.Module, targets: torc
         return losses.view(targets.shape)
     states = hidden.reshape(-1, hidden.size(-1)).index_select(0, positions)
     wanted = flat_targets.index_select(0, positions)
-    chunk = loss_chunk_tokens(head.weight.shape[0])
+    chunk = loss_chunk_tokens(head.out_features)  # not the weight's shape, which ZeRO-3 empties between uses
     if len(positions) <= chunk:
         values = _chunk_losses(head, states, wanted)
     else:

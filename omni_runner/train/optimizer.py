@@ -15,8 +15,9 @@ def decay_groups(parameters: Iterable[torch.nn.Parameter], weight_decay: float) 
     """Two parameter groups: matrices (decayed) and vectors/scalars (not decayed)."""
     decay, no_decay = [], []
     for parameter in parameters:
-        if parameter.requires_grad:
-            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
+        if parameter.requires_grad:  # DeepSpeed's ZeRO-3 empties a weight it has split, and keeps its shape aside
+            shape = getattr(parameter, "ds_shape", parameter.shape)
+            (decay if len(shape) >= 2 else no_decay).append(parameter)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from omni_runner.train.zero import ZERO_STAGES
+
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 
 
@@ -31,7 +33,7 @@ class Ranks:
     machine_rank: int = 0
     num_machines: int = 1
     on_gpus: bool = False  # NCCL, whose collectives take tensors on this rank's GPU only
-    strategy: str = "ddp"  # distributed.strategy: `ddp` keeps a whole model on every rank, `fsdp` splits it
+    strategy: str = "ddp"  # distributed.strategy: `ddp` keeps a whole model on every rank, the others split it
     host: str = socket.gethostname()
 
     @property
@@ -46,6 +48,11 @@ class Ranks:
     def sharded(self) -> bool:
         """Parameters, gradients and optimizer state split over the ranks (train/sharding.py)."""
         return self.distributed and self.strategy == "fsdp"
+
+    @property
+    def zero_stage(self) -> int:
+        """DeepSpeed ZeRO's stage (train/zero.py), 0 when its engine does not run."""
+        return ZERO_STAGES.get(self.strategy, 0) if self.distributed else 0
 
     @classmethod
     def join(cls, cpu: bool, strategy: str = "ddp") -> Ranks:
@@ -97,10 +104,12 @@ class Ranks:
 
         `find_unused_parameters`: a micro-batch without audio leaves the audio tower's adapters without a
         gradient, and the ranks' batches differ in what they hold. A sharded model (`sharded`) is already
-        split, and its units average their own gradients, and a model of which nothing trains (a stage
-        that trains only parts beside it) has nothing to average: both are returned as they are.
+        split, and its units average their own gradients, DeepSpeed's engine (`zero_stage`) wraps it
+        instead, and a model of which nothing trains (a stage that trains only parts beside it) has nothing
+        to average: these are returned as they are.
         """
-        if not self.distributed or self.sharded or not any(p.requires_grad for p in model.parameters()):
+        if (not self.distributed or self.sharded or self.zero_stage
+                or not any(p.requires_grad for p in model.parameters())):
             return model
         from torch.nn.parallel import DistributedDataParallel
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from run_watch import events_of, status_of, wait_for
-from trainer_processes import STEPS, omni_run, train
+from trainer_processes import STEPS, omni_run, train, trained
 
 from omni_runner.run.rundir import RunDir
 
@@ -41,8 +41,7 @@ def simulated_gpu(path: Path, celsius: float) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[int, float]:
     """One process, grad_accum 2: the same global batch as two ranks of grad_accum 1."""
-    run = RunDir(tmp_path_factory.mktemp("one-process") / "run")
-    assert train(run.path, "training.grad_accum=2").wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    run = trained(tmp_path_factory.mktemp("one-process") / "run", "training.grad_accum=2")
     return {e["step"]: e["loss"] for e in events_of(run, "step")}
 
 

@@ -27,7 +27,7 @@ import pytest
 import torch
 from run_watch import events_of, status_of, wait_for
 from safetensors.torch import load_file
-from trainer_processes import REPO, omni_run, train
+from trainer_processes import REPO, omni_run, train, trained
 
 from omni_runner.run.rundir import RunDir
 
@@ -43,9 +43,7 @@ WEIGHT_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> RunDir:
-    run = RunDir(tmp_path_factory.mktemp("one-process") / "run")
-    assert train(run.path, *FULL, "training.grad_accum=2").wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
-    return run
+    return trained(tmp_path_factory.mktemp("one-process") / "run", *FULL, "training.grad_accum=2")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omni_runner.run.rundir import RunDir
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "recipes" / "tiny_omni.yaml")
 STEPS = 10
@@ -25,3 +27,10 @@ def train(run_dir: Path, *overrides: str, env: dict[str, str] | None = None) -> 
     """The tiny recipe with COMMON's settings, then `overrides` (later ones win); its output in the run's parent folder."""
     args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
     return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args, env=env)
+
+
+def trained(run_dir: Path, *overrides: str) -> RunDir:
+    """The finished run of `train(run_dir, *overrides)`; the end of its trainer log when it failed."""
+    run = RunDir(run_dir)
+    assert train(run_dir, *overrides).wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    return run

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from recipe_lines import line_of
 
-from omni_runner.plan import compile_plan
+from omni_runner.plan import compile_plan, support
 from omni_runner.plan.fit import Shape, fit_stage
 from omni_runner.plan.memory import GIB, STRATEGY_SHARDS, MemoryEstimate, gathered_bytes, per_device, sharding
 from omni_runner.recipe import RecipeError, load_recipe
@@ -44,13 +44,68 @@ def test_fsdp_over_the_processes_of_one_machine_is_planned(write_recipe):
     assert not [w for w in plan["warnings"] if w.startswith("distributed")]
 
 
+@pytest.fixture
+def deepspeed_installed(monkeypatch):
+    """The plan as it is where the deepspeed extra is installed (the test extra installs it; this keeps the
+    refusals below about the recipe, not the environment)."""
+    monkeypatch.setattr(support, "deepspeed_installed", lambda: True)
+
+
 @pytest.mark.parametrize("strategy", ["deepspeed-zero2", "deepspeed-zero3"])
-def test_deepspeed_with_several_processes_is_refused_at_its_line_pointing_at_fsdp(write_recipe, strategy: str):
-    path = _tiny(write_recipe, f"  strategy: {strategy}\n  num_processes: 4\n")
+def test_deepspeed_over_the_processes_of_one_machine_is_planned(write_recipe, deepspeed_installed, strategy: str):
+    plan = _plan(_tiny(write_recipe, f"  strategy: {strategy}\n  num_processes: 2\n"), [])
+    assert (plan["distributed"]["strategy"], plan["distributed"]["world_size"]) == (strategy, 2)
+    assert not [w for w in plan["warnings"] if w.startswith("distributed")]
+
+
+def test_deepspeed_not_installed_is_refused_at_the_strategy_with_the_extra_to_install(write_recipe, monkeypatch):
+    monkeypatch.setattr(support, "deepspeed_installed", lambda: False)
+    path = _tiny(write_recipe, "  strategy: deepspeed-zero3\n  num_processes: 2\n")
     [problem] = _errors(path)
     assert (problem.field, problem.location.line) == ("distributed.strategy", line_of(path, "strategy:"))
-    assert f"distributed.strategy {strategy} with 4 processes: DeepSpeed's engine" in problem.message
-    assert "strategy: fsdp" in problem.hint and "per-device estimate" in problem.hint
+    assert "DeepSpeed is not installed" in problem.message and "omni-runner[deepspeed]" in problem.hint
+
+
+@pytest.mark.parametrize(("recipe", "field", "said"), [
+    ("tiny_omni_media.yaml", "capabilities.vision-qa", "reads media"),
+    ("tiny_omni_generation.yaml", "capabilities.image-generation", "generates"),
+    ("tiny_omni_encoders.yaml", "encoders.vision", "projectors beside the model"),
+    ("tiny_qwen3_omni.yaml", "base_model.path", "experts"),
+])
+def test_deepspeed_refuses_what_reaches_only_some_ranks_at_its_line_pointing_at_fsdp(deepspeed_installed, recipe, field,
+                                                                                       said):
+    problems = _errors(RECIPES / recipe, ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2"])
+    refused = {p.field: p for p in problems}
+    assert field in refused and said in refused[field].message, [p.message for p in problems]
+    assert "strategy: fsdp" in refused[field].hint
+
+
+def test_deepspeed_refuses_a_talker_stage_at_its_train_entry(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero3",
+                                                    "stages=[{name: realign, train: [talker], max_steps: 2}]"])
+    [talker] = [p for p in problems if "under strategy deepspeed-zero3 with 2 processes" in p.message]
+    assert talker.field == "stages[0].train[0]" and "the talker realign runs the thinker's inner model" in talker.message
+
+
+def test_zero3_refuses_evaluation_during_training_and_zero2_plans_it(write_recipe, deepspeed_installed):
+    every = "eval:\n  every_steps: 10\n"
+    zero3 = write_recipe(f"extends: {RECIPES / 'tiny_omni.yaml'}\n{every}distributed:\n  strategy: deepspeed-zero3\n"
+                         "  num_processes: 2\n")
+    [problem] = _errors(zero3)
+    assert (problem.field, problem.location.line) == ("eval.every_steps", line_of(zero3, "every_steps:"))
+    assert "deepspeed-zero2" in problem.hint
+    zero2 = write_recipe(f"extends: {RECIPES / 'tiny_omni.yaml'}\n{every}distributed:\n  strategy: deepspeed-zero2\n"
+                         "  num_processes: 2\n")
+    assert _plan(zero2, [])["distributed"]["strategy"] == "deepspeed-zero2"
+
+
+def test_deepspeed_refuses_fp16_and_a_quantized_base(deepspeed_installed):
+    fp16 = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2",
+                                                "training.precision=fp16"])
+    assert [p.field for p in fp16] == ["training.precision"] and "loss scaling under DeepSpeed" in fp16[0].message
+    quantized = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero3",
+                                                     "training.method=qlora"])
+    assert [p.field for p in quantized] == ["training.method"] and "strategy: ddp" in quantized[0].hint
 
 
 def test_fsdp_refuses_fp16_at_its_line_and_plans_evaluation_during_training(write_recipe):
