@@ -159,11 +159,12 @@ def test_several_nodes_start_the_run_on_node_0_and_join_it_from_the_others(tmp_p
 
 def test_a_process_count_the_plan_refuses_is_printed_as_plan_prints_it_with_the_option_that_set_it(fake_sbatch, tmp_path,
                                                                                                     capsys):
-    recipe = tmp_path / "zero3.yaml"  # DeepSpeed has no effect with one process, and is refused with several
-    recipe.write_text(f"extends: {REPO / 'recipes' / 'tiny_omni.yaml'}\ndistributed:\n  strategy: deepspeed-zero3\n")
+    recipe = tmp_path / "fsdp.yaml"  # FSDP2 has no effect with one process, and refuses fp16 with several
+    recipe.write_text(f"extends: {REPO / 'recipes' / 'tiny_omni.yaml'}\ntraining:\n  precision: fp16\n"
+                      "distributed:\n  strategy: fsdp\n")
     assert main(["submit", str(recipe), "--slurm", "--gpus-per-node", "2"]) == 1
     err = capsys.readouterr().err
-    assert "zero3.yaml:3:" in err and "error: distributed.strategy deepspeed-zero3 with 2 processes" in err
+    assert "fsdp.yaml:3:" in err and "error: training.precision fp16 under strategy fsdp with 2 processes" in err
     assert err.rstrip().endswith("note: planned with distributed.num_processes=2, from --nodes 1 and --gpus-per-node 2 (docs/slurm.md)")
     assert not any(fake_sbatch.iterdir())
 
