@@ -2,8 +2,9 @@
 process's, and an engine built afresh from that state continues exactly where the first one was.
 
 Each case starts zero_worker.py twice under torchrun: a small Qwen2 trains 3 steps, its weights and AdamW
-state are gathered, it trains 2 more; a second engine over a fresh model is given the gathered state and
-trains the same 2 steps. The reference is one torch AdamW over both ranks' samples (grad_accum 2), in
+state are gathered, it trains 2 more; then an engine over the same model (split under ZeRO-3, as in a
+`nan_policy` rollback) and one over a fresh model (as in a resume) are each given the gathered state and
+train the same 2 steps. The reference is one torch AdamW over both ranks' samples (grad_accum 2), in
 this process. Both AdamW groups (matrices, decayed; vectors, not) hold parameters, so each rank holds two
 partitions whose step counts must stay apart.
 
@@ -84,4 +85,5 @@ def test_the_consolidated_state_is_one_processs_and_a_new_engine_continues_it_ex
         got = seen["optimizer"]["state"][str(index)]
         assert float(got["step"]) == float(entries["step"]) == zero_worker.STEPS
         assert torch.allclose(torch.tensor(got["exp_avg"]), entries["exp_avg"], atol=1e-6, rtol=1e-3), index
-    assert all(_close(a, b, 1e-6) for a, b in zip(seen["resumed"], seen["uninterrupted"], strict=True)), seen
+    for again in ("resumed", "rolled_back"):
+        assert all(_close(a, b, 1e-6) for a, b in zip(seen[again], seen["uninterrupted"], strict=True)), (again, seen[again])

@@ -30,11 +30,15 @@ def batches(rank: int, world_size: int) -> list[torch.Tensor]:
     return draws[rank::world_size]
 
 
-def build(stage: int, weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, zero.ZeroEngine]:
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(CONFIG)
+def build(stage: int, weights: dict[str, torch.Tensor] | None = None,
+          model: torch.nn.Module | None = None) -> tuple[torch.nn.Module, zero.ZeroEngine]:
+    """A new engine over a new model, or over `model` (split by an earlier engine under ZeRO-3), with `weights`."""
+    if model is None:
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(CONFIG)
     if weights is not None:
-        model.load_state_dict(weights, strict=False)
+        with zero.whole(list(model.parameters()), zero.import_deepspeed(cpu=True)):
+            model.load_state_dict(weights, strict=False)
     optimizer = make_optimizer(model.parameters(), lr=1e-2, weight_decay=0.1, device_type="cpu")
     config = zero.engine_config(stage, micro_batch=1, grad_accum=1, max_grad_norm=1.0, bf16=False)
     return model, zero.ZeroEngine(model, optimizer, config, cpu=True)
@@ -50,6 +54,16 @@ def train(engine: zero.ZeroEngine, inputs: list[torch.Tensor]) -> list[float]:
     return losses
 
 
+def resume(stage: int, weights: dict[str, torch.Tensor], optimizer: dict, inputs: list[torch.Tensor],
+           model: torch.nn.Module | None = None) -> list[float]:
+    """The losses of the steps after the consolidated state, trained by an engine built afresh from it."""
+    model, engine = build(stage, weights, model)
+    engine.load(weights, optimizer, dict(model.named_parameters()))
+    losses = train(engine, inputs[STEPS:])
+    engine.close()
+    return losses
+
+
 def main(stage: int, out: str) -> None:
     state = PartialState(cpu=True)
     rank, world_size = state.process_index, state.num_processes
@@ -60,11 +74,11 @@ def main(stage: int, out: str) -> None:
     optimizer = engine.gathered_optimizer(keep=True)
     uninterrupted = train(engine, inputs[STEPS:])
     engine.close()
-    model, engine = build(stage, weights)
-    engine.load(weights, optimizer, dict(model.named_parameters()))
-    resumed = train(engine, inputs[STEPS:])
+    rolled_back = resume(stage, weights, optimizer, inputs, model)  # the same model, as a nan_policy rollback
+    resumed = resume(stage, weights, optimizer, inputs)  # a new one, as a resume
     if rank == 0:
         Path(out).write_text(json.dumps({"first": first, "uninterrupted": uninterrupted, "resumed": resumed,
+                   "rolled_back": rolled_back,
                    "weights": {name: value.tolist() for name, value in weights.items()},
                    "optimizer": {"param_groups": [{**g, "betas": list(g["betas"])} for g in optimizer["param_groups"]],
                                  "state": {str(i): {k: v.tolist() for k, v in s.items()} for i, s in optimizer["state"].items()}}}))
