@@ -30,6 +30,7 @@ from omni_runner.models.load import ModelLoadError
 
 ZERO_STAGES = {"deepspeed-zero2": 2, "deepspeed-zero3": 3}
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+SHARED_MEMORY_ALL_REDUCE = "deepspeed_shm_comm"  # the name DeepSpeed's CPU builder of that op goes by
 
 
 def import_deepspeed(cpu: bool) -> Any:
@@ -41,7 +42,12 @@ def import_deepspeed(cpu: bool) -> Any:
         import deepspeed
     except ImportError as exc:
         raise ModelLoadError("distributed.strategy deepspeed-zero2/3 needs DeepSpeed, which is not installed: "
-                               "pip install 'omni-runner[deepspeed]', or use strategy fsdp") from exc
+                             "pip install 'omni-runner[deepspeed]', or use strategy fsdp") from exc
+    if cpu:
+        # The CPU accelerator compiles a shared-memory all-reduce when its communication backend starts (a
+        # minute, and a C++ compiler). Only DeepSpeed's inference all-reduce uses it, which training never
+        # calls; marked unusable, the backend is plain gloo, as every other collective of the run.
+        deepspeed.ops.__compatible_ops__[SHARED_MEMORY_ALL_REDUCE] = False
     return deepspeed
 
 
