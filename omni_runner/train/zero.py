@@ -68,7 +68,7 @@ def engine_config(stage: int, *, micro_batch: int, grad_accum: int, max_grad_nor
 
 
 class ZeroEngine:
-    """DeepSpeed's engine over `module`, stepping the loop's `optimizer` with ZeRO stage `stage`."""
+    """DeepSpeed's engine over `module`, stepping the loop's `optimizer` as `config` says (`engine_config`)."""
 
     def __init__(self, module: torch.nn.Module, optimizer: torch.optim.AdamW, config: dict[str, Any], cpu: bool) -> None:
         self.deepspeed = import_deepspeed(cpu)
@@ -105,7 +105,7 @@ class ZeroEngine:
     # ------------------------------------------------------------------ consolidated state
 
     def gathered_weights(self, weights: Mapping[str, torch.nn.Parameter], keep: bool) -> dict[str, torch.Tensor]:
-        """Whole fp32 copies of `weights` on the CPU where `keep` (rank 0): trained ones from their masters,
+        """Whole copies of `weights` on the CPU where `keep` (rank 0): trained ones from their fp32 masters,
         frozen ones (adapters of an earlier stage) from the model's own, gathered under ZeRO-3."""
         safe_get = self.deepspeed.utils.safe_get_full_fp32_param
         gathered = {}
@@ -116,7 +116,7 @@ class ZeroEngine:
                 with whole([parameter], self.deepspeed, modified=False):
                     value = parameter.detach().clone()
             if keep:
-                gathered[name] = value.detach().to("cpu", parameter.dtype if not parameter.requires_grad else value.dtype)
+                gathered[name] = value.detach().cpu()
         return gathered
 
     def gathered_optimizer(self, keep: bool) -> dict[str, Any]:
@@ -124,13 +124,13 @@ class ZeroEngine:
         on the CPU, the groups' current hyperparameters) where `keep`; its groups alone elsewhere."""
         safe_get = self.deepspeed.utils.safe_get_full_optimizer_state
         steps = self._steps()
-        if steps is not None:
-            self._link_moments()
         state = {}
-        for index, parameter in enumerate(self.parameters):
-            moments = {key: safe_get(parameter, key) for key in ADAM_MOMENTS} if steps is not None else {}
-            if keep and steps is not None:
-                state[index] = {"step": steps.clone(), **{key: value.detach().cpu() for key, value in moments.items()}}
+        if steps is not None:  # before the first step AdamW has no state, as in one process
+            self._link_moments()
+            for index, parameter in enumerate(self.parameters):
+                moments = {key: safe_get(parameter, key) for key in ADAM_MOMENTS}  # collectives: on every rank
+                if keep:
+                    state[index] = {"step": steps.clone(), **{key: value.detach().cpu() for key, value in moments.items()}}
         return {"state": state, "param_groups": self._groups()}
 
     def load(self, weights: Mapping[str, torch.Tensor], optimizer: dict[str, Any],
