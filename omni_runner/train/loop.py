@@ -254,7 +254,8 @@ class Trainer:
                 weights, optimizer = sharding.split(weights, optimizer, dict(self.loaded.named_parameters()),
                                                     self._optimized())
             if self.ranks.zero_stage:  # the model's weights now; the optimizer's go into the engine's partitions
-                with zero.whole(list(self.model.parameters()), zero.import_deepspeed(self.device.type == "cpu")):
+                loading = [p for n, p in self.loaded.named_parameters() if n in weights]  # gathered at once under ZeRO-3
+                with zero.whole(loading, zero.import_deepspeed(self.device.type == "cpu")):
                     self._load_weights(weights)
             else:
                 self._load_weights(weights)
