@@ -50,7 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from omni_runner.models.folders import atomic_folder
-from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.models.hf_env import (
+    offline_hub,
+    quiet_transformers,
+    saving_without_deepspeed_probe,
+)
 from omni_runner.models.load import (
     LORA_METHODS,
     LoadedModel,
@@ -118,7 +122,7 @@ def save_final(
 ) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
     base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
-    with atomic_folder(Path(final_dir)) as staging, quiet_transformers():
+    with atomic_folder(Path(final_dir)) as staging, quiet_transformers(), saving_without_deepspeed_probe():
         if loaded.method in LORA_METHODS:
             loaded.model.save_pretrained(staging)
             if trained_modules:

@@ -7,11 +7,14 @@ Public API:
 - `quiet_transformers()`: a context that silences transformers' warnings and progress bars, for
   builds and loads whose output would otherwise flood `trainer.log` and the terminal.
 - `quiet_diffusers()`: the same for diffusers (pipeline saves and loads, their progress bars).
+- `saving_without_deepspeed_probe()`: a context for `save_pretrained` calls in a process that never
+  imported DeepSpeed, so that saving does not import it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,3 +56,22 @@ def _quiet(hf_logging: Any) -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars_were_on:
             hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def saving_without_deepspeed_probe() -> Iterator[None]:
+    """`save_pretrained` unwraps the model through accelerate, which imports DeepSpeed whenever it is
+    installed (2-3 s, at every final save) only to ask whether the model is a DeepSpeed engine. A model in
+    a process that has not imported DeepSpeed cannot be one, so accelerate is told it is not installed
+    for the duration."""
+    if "deepspeed" in sys.modules:
+        yield
+        return
+    from accelerate.utils import other
+
+    probe = other.is_deepspeed_available
+    other.is_deepspeed_available = lambda: False
+    try:
+        yield
+    finally:
+        other.is_deepspeed_available = probe

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -198,3 +200,23 @@ def test_generate_text_on_a_training_model_is_deterministic_and_keeps_it_trainin
 
     assert replies[0] == replies[1]
     assert loaded.model.training
+
+
+def test_saving_a_model_leaves_deepspeed_unimported(tmp_path):
+    """`save_pretrained` unwraps through accelerate, which would import DeepSpeed (seconds, at every final
+    save) whenever it is installed, as the test extra installs it."""
+    script = (
+        "import importlib.util, sys\n"
+        "from transformers import Qwen2Config, Qwen2ForCausalLM\n"
+        "from omni_runner.models.hf_env import saving_without_deepspeed_probe\n"
+        "assert importlib.util.find_spec('deepspeed') is not None, 'the test extra installs deepspeed'\n"
+        "model = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,\n"
+        "                                     num_attention_heads=2, num_key_value_heads=1))\n"
+        "with saving_without_deepspeed_probe():\n"
+        f"    model.save_pretrained({str(tmp_path)!r})\n"
+        "print('deepspeed' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+    assert (tmp_path / "model.safetensors").exists()
