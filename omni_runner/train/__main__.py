@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 
@@ -16,7 +17,12 @@ def main() -> int:
     from omni_runner.train.loop import run_trainer
 
     offline_hub()
-    return run_trainer(args.run_dir, args.resume)
+    code = run_trainer(args.run_dir, args.resume)
+    # The run's files are closed by now. The interpreter's last garbage collection would walk every
+    # object torch and transformers made (over a second, and the supervisor waits for it at each
+    # restart); frozen, they are released by reference counting alone.
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":
