@@ -71,12 +71,17 @@ FSDP_GAPS: dict[str, Gap] = {
 }
 # What DeepSpeed ZeRO (train/zero.py) does not train yet with more than one process, by recipe part. Its
 # collectives (ZeRO-3's gathers, the gradient reductions into partitions) must run alike on every rank, and
-# they follow the parameters a micro-batch reaches: media reach only the ranks whose batch holds them.
+# they follow the parameters a micro-batch reaches: media reach only the ranks whose batch holds them. ZeRO-2
+# keeps the weights whole, so frozen towers run on whichever ranks need them and media train the language model.
 _OR_FSDP = "use strategy: fsdp, which trains it and splits what ZeRO-3 splits, or ddp"
 DEEPSPEED_GAPS: dict[str, Gap] = {
     "missing": Gap("DeepSpeed is not installed", "pip install 'omni-runner[deepspeed]', or use strategy fsdp"),
-    "media": Gap("the ranks' batches hold different media, so ZeRO's gathers and gradient reductions would differ "
-                 "between ranks; media are not wired under DeepSpeed", _OR_FSDP),
+    "towers": Gap("a tower runs only on the ranks whose batch holds its medium, so ZeRO's gradient reductions of "
+                  "its weights would differ between ranks; under DeepSpeed the towers stay frozen (media still "
+                  "train the language model under ZeRO-2)", f"remove it from train, or {_OR_FSDP}"),
+    "media": Gap("ZeRO-3 splits the towers' weights and gathers them for each forward that runs a tower, a collective "
+                 "the ranks whose batch lacks the medium never join; not wired",
+                 "use strategy: deepspeed-zero2 (the weights stay whole on every rank, the towers frozen), fsdp, or ddp"),
     "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
     "encoders": Gap("external encoders' projectors beside the model are not wired under DeepSpeed", _OR_FSDP),
     "talker": Gap("the talker realign runs the thinker's inner model outside its forward, which DeepSpeed's engine "
@@ -207,19 +212,25 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
     base = models.get("base_model")
     if base is not None and base.detection.model_type in QWEN3_OMNI_TYPES:
         yield _refusal(recipe, f"a Qwen3-Omni base {where}", DEEPSPEED_GAPS["experts"], ("base_model", "path"))
+    # Imported here: plan.modules imports this module.
+    from omni_runner.plan.modules import TOWER_MODULES
+
     for name in enabled_capabilities(data):
         requires = CAPABILITIES[name].requires
-        if requires & MEDIA_INPUTS:
-            yield _refusal(recipe, f"capability {name!r} reads media {where}", DEEPSPEED_GAPS["media"], ("capabilities", name))
-        elif requires & {"image_out", "video_out"}:
+        if requires & {"image_out", "video_out"}:
             yield _refusal(recipe, f"capability {name!r} generates {where}", DEEPSPEED_GAPS["generation"], ("capabilities", name))
+        elif requires & MEDIA_INPUTS and strategy == "deepspeed-zero3":
+            yield _refusal(recipe, f"capability {name!r} reads media {where}", DEEPSPEED_GAPS["media"], ("capabilities", name))
     for slot in ("vision", "audio"):
         if (data.get("encoders") or {}).get(slot):
             yield _refusal(recipe, f"encoders.{slot} {where}", DEEPSPEED_GAPS["encoders"], ("encoders", slot))
     for index, stage in enumerate(data.get("stages") or ()):
-        if "talker" in (stage.get("train") or ()):
-            path = ("stages", index, "train", stage["train"].index("talker"))
-            yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {where}", DEEPSPEED_GAPS["talker"], path)
+        for position, group in enumerate(stage.get("train") or ()):
+            path = ("stages", index, "train", position)
+            if group == "talker":
+                yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {where}", DEEPSPEED_GAPS["talker"], path)
+            elif group in TOWER_MODULES:
+                yield _refusal(recipe, f"stage {stage['name']!r} trains {group} {where}", DEEPSPEED_GAPS["towers"], path)
     if strategy == "deepspeed-zero3" and data["eval"]["every_steps"]:
         yield _refusal(recipe, f"eval.every_steps {where}", DEEPSPEED_GAPS["every_steps"], ("eval", "every_steps"))
 

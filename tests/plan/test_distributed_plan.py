@@ -67,7 +67,6 @@ def test_deepspeed_not_installed_is_refused_at_the_strategy_with_the_extra_to_in
 
 
 @pytest.mark.parametrize(("recipe", "field", "said"), [
-    ("tiny_omni_media.yaml", "capabilities.vision-qa", "reads media"),
     ("tiny_omni_generation.yaml", "capabilities.image-generation", "generates"),
     ("tiny_omni_encoders.yaml", "encoders.vision", "projectors beside the model"),
     ("tiny_qwen3_omni.yaml", "base_model.path", "experts"),
@@ -78,6 +77,28 @@ def test_deepspeed_refuses_what_reaches_only_some_ranks_at_its_line_pointing_at_
     refused = {p.field: p for p in problems}
     assert field in refused and said in refused[field].message, [p.message for p in problems]
     assert "strategy: fsdp" in refused[field].hint
+
+
+def test_zero2_plans_media_read_by_frozen_towers(deepspeed_installed):
+    plan = _plan(RECIPES / "tiny_omni_media.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2"])
+    assert plan["distributed"]["strategy"] == "deepspeed-zero2"
+
+
+def test_zero3_refuses_media_at_each_capability_pointing_at_zero2(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni_media.yaml", ["distributed.num_processes=2",
+                                                          "distributed.strategy=deepspeed-zero3"])
+    assert sorted(p.field for p in problems) == ["capabilities.podcast", "capabilities.tri-streaming",
+                                                 "capabilities.video-understanding", "capabilities.vision-qa"]
+    assert all("reads media" in p.message and "deepspeed-zero2" in p.hint for p in problems)
+
+
+@pytest.mark.parametrize("group", ["vision_merger", "audio_tower"])
+def test_deepspeed_refuses_a_stage_that_trains_a_tower_at_its_train_entry(deepspeed_installed, group: str):
+    problems = _errors(RECIPES / "tiny_omni_media.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2",
+                                                          f"stages=[{{name: media, train: [thinker, {group}]}}]"])
+    [tower] = problems
+    assert tower.field == "stages[0].train[1]" and f"trains {group}" in tower.message
+    assert "remove it from train" in tower.hint
 
 
 def test_deepspeed_refuses_a_talker_stage_at_its_train_entry(deepspeed_installed):
