@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from omni_runner.capabilities import CAPABILITIES, MEDIA_INPUTS, enabled_capabilities
+from omni_runner.capabilities import CAPABILITIES, enabled_capabilities
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS
 from omni_runner.plan.models import PlannedModel, effective_quantization
 from omni_runner.recipe.errors import Diagnostic, error, field_name, warning
@@ -71,17 +71,14 @@ FSDP_GAPS: dict[str, Gap] = {
 }
 # What DeepSpeed ZeRO (train/zero.py) does not train yet with more than one process, by recipe part. Its
 # collectives (ZeRO-3's gathers, the gradient reductions into partitions) must run alike on every rank, and
-# they follow the parameters a micro-batch reaches: media reach only the ranks whose batch holds them. ZeRO-2
-# keeps the weights whole, so frozen towers run on whichever ranks need them and media train the language model.
+# they follow the parameters a micro-batch reaches: media reach only the ranks whose batch holds them. The
+# towers stay frozen and whole on every rank (train/zero.py), and media train the language model.
 _OR_FSDP = "use strategy: fsdp, which trains it and splits what ZeRO-3 splits, or ddp"
 DEEPSPEED_GAPS: dict[str, Gap] = {
     "missing": Gap("DeepSpeed is not installed", "pip install 'omni-runner[deepspeed]', or use strategy fsdp"),
     "towers": Gap("a tower runs only on the ranks whose batch holds its medium, so ZeRO's gradient reductions of "
-                  "its weights would differ between ranks; under DeepSpeed the towers stay frozen (media still "
-                  "train the language model under ZeRO-2)", f"remove it from train, or {_OR_FSDP}"),
-    "media": Gap("ZeRO-3 splits the towers' weights and gathers them for each forward that runs a tower, a collective "
-                 "the ranks whose batch lacks the medium never join; not wired",
-                 "use strategy: deepspeed-zero2 (the weights stay whole on every rank, the towers frozen), fsdp, or ddp"),
+                  "its weights would differ between ranks; under DeepSpeed the towers stay frozen, whole on every "
+                  "rank (media still train the language model)", f"remove it from train, or {_OR_FSDP}"),
     "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
     "encoders": Gap("external encoders' projectors beside the model are not wired under DeepSpeed", _OR_FSDP),
     "talker": Gap("the talker realign runs the thinker's inner model outside its forward, which DeepSpeed's engine "
@@ -219,8 +216,6 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
         requires = CAPABILITIES[name].requires
         if requires & {"image_out", "video_out"}:
             yield _refusal(recipe, f"capability {name!r} generates {where}", DEEPSPEED_GAPS["generation"], ("capabilities", name))
-        elif requires & MEDIA_INPUTS and strategy == "deepspeed-zero3":
-            yield _refusal(recipe, f"capability {name!r} reads media {where}", DEEPSPEED_GAPS["media"], ("capabilities", name))
     for slot in ("vision", "audio"):
         if (data.get("encoders") or {}).get(slot):
             yield _refusal(recipe, f"encoders.{slot} {where}", DEEPSPEED_GAPS["encoders"], ("encoders", slot))

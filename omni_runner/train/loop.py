@@ -280,7 +280,7 @@ class Trainer:
                                     grad_accum=int(stage["grad_accum"]),
                                     max_grad_norm=float(self.recipe["training"]["max_grad_norm"]),
                                     bf16=self.loaded.dtype == torch.bfloat16)
-        engine = zero.ZeroEngine(module, self.optimizer, config, cpu=self.device.type == "cpu")
+        engine = zero.ZeroEngine(module, self.optimizer, config, cpu=self.device.type == "cpu", towers=self.loaded.towers)
         if state is not None:
             engine.load(state.weights, state.optimizer, dict(self.loaded.named_parameters()))
         return engine

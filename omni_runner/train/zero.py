@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -68,10 +68,19 @@ def engine_config(stage: int, *, micro_batch: int, grad_accum: int, max_grad_nor
 
 
 class ZeroEngine:
-    """DeepSpeed's engine over `module`, stepping the loop's `optimizer` as `config` says (`engine_config`)."""
+    """DeepSpeed's engine over `module`, stepping the loop's `optimizer` as `config` says (`engine_config`).
 
-    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.AdamW, config: dict[str, Any], cpu: bool) -> None:
+    `towers` are frozen submodules of `module` that run only on the ranks whose batch holds their medium
+    (the vision and audio towers). ZeRO-3 would split their weights and gather them for each forward, a
+    collective the other ranks never join; so under ZeRO-3 they are hidden from it (`_hidden`) while the
+    engine lives: whole on every rank and without its hooks, as under ZeRO-2. Hidden, they are also out of
+    the order of modules ZeRO-3 records to prefetch by, which must be the same on every rank (it checks).
+    """
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.AdamW, config: dict[str, Any], cpu: bool,
+                 towers: Sequence[torch.nn.Module] = ()) -> None:
         self.deepspeed = import_deepspeed(cpu)
+        self.towers_shown = _hidden(module, towers if config["zero_optimization"]["stage"] == 3 else ())
         # The loop's optimizer numbers its parameters as one process's state dict does, which consolidated
         # checkpoints keep. DeepSpeed swaps its groups' parameters for flat partitions and drops a group
         # with none (LoRA trains no vectors), so it steps an AdamW of its own over the same group dicts:
@@ -99,8 +108,9 @@ class ZeroEngine:
         return float(norm) if norm is not None else float("nan"), bool(self.engine.was_step_applied())
 
     def close(self) -> None:
-        """Remove the engine's hooks from the model, before another engine is built over it."""
+        """Remove the engine's hooks from the model and put its towers back, before another engine is built over it."""
         self.engine.destroy()
+        self.towers_shown()
 
     # ------------------------------------------------------------------ consolidated state
 
@@ -187,6 +197,27 @@ class ZeroEngine:
 
     def _device(self) -> torch.device:
         return self.engine.device
+
+
+def _hidden(module: torch.nn.Module, parts: Sequence[torch.nn.Module]) -> Callable[[], None]:
+    """Hide `parts` (frozen submodules of `module`) from the module tree that DeepSpeed walks, until the
+    returned function is called. Each part's slot among its parent's submodules holds None, which
+    `modules()` and `parameters()` skip, and the part itself becomes a plain attribute of the parent, so
+    the parent's forward still finds it (`self.visual`) with its own weights; putting it back restores
+    the slot in place, so names and order are as before."""
+    wanted = {id(part) for part in parts}
+    slots = [(parent, name, child) for parent in module.modules() for name, child in parent._modules.items()
+             if child is not None and id(child) in wanted]
+    for parent, name, child in slots:
+        parent._modules[name] = None
+        parent.__dict__[name] = child
+
+    def shown() -> None:
+        for parent, name, child in slots:
+            del parent.__dict__[name]
+            parent._modules[name] = child
+
+    return shown
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
-"""The tiny recipe under DeepSpeed on two trainer processes (gloo on CPU): LoRA with weight decay over three
-stages of two steps, so the engine is built afresh at each stage change, and AdamW's undecayed group is
-empty (DeepSpeed drops it).
+"""The tiny media recipe under DeepSpeed on two trainer processes (gloo on CPU): LoRA on the language model
+with weight decay over three stages of two steps, so the engine is built afresh at each stage change, and
+AdamW's undecayed group is empty (DeepSpeed drops it). One sample a micro-batch, so in most steps one
+rank's batch holds a medium the other's lacks: the frozen towers run on one rank only, whole (ZeRO-2
+never splits weights; ZeRO-3 has them hidden from its engine).
 
 The run starts under ZeRO-2, changes stage, and evaluates at step 2 on rank 0 alone, which holds the whole
 model. It is stopped in its second stage and resumed under ZeRO-3 (`omni-run resume --set
@@ -24,7 +26,7 @@ import signal
 import pytest
 import torch
 from run_watch import events_of, status_of, wait_for
-from trainer_processes import omni_run, train, trained
+from trainer_processes import REPO, omni_run, train, trained
 
 from omni_runner.run.rundir import RunDir
 from omni_runner.train.checkpoint import load_checkpoint
@@ -33,8 +35,9 @@ pytestmark = pytest.mark.slow
 
 STAGES = ("stages=[{name: first, max_steps: 2}, {name: second, max_steps: 2, lr: 1.0e-3}, "
           "{name: third, max_steps: 2, lr: 5.0e-4}]")
-SETTINGS = [STAGES, "training.max_steps=6", "training.weight_decay=0.1", "eval.every_steps=2", "eval.max_samples=2",
-            "eval.max_new_tokens=4", "eval.at_end=true", "controller.checkpoint.every_steps=6"]
+SETTINGS = [STAGES, "training.max_steps=6", "training.weight_decay=0.1", "training.lora.dropout=0.0", "eval.every_steps=2",
+            "eval.max_samples=1", "eval.max_new_tokens=4", "eval.at_end=true", "controller.checkpoint.every_steps=6"]
+MEDIA = str(REPO / "recipes" / "tiny_omni_media.yaml")
 TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-4
 
@@ -53,7 +56,7 @@ def _close(two: float, one: float, tolerance: float) -> bool:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> RunDir:
-    return trained(tmp_path_factory.mktemp("one-process") / "run", *SETTINGS, "training.grad_accum=2")
+    return trained(tmp_path_factory.mktemp("one-process") / "run", *SETTINGS, "training.grad_accum=2", recipe=MEDIA)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def zero(tmp_path_factory) -> dict:
     """Two ZeRO-2 processes, stopped in the second stage and resumed as two ZeRO-3 processes."""
     run = RunDir(tmp_path_factory.mktemp("deepspeed") / "run")
     first = train(run.path, *SETTINGS, "training.grad_accum=1", "distributed.num_processes=2",
-                  "distributed.strategy=deepspeed-zero2")
+                  "distributed.strategy=deepspeed-zero2", recipe=MEDIA)
     try:
         wait_for(lambda: (status_of(run.path).get("step") or 0) >= 3, 300, "a step of the second stage")
         first.send_signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""Media capabilities split over two trainer processes, under DDP, FSDP2 and DeepSpeed ZeRO-2.
+"""Media capabilities split over two trainer processes, under DDP and under FSDP2.
 
 One sample a micro-batch, so in most steps one rank's batch holds a medium the other's lacks:
 
@@ -18,10 +18,7 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   original model's codec targets for both ranks, each rank speaks its share of the step's prompts, and
   the talker adapter's gradients are averaged beside the frozen thinker (unwrapped under DDP). The
   realign comes first so that under FSDP2 the thinker's first forward is the talker's conditioning,
-  which runs its inner model: the root unit must be settled before that (`sharding.root_gathered`);
-- the tiny media recipe again, with its towers frozen (the language model trains in full), under ZeRO-2:
-  each rank runs the towers its batch needs, whole, outside any collective, and rank 0 evaluates media
-  alone between steps while the other rank waits.
+  which runs its inner model: the root unit must be settled before that (`sharding.root_gathered`).
 
 DDP finds unused parameters (`find_unused_parameters`). Under FSDP2 the towers are part of the root unit,
 a rank without the medium hands in zero gradients, and every rank's embeddings output requires a gradient
@@ -48,37 +45,31 @@ TOLERANCE = 1e-5
 STEPS = 3
 ONE_SAMPLE_STEPS = [f"training.max_steps={STEPS}", "training.packing=false", "training.micro_batch=1",
                     "training.warmup_steps=1", "eval.at_end=false", "controller.checkpoint.every_steps=1000"]
-# Each case: its recipe, and the settings it trains with.
 RECIPES = {
-    "media": ("tiny_omni_media.yaml", ["training.method=full",
-                                       "stages=[{name: media, train: [thinker, vision_merger, audio_projection]}]"]),
-    "qwen3-omni": ("tiny_qwen3_omni.yaml", []),  # LoRA on attention and experts, the vision mergers in full
+    "tiny_omni_media.yaml": ["training.method=full",
+                             "stages=[{name: media, train: [thinker, vision_merger, audio_projection]}]"],
+    "tiny_qwen3_omni.yaml": [],  # LoRA on attention and experts, the vision mergers in full
     # The external SigLIP2 and Whisper: their projectors alone, then with the language model (full).
-    "encoders": ("tiny_omni_encoders.yaml", [("stages=[{name: align, capabilities: [video-understanding, podcast], "
-                                              "train: [vision_projector, audio_projector]}, "
-                                              "{name: instruct, train: [thinker, vision_projector, audio_projector]}]")]),
+    "tiny_omni_encoders.yaml": [("stages=[{name: align, capabilities: [video-understanding, podcast], "
+                                 "train: [vision_projector, audio_projector]}, "
+                                 "{name: instruct, train: [thinker, vision_projector, audio_projector]}]")],
     # Images and video out: query tokens, connectors and the SD3 transformer's adapters beside the model.
-    "generation": ("tiny_omni_generation.yaml", ["training.lora.dropout=0.0",
-                                                 ("stages=[{name: generate, train: [thinker, image_projector, "
-                                                  f"video_projector, query_tokens], max_steps: {STEPS}}}]")]),
+    "tiny_omni_generation.yaml": ["training.lora.dropout=0.0",
+                                  ("stages=[{name: generate, train: [thinker, image_projector, video_projector, "
+                                   f"query_tokens], max_steps: {STEPS}}}]")],
     # Speech out: the talker realign (its LoRA adapters beside the model), then a step of the language model.
     # It also evaluates between the stages (held-out loss, replies, talker consistency): every rank of a
     # split model evaluates in step; rank 0 alone reports.
-    "speech": ("tiny_omni_speech.yaml", ["decoders.speech.max_codec_tokens=12", f"eval.every_steps={STEPS - 1}",
-                                         "eval.max_samples=2",
-                                         (f"stages=[{{name: talker_realign, train: [talker], max_steps: {STEPS - 1}, "
-                                          "lr: 5.0e-3}, {name: answer, train: [thinker], max_steps: 1}]")]),
-    # The towers frozen, the language model in full (the recipe's own stage); media evaluated between steps.
-    "media-towers-frozen": ("tiny_omni_media.yaml", [f"eval.every_steps={STEPS - 1}", "eval.max_samples=1",
-                                                      "eval.max_new_tokens=4"]),
+    "tiny_omni_speech.yaml": ["decoders.speech.max_codec_tokens=12", f"eval.every_steps={STEPS - 1}", "eval.max_samples=2",
+                              (f"stages=[{{name: talker_realign, train: [talker], max_steps: {STEPS - 1}, lr: 5.0e-3}}, "
+                               "{name: answer, train: [thinker], max_steps: 1}]")],
 }
 
 
-def _run(folder, case: str, *overrides: str) -> dict[str, dict]:
+def _run(folder, recipe: str, *overrides: str) -> dict[str, dict]:
     """Every step's loss, and every evaluation's metrics by (step, data set or suite)."""
     run = RunDir(folder / "run")
-    recipe, settings = RECIPES[case]
-    args = [arg for override in (*ONE_SAMPLE_STEPS, *settings, *overrides) for arg in ("--set", override)]
+    args = [arg for override in (*ONE_SAMPLE_STEPS, *RECIPES[recipe], *overrides) for arg in ("--set", override)]
     process = omni_run(folder / "omni-run.log", "train", str(REPO / "recipes" / recipe), "--run-dir", str(run.path), *args)
     assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     assert events_of(run, "run_start")[0].get("world_size", 1) == (2 if "distributed.num_processes=2" in overrides else 1)
@@ -88,13 +79,13 @@ def _run(folder, case: str, *overrides: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    """Each case's one-process run with grad_accum 2, made once."""
+    """Each recipe's one-process run with grad_accum 2, made once."""
     cache: dict[str, dict[str, dict]] = {}
 
-    def seen(case: str) -> dict[str, dict]:
-        if case not in cache:
-            cache[case] = _run(tmp_path_factory.mktemp("one-process"), case, "training.grad_accum=2")
-        return cache[case]
+    def seen(recipe: str) -> dict[str, dict]:
+        if recipe not in cache:
+            cache[recipe] = _run(tmp_path_factory.mktemp("one-process"), recipe, "training.grad_accum=2")
+        return cache[recipe]
 
     return seen
 
@@ -103,19 +94,17 @@ def _close(two: float, one: float, tolerance: float) -> bool:
     return abs(two - one) <= tolerance * abs(one)
 
 
-# Every case that trains a tower or a part beside the model under FSDP2, whose units and root hold the most
-# that can go wrong. Under DDP the two cases that cover what is its own: parameters some rank leaves unused
-# inside the wrapped model (Qwen3-Omni's towers and experts), a stage that leaves nothing inside it to train
-# (the talker realign: the thinker is not wrapped), and rank 0 evaluating alone. The parts beside the model
-# are averaged by the same code under both. Under ZeRO-2 the frozen towers, all DeepSpeed trains with media.
-CASES = [*(("fsdp", case) for case in RECIPES if case != "media-towers-frozen"), ("ddp", "qwen3-omni"),
-         ("ddp", "speech"), ("deepspeed-zero2", "media-towers-frozen")]
+# Every recipe under FSDP2, whose units and root hold the most that can go wrong. Under DDP the two recipes
+# that cover what is its own: parameters some rank leaves unused inside the wrapped model (Qwen3-Omni's towers
+# and experts), a stage that leaves nothing inside it to train (the talker realign: the thinker is not
+# wrapped), and rank 0 evaluating alone. The parts beside the model are averaged by the same code under both.
+CASES = [*(("fsdp", recipe) for recipe in sorted(RECIPES)), ("ddp", "tiny_qwen3_omni.yaml"), ("ddp", "tiny_omni_speech.yaml")]
 
 
-@pytest.mark.parametrize(("strategy", "case"), CASES)
-def test_media_losses_match_one_process_with_the_same_global_batch(case, strategy, one_process, tmp_path):
-    two = _run(tmp_path, case, "training.grad_accum=1", "distributed.num_processes=2", f"distributed.strategy={strategy}")
-    one = one_process(case)
+@pytest.mark.parametrize(("strategy", "recipe"), CASES)
+def test_media_losses_match_one_process_with_the_same_global_batch(recipe, strategy, one_process, tmp_path):
+    two = _run(tmp_path, recipe, "training.grad_accum=1", "distributed.num_processes=2", f"distributed.strategy={strategy}")
+    one = one_process(recipe)
     assert sorted(two["losses"]) == list(range(1, STEPS + 1)) == sorted(one["losses"])
     assert all(_close(two["losses"][s], one["losses"][s], TOLERANCE) for s in one["losses"]), (two, one)
     # An evaluation reads weights that float noise has already moved, so its losses get ten times the room.

@@ -23,14 +23,15 @@ def omni_run(log: Path, *args: str, env: dict[str, str] | None = None) -> subpro
                             env={**os.environ, **(env or {})})
 
 
-def train(run_dir: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """The tiny recipe with COMMON's settings, then `overrides` (later ones win); its output in the run's parent folder."""
+def train(run_dir: Path, *overrides: str, env: dict[str, str] | None = None, recipe: str = TINY) -> subprocess.Popen:
+    """`recipe` (the tiny one unless given) with COMMON's settings, then `overrides` (later ones win); its
+    output in the run's parent folder."""
     args = [arg for override in (*COMMON, *overrides) for arg in ("--set", override)]
-    return omni_run(run_dir.parent / "omni-run.log", "train", TINY, "--run-dir", str(run_dir), *args, env=env)
+    return omni_run(run_dir.parent / "omni-run.log", "train", recipe, "--run-dir", str(run_dir), *args, env=env)
 
 
-def trained(run_dir: Path, *overrides: str) -> RunDir:
-    """The finished run of `train(run_dir, *overrides)`; the end of its trainer log when it failed."""
+def trained(run_dir: Path, *overrides: str, recipe: str = TINY) -> RunDir:
+    """The finished run of `train(run_dir, *overrides, recipe=recipe)`; the end of its trainer log when it failed."""
     run = RunDir(run_dir)
-    assert train(run_dir, *overrides).wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
+    assert train(run_dir, *overrides, recipe=recipe).wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     return run
