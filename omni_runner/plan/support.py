@@ -81,8 +81,10 @@ DEEPSPEED_GAPS: dict[str, Gap] = {
                   "rank (media still train the language model)", f"remove it from train, or {_OR_FSDP}"),
     "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
     "encoders": Gap("external encoders' projectors beside the model are not wired under DeepSpeed", _OR_FSDP),
-    "talker": Gap("the talker realign runs the thinker's inner model outside its forward, which DeepSpeed's engine "
-                  "does not see; not wired", _OR_FSDP),
+    "talker": Gap("the talker realign runs the thinker's inner model outside its forward, where ZeRO-3's engine gathers "
+                  "nothing, and an earlier stage that trained the thinker under ZeRO-3 has left its weights split",
+                  "put the talker stages before the others, or use strategy: deepspeed-zero2 (the weights stay "
+                  "whole), fsdp, or ddp"),
     "experts": Gap("a mixture-of-experts model's ranks reach different experts; not wired under DeepSpeed", _OR_FSDP),
     "quantization": Gap("a quantized base's packed 4-bit weights are not split by ZeRO", _OR_DDP),
     "fp16": Gap("loss scaling under DeepSpeed is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
@@ -219,13 +221,16 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
     for slot in ("vision", "audio"):
         if (data.get("encoders") or {}).get(slot):
             yield _refusal(recipe, f"encoders.{slot} {where}", DEEPSPEED_GAPS["encoders"], ("encoders", slot))
+    thinker_trained = False  # by an earlier stage: a talker stage trains the talker alone (_groups)
     for index, stage in enumerate(data.get("stages") or ()):
         for position, group in enumerate(stage.get("train") or ()):
             path = ("stages", index, "train", position)
-            if group == "talker":
-                yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {where}", DEEPSPEED_GAPS["talker"], path)
+            if group == "talker" and thinker_trained and strategy == "deepspeed-zero3":
+                yield _refusal(recipe, f"stage {stage['name']!r} trains the talker after a stage that trains the thinker "
+                               f"{where}", DEEPSPEED_GAPS["talker"], path)
             elif group in TOWER_MODULES:
                 yield _refusal(recipe, f"stage {stage['name']!r} trains {group} {where}", DEEPSPEED_GAPS["towers"], path)
+        thinker_trained = thinker_trained or "talker" not in (stage.get("train") or ())
     if strategy == "deepspeed-zero3" and data["eval"]["every_steps"]:
         yield _refusal(recipe, f"eval.every_steps {where}", DEEPSPEED_GAPS["every_steps"], ("eval", "every_steps"))
 

@@ -223,6 +223,10 @@ class Trainer:
         if stage.get("train"):
             set_trainable_groups(self.loaded, stage["train"])
         set_activation_checkpointing(self.loaded, bool(stage.get("gradient_checkpointing")))
+        # Under DeepSpeed, a stage that trains only parts beside the model (the talker realign) steps them as
+        # under DDP, without an engine: ZeRO-2's weights are whole, and the plan lets ZeRO-3 run such a stage
+        # only before any engine has split them.
+        engine = bool(self.ranks.zero_stage) and any(p.requires_grad for p in self.model.parameters())
         self.trained_weights |= {n for n, p in self.loaded.named_parameters() if p.requires_grad}
         if self.ranks.sharded:  # before the optimizer is built, which must hold this rank's shards
             towers_train = any(group in TOWER_MODULES for stage in self.stages for group in stage.get("train") or ())
@@ -253,7 +257,7 @@ class Trainer:
             if self.ranks.sharded:
                 weights, optimizer = sharding.split(weights, optimizer, dict(self.loaded.named_parameters()),
                                                     self._optimized())
-            if self.ranks.zero_stage:  # the model's weights now; the optimizer's go into the engine's partitions
+            if engine:  # the model's weights now; the optimizer's go into the engine's partitions
                 loading = [p for n, p in self.loaded.named_parameters() if n in weights]  # gathered at once under ZeRO-3
                 with zero.whole(loading, zero.import_deepspeed(self.device.type == "cpu")):
                     self._load_weights(weights)
@@ -267,15 +271,16 @@ class Trainer:
         # Wrapped last, once the stage's trainable weights are set and loaded: under several processes
         # DistributedDataParallel (or DeepSpeed's engine) averages the gradients of exactly those.
         self.forward = self.ranks.wrap(ForwardWithTokenLosses(self.model, self.loaded.thinker))
-        if self.ranks.zero_stage:
+        if self.zero is not None:  # its hooks off the model before another engine, or none, takes it
+            self.zero.close()
+            self.zero = None
+        if engine:
             self.forward = self.zero = self._zero_engine(self.forward, stage, state)
 
     def _zero_engine(self, module: torch.nn.Module, stage: dict[str, Any],
                      state: ckpt.CheckpointContents | None) -> zero.ZeroEngine:
-        """DeepSpeed's engine over `module` for `stage`, in place of the previous stage's (whose hooks it
-        removes first), with the checkpoint's trained weights and AdamW state in its partitions."""
-        if self.zero is not None:
-            self.zero.close()
+        """DeepSpeed's engine over `module` for `stage`, with the checkpoint's trained weights and AdamW state
+        in its partitions."""
         config = zero.engine_config(self.ranks.zero_stage, micro_batch=int(stage["micro_batch"]),
                                     grad_accum=int(stage["grad_accum"]),
                                     max_grad_norm=float(self.recipe["training"]["max_grad_norm"]),

@@ -94,11 +94,25 @@ def test_deepspeed_refuses_a_stage_that_trains_a_tower_at_its_train_entry(deepsp
     assert "remove it from train" in tower.hint
 
 
-def test_deepspeed_refuses_a_talker_stage_at_its_train_entry(deepspeed_installed):
-    problems = _errors(RECIPES / "tiny_omni.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero3",
-                                                    "stages=[{name: realign, train: [talker], max_steps: 2}]"])
+_ANSWER_THEN_REALIGN = "stages=[{name: answer, max_steps: 2}, {name: realign, train: [talker], max_steps: 2}]"
+
+
+def test_zero3_refuses_a_talker_stage_after_one_that_trains_the_thinker_at_its_train_entry(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni_speech.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero3",
+                                                             "eval.every_steps=0", _ANSWER_THEN_REALIGN])
     [talker] = [p for p in problems if "under strategy deepspeed-zero3 with 2 processes" in p.message]
-    assert talker.field == "stages[0].train[0]" and "the talker realign runs the thinker's inner model" in talker.message
+    assert talker.field == "stages[1].train[0]" and "after a stage that trains the thinker" in talker.message
+    assert "talker stages before the others" in talker.hint
+
+
+@pytest.mark.parametrize(("strategy", "stages"), [
+    ("deepspeed-zero2", _ANSWER_THEN_REALIGN),
+    ("deepspeed-zero3", "stages=[{name: realign, train: [talker], max_steps: 2}, {name: answer, max_steps: 2}]"),
+])
+def test_deepspeed_plans_the_talker_realign_where_the_thinker_is_whole(deepspeed_installed, strategy: str, stages: str):
+    plan = _plan(RECIPES / "tiny_omni_speech.yaml", ["distributed.num_processes=2", f"distributed.strategy={strategy}",
+                                                        "eval.every_steps=0", stages])
+    assert plan["distributed"]["strategy"] == strategy
 
 
 def test_zero3_refuses_evaluation_during_training_and_zero2_plans_it(write_recipe, deepspeed_installed):
