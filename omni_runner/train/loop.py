@@ -62,7 +62,7 @@ from omni_runner.run.status import RunStatus
 from omni_runner.tracking import TrackerError, Trackers, open_trackers
 from omni_runner.train import checkpoint as ckpt
 from omni_runner.train import sharding, zero
-from omni_runner.train.fault_injection import raise_simulated_oom
+from omni_runner.train.fault_injection import raise_simulated_oom, simulated_nan_factor
 from omni_runner.train.losses import (
     ForwardWithTokenLosses,
     capability_loss_weights,
@@ -375,7 +375,8 @@ class Trainer:
                     if "generation" in batch:
                         loss = loss + self._denoising_loss(batch["generation"], hidden, generated, micro, denoising)
                 if loss.requires_grad:  # a micro-batch whose only loss reads frozen weights adds no gradient
-                    self._backward(loss * self.ranks.world_size)
+                    poison = simulated_nan_factor(self.progress.step + 1, self.ranks.rank)  # test-only, 1.0 unless set
+                    self._backward(loss * (self.ranks.world_size * poison))
             batch_sums, batch_counts = capability_sums(losses, targets, token_caps, len(capabilities))
             sums += batch_sums
             counts += batch_counts
