@@ -9,7 +9,7 @@ materialised), so the talker costs no memory unless a stage trains it.
 
 Public API:
 - `load_for_training(recipe_data, recipe_dir, device=None, *, train_groups=None,
-  gradient_checkpointing=None) -> LoadedModel`
+  gradient_checkpointing=None, sole=False) -> LoadedModel`
   - `recipe_data`: `Recipe.data` (uses `base_model`, `training.method/lora/gradient_checkpointing`,
     `stages[*].train`, `hardware.device`).
   - `train_groups`: the groups that train first (default: the first stage's `train`, else `thinker`).
@@ -50,7 +50,11 @@ from omni_runner.data.external import EXTERNAL_KEYS
 from omni_runner.data.packing import VARLEN_ATTENTION
 from omni_runner.models.families import MODEL_TYPES as OMNI_MODEL_TYPES
 from omni_runner.models.families import OmniFamily, family_of
-from omni_runner.models.hf_env import offline_hub, quiet_transformers
+from omni_runner.models.hf_env import (
+    keep_bitsandbytes_out,
+    offline_hub,
+    quiet_transformers,
+)
 from omni_runner.models.quantization import LOADED_QUANTIZATIONS, stored_quantization
 from omni_runner.paths import (
     BUILTIN_PREFIX,
@@ -636,9 +640,13 @@ def load_for_training(
     *,
     train_groups: Iterable[str] | None = None,
     gradient_checkpointing: bool | None = None,
+    sole: bool = False,
 ) -> LoadedModel:
     """Load the thinker, apply quantization, LoRA or full fine-tuning, and freezing; the processor loads
-    when first used (`LoadedModel.processor`)."""
+    when first used (`LoadedModel.processor`).
+
+    `sole`: this process loads no other model (the trainer child), so a quantization backend this one
+    does not use is kept out of it (`hf_env.keep_bitsandbytes_out`: a second of its start)."""
     offline_hub()
     base = recipe_data["base_model"]
     training = recipe_data.get("training", {})
@@ -648,6 +656,8 @@ def load_for_training(
     config = check_model_dir(folder)
     dtype = resolve_dtype(base.get("dtype", "auto"), device)
     quantization = resolve_quantization(base.get("quantization", "auto"), method, config)
+    if sole and quantization == "none":
+        keep_bitsandbytes_out()
     if quantization != "none" and method == "full":
         raise ModelLoadError(
             f"training.method full cannot update {quantization} weights; "

@@ -17,7 +17,7 @@ def main() -> int:
     from omni_runner.train.loop import run_trainer
 
     offline_hub()
-    code = run_trainer(args.run_dir, args.resume)
+    code = run_trainer(args.run_dir, args.resume, sole=True)
     # The run's files are closed by now. The interpreter's last garbage collection would walk every
     # object torch and transformers made (over a second, and the supervisor waits for it at each
     # restart); frozen, they are released by reference counting alone.

@@ -111,8 +111,9 @@ def _log(message: str) -> None:
 class Trainer:
     """One run's trainer: holds the model, data, optimizer and the controller between steps."""
 
-    def __init__(self, run: RunDir, resume: bool) -> None:
+    def __init__(self, run: RunDir, resume: bool, sole: bool = False) -> None:
         self.run = run
+        self.sole = sole  # the process trains this run alone (the trainer child): see load_for_training
         self.recipe = read_plain_yaml(run.recipe)
         self.plan = json.loads(run.plan.read_text())
         self.stages: list[dict[str, Any]] = self.plan["stages"]
@@ -157,7 +158,7 @@ class Trainer:
         self.loaded = load_for_training(
             self.recipe, self.run.path, self.device,
             train_groups=first.get("train") or None,
-            gradient_checkpointing=bool(first.get("gradient_checkpointing")),
+            gradient_checkpointing=bool(first.get("gradient_checkpointing")), sole=self.sole,
         )
         self.model = self.loaded.model
         self.pad_id = self.loaded.tokenizer.pad_token_id
@@ -786,10 +787,11 @@ class Trainer:
             _log(f"eval {dataset}: {metrics}")
 
 
-def run_trainer(run_dir: Path, resume: bool) -> int:
-    """The child's whole life; returns its exit code (docs/internals.md)."""
+def run_trainer(run_dir: Path, resume: bool, sole: bool = False) -> int:
+    """The child's whole life; returns its exit code (docs/internals.md). `sole`: nothing else runs in
+    this process (`python -m omni_runner.train`), so what the run's model does not use is kept out of it."""
     run = RunDir(Path(run_dir))
-    trainer = Trainer(run, resume)
+    trainer = Trainer(run, resume, sole)
     controller: Controller | None = None
     ended = "failed"
     try:

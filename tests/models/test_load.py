@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,6 +238,26 @@ def test_qlora_on_the_cpu_quantizes_the_base_to_4_bits_and_trains_adapters_on_th
     loaded.model(input_ids=ids, labels=ids).loss.backward()
     assert attention.q_proj.lora_B.default.weight.grad.abs().sum() > 0
     assert not any(p.requires_grad for n, p in loaded.thinker.named_parameters() if "lora_" not in n)
+
+
+def _sole_load_imports_bitsandbytes(method: str, model_dir: Path, recipe_data: dict) -> bool:
+    """Whether a process that loads only this model (`sole=True`, as the trainer child does) imports bitsandbytes."""
+    script = (
+        "import importlib.util, json, sys\n"
+        "from omni_runner.models.load import load_for_training\n"
+        "assert importlib.util.find_spec('bitsandbytes') is not None, 'the test extra installs bitsandbytes'\n"
+        f"load_for_training(json.loads({json.dumps(recipe_data)!r}), {str(model_dir)!r}, device='cpu', sole=True)\n"
+        "print(sys.modules.get('bitsandbytes') is not None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (method, result.stderr[-2000:])
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize(("method", "imported"), [("lora", False), ("qlora", True)])
+def test_the_trainer_imports_bitsandbytes_only_for_a_model_it_quantizes(tiny_model_dir, recipe, method: str, imported: bool):
+    """peft imports bitsandbytes whenever it is installed (over a second of every trainer's start)."""
+    assert _sole_load_imports_bitsandbytes(method, tiny_model_dir, recipe(method=method, dtype="float32")) is imported
 
 
 def test_bitsandbytes_too_old_for_the_cpu_says_which_version_to_install(tiny_model_dir, monkeypatch, recipe):
