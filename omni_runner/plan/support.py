@@ -85,7 +85,6 @@ DEEPSPEED_GAPS: dict[str, Gap] = {
                   "nothing, and an earlier stage that trained the thinker under ZeRO-3 has left its weights split",
                   "put the talker stages before the others, or use strategy: deepspeed-zero2 (the weights stay "
                   "whole), fsdp, or ddp"),
-    "experts": Gap("a mixture-of-experts model's ranks reach different experts; not wired under DeepSpeed", _OR_FSDP),
     "quantization": Gap("a quantized base's packed 4-bit weights are not split by ZeRO", _OR_DDP),
     "fp16": Gap("loss scaling under DeepSpeed is not wired", f"use precision bf16 or auto (a GPU since Ampere), or {_OR_DDP}"),
     "every_steps": Gap("evaluation during training under ZeRO-3 needs every rank in each forward; not wired",
@@ -208,9 +207,6 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
     if not deepspeed_installed():
         yield _refusal(recipe, f"distributed.strategy {strategy}", DEEPSPEED_GAPS["missing"], ("distributed", "strategy"))
     yield from _split_weights(recipe, models, where, DEEPSPEED_GAPS)
-    base = models.get("base_model")
-    if base is not None and base.detection.model_type in QWEN3_OMNI_TYPES:
-        yield _refusal(recipe, f"a Qwen3-Omni base {where}", DEEPSPEED_GAPS["experts"], ("base_model", "path"))
     # Imported here: plan.modules imports this module.
     from omni_runner.plan.modules import TOWER_MODULES
 

@@ -69,7 +69,6 @@ def test_deepspeed_not_installed_is_refused_at_the_strategy_with_the_extra_to_in
 @pytest.mark.parametrize(("recipe", "field", "said"), [
     ("tiny_omni_generation.yaml", "capabilities.image-generation", "generates"),
     ("tiny_omni_encoders.yaml", "encoders.vision", "projectors beside the model"),
-    ("tiny_qwen3_omni.yaml", "base_model.path", "experts"),
 ])
 def test_deepspeed_refuses_what_reaches_only_some_ranks_at_its_line_pointing_at_fsdp(deepspeed_installed, recipe, field,
                                                                                        said):
@@ -83,6 +82,15 @@ def test_deepspeed_refuses_what_reaches_only_some_ranks_at_its_line_pointing_at_
 def test_deepspeed_plans_media_read_by_frozen_towers(deepspeed_installed, strategy: str):
     plan = _plan(RECIPES / "tiny_omni_media.yaml", ["distributed.num_processes=2", f"distributed.strategy={strategy}"])
     assert plan["distributed"]["strategy"] == strategy
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed-zero2", "deepspeed-zero3"])
+def test_deepspeed_plans_qwen3_omni_experts_with_its_towers_frozen(deepspeed_installed, strategy: str):
+    overrides = ["distributed.num_processes=2", f"distributed.strategy={strategy}",
+                 "stages=[{name: text-images-video, train: [thinker]}]"]
+    assert _plan(RECIPES / "tiny_qwen3_omni.yaml", overrides)["distributed"]["strategy"] == strategy
+    [merger] = _errors(RECIPES / "tiny_qwen3_omni.yaml", overrides[:2])  # the recipe's own stage trains its merger
+    assert merger.field == "stages[0].train[1]" and "trains vision_merger" in merger.message
 
 
 @pytest.mark.parametrize("group", ["vision_merger", "audio_tower"])
