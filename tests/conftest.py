@@ -21,6 +21,25 @@ TEST_CACHE = REPO / ".cache" / "tests"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first, so that the two workers (`-n 2 --dist loadfile`, which hands out files in
+    this order: `--no-loadscope-reorder` in pyproject.toml) end together on short ones rather than one
+    waiting for the other's last long file. Files that start several trainer processes
+    (tests/distributed) take longest, then files with a `slow` test (each starts trainers), then the
+    rest; within each, files with more tests first. A file's tests stay together and in their order."""
+    counts: dict[Path, int] = {}
+    slow: set[Path] = set()
+    for item in items:
+        counts[item.path] = counts.get(item.path, 0) + 1
+        if item.get_closest_marker("slow"):
+            slow.add(item.path)
+
+    def longest_first(item: pytest.Item) -> tuple[bool, bool, int]:
+        return "distributed" not in item.path.parts, item.path not in slow, -counts[item.path]
+
+    items.sort(key=longest_first)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _omni_runner_cache() -> Path:
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
