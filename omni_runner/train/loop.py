@@ -409,10 +409,14 @@ class Trainer:
     def _gradients_kept_local(self, last: bool) -> contextlib.AbstractContextManager:
         """DistributedDataParallel's `no_sync` for all but a step's last micro-batch: averaging the
         gradients once per optimizer step, not once per micro-batch, gives the same result for less traffic.
-        DeepSpeed's ZeRO reduces each micro-batch's gradients into its partitions as they come."""
+        DeepSpeed's ZeRO reduces each micro-batch's gradients into its partitions as they come, and a stage
+        that trains only parts beside the model has nothing wrapped (they are averaged at the step's end)."""
         if last or not self.ranks.distributed or self.zero is not None:
             return contextlib.nullcontext()
-        return sharding.gradients_kept_local(self.model) if self.ranks.sharded else self.forward.no_sync()
+        if self.ranks.sharded:
+            return sharding.gradients_kept_local(self.model)
+        wrapped = isinstance(self.forward, torch.nn.parallel.DistributedDataParallel)
+        return self.forward.no_sync() if wrapped else contextlib.nullcontext()
 
     def _denoising_loss(self, parts: dict[str, dict[str, Any]], hidden: torch.Tensor, generated: int, micro: int,
                         collected: dict[str, list[float]]) -> torch.Tensor:

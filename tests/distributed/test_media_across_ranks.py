@@ -10,7 +10,9 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   block has inputs that need a gradient;
 - the external-encoder recipe (SigLIP2 and Whisper beside the model) trains their projectors alone for
   two steps (nothing inside the wrapped model trains), then with the language model. One rank's video
-  leaves the audio projector unused there, and the other's audio the vision projector;
+  leaves the audio projector unused there, and the other's audio the vision projector. Its ranks take
+  two micro-batches a step (one process four), so the projector-only stage, which wraps nothing,
+  accumulates without DDP's `no_sync`;
 - the generation recipe trains LoRA on the language model, the query tokens, and the connectors into the
   tiny SD3 (with adapters on its transformer) and SVD. The ranks' batches need different decoders, and
   each rank draws the diffusion noise one process would draw for its micro-batch;
@@ -66,6 +68,10 @@ RECIPES = {
 }
 
 
+# Micro-batches a step on each of the two ranks (one process takes twice as many); one unless named.
+ACCUMULATED = {"tiny_omni_encoders.yaml": 2}
+
+
 def _run(folder, recipe: str, *overrides: str) -> dict[str, dict]:
     """Every step's loss, and every evaluation's metrics by (step, data set or suite)."""
     run = RunDir(folder / "run")
@@ -84,7 +90,8 @@ def one_process(tmp_path_factory):
 
     def seen(recipe: str) -> dict[str, dict]:
         if recipe not in cache:
-            cache[recipe] = _run(tmp_path_factory.mktemp("one-process"), recipe, "training.grad_accum=2")
+            cache[recipe] = _run(tmp_path_factory.mktemp("one-process"), recipe,
+                                 f"training.grad_accum={2 * ACCUMULATED.get(recipe, 1)}")
         return cache[recipe]
 
     return seen
@@ -94,19 +101,20 @@ def _close(two: float, one: float, tolerance: float) -> bool:
     return abs(two - one) <= tolerance * abs(one)
 
 
-# Every recipe under FSDP2, whose units and root hold the most that can go wrong. Under DDP the two recipes
-# that cover what is its own: parameters some rank leaves unused inside the wrapped model (Qwen3-Omni's towers
-# and experts), a stage that leaves nothing inside it to train (the talker realign: the thinker is not
-# wrapped), and rank 0 evaluating alone. The parts beside the model are averaged by the same code under both.
+# Every recipe under FSDP2, whose units and root hold the most that can go wrong. Under DDP the recipes that
+# cover what is its own: parameters some rank leaves unused inside the wrapped model (Qwen3-Omni's towers
+# and experts), stages that leave nothing inside it to train (the talker realign, the projectors' alignment
+# over several micro-batches: nothing is wrapped), and rank 0 evaluating alone. The parts beside the model are averaged by the same code under both.
 # Under ZeRO-2 the speech recipe, whose realign stage runs without DeepSpeed's engine and whose next stage
 # builds it (media under DeepSpeed are in test_deepspeed_run.py).
 CASES = [*(("fsdp", recipe) for recipe in sorted(RECIPES)), ("ddp", "tiny_qwen3_omni.yaml"), ("ddp", "tiny_omni_speech.yaml"),
-         ("deepspeed-zero2", "tiny_omni_speech.yaml")]
+         ("ddp", "tiny_omni_encoders.yaml"), ("deepspeed-zero2", "tiny_omni_speech.yaml")]
 
 
 @pytest.mark.parametrize(("strategy", "recipe"), CASES)
 def test_media_losses_match_one_process_with_the_same_global_batch(recipe, strategy, one_process, tmp_path):
-    two = _run(tmp_path, recipe, "training.grad_accum=1", "distributed.num_processes=2", f"distributed.strategy={strategy}")
+    two = _run(tmp_path, recipe, f"training.grad_accum={ACCUMULATED.get(recipe, 1)}", "distributed.num_processes=2",
+               f"distributed.strategy={strategy}")
     one = one_process(recipe)
     assert sorted(two["losses"]) == list(range(1, STEPS + 1)) == sorted(one["losses"])
     assert all(_close(two["losses"][s], one["losses"][s], TOLERANCE) for s in one["losses"]), (two, one)
