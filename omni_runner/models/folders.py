@@ -5,7 +5,8 @@ Public API:
   it replaces `target` (an existing one is moved aside first and removed after), on error it is
   removed and `target` is left as it was. Files are flushed to disk before the rename.
 - `ensure_built(folder, fingerprint, read_stamp, build)`: the cached build in `folder`, built when its
-  stamp's fingerprint differs; safe when several processes ask at once (a file lock serialises builds).
+  stamp's fingerprint differs; safe when several processes ask at once (a file lock serialises builds),
+  also the ranks of a distributed run (any of them may build).
 - `read_stamp_file(folder, name)`: a build's JSON stamp, or None when the folder is not a complete build.
 - `build_target(out_dir, read_stamp, what)`: `out_dir` resolved, refused (FileExistsError) when it holds
   anything but a `what` build, so a build never replaces a folder it did not make.
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from omni_runner.models.hf_env import saving_on_any_rank
 
 
 @contextmanager
@@ -73,7 +76,8 @@ def ensure_built(
     if not current():
         with _build_lock(folder):
             if not current():  # another process may have built it while we waited
-                build(folder)
+                with saving_on_any_rank():  # whichever rank holds the lock writes the whole folder
+                    build(folder)
     return folder
 
 

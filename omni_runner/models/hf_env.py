@@ -11,6 +11,8 @@ Public API:
   imported DeepSpeed, so that saving does not import it.
 - `keep_bitsandbytes_out()`: for a process that loads no bitsandbytes-quantized model, so that peft
   does not import it.
+- `saving_on_any_rank()`: a context in which transformers' `save_pretrained` writes from every process
+  of a torch.distributed group, not rank 0 alone.
 """
 
 from __future__ import annotations
@@ -90,3 +92,27 @@ def keep_bitsandbytes_out() -> None:
     bitsandbytes does not quantize.
     """
     sys.modules.setdefault("bitsandbytes", None)
+
+
+@contextmanager
+def saving_on_any_rank() -> Iterator[None]:
+    """Within the block, transformers' `save_pretrained` writes its files on every rank.
+
+    Once torch.distributed is initialised, transformers writes a model's config and weights on rank 0
+    alone (`should_save_on_this_rank`). A built-in tiny model is built by whichever process of a run
+    takes its build lock first, which need not be rank 0 (nor is there a rank 0 on a run's other
+    machines), and the folder must come out whole. Its check is answered "not distributed" for the
+    block, then restored; outside a distributed run nothing changes.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        yield
+        return
+    from transformers.distributed import mixin
+
+    check = mixin._is_torch_distributed_initialized
+    mixin._is_torch_distributed_initialized = lambda: False
+    try:
+        yield
+    finally:
+        mixin._is_torch_distributed_initialized = check
