@@ -73,12 +73,8 @@ def saving_without_deepspeed_probe() -> Iterator[None]:
         return
     from accelerate.utils import other
 
-    probe = other.is_deepspeed_available
-    other.is_deepspeed_available = lambda: False
-    try:
+    with _answering_no(other, "is_deepspeed_available"):
         yield
-    finally:
-        other.is_deepspeed_available = probe
 
 
 def keep_bitsandbytes_out() -> None:
@@ -110,9 +106,16 @@ def saving_on_any_rank() -> Iterator[None]:
         return
     from transformers.distributed import mixin
 
-    check = mixin._is_torch_distributed_initialized
-    mixin._is_torch_distributed_initialized = lambda: False
+    with _answering_no(mixin, "_is_torch_distributed_initialized"):
+        yield
+
+
+@contextmanager
+def _answering_no(module: Any, probe: str) -> Iterator[None]:
+    """Within the block, the library function `module.probe` answers False; restored after."""
+    original = getattr(module, probe)
+    setattr(module, probe, lambda: False)
     try:
         yield
     finally:
-        mixin._is_torch_distributed_initialized = check
+        setattr(module, probe, original)
