@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from omni_runner.durable import fsync_path, fsync_tree
 from omni_runner.models.hf_env import saving_on_any_rank
 
 
@@ -40,7 +40,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield staging
-        os.sync()  # the files must be on disk before the rename makes the folder visible
+        fsync_tree(staging)  # the files must be on disk before the rename makes the folder visible
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             target.rename(retired / target.name)
@@ -48,6 +48,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.rename(target)
+        fsync_path(target.parent)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from omni_runner.durable import fsync_path
+
 if TYPE_CHECKING:
     import torch
 
@@ -104,14 +106,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- writing
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -193,14 +187,14 @@ def save_checkpoint(checkpoints_dir: Path, step: int, contents: CheckpointConten
         _write_files(tmp, contents)
         files = {}
         for path in sorted(tmp.iterdir()):
-            _fsync_path(path)
+            fsync_path(path)
             files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
         manifest = {"step": step, "created_at": time.time(), "files": files}
         with open(tmp / MANIFEST_FILE, "w") as handle:
             json.dump(manifest, handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_path(tmp)
+        fsync_path(tmp)
         final = checkpoints_dir / f"step-{step}"
         superseded = None
         if final.exists():
@@ -210,7 +204,7 @@ def save_checkpoint(checkpoints_dir: Path, step: int, contents: CheckpointConten
             superseded = checkpoints_dir / f"{_TMP_PREFIX}superseded-{step}-{os.getpid()}"
             os.rename(final, superseded)
         os.rename(tmp, final)
-        _fsync_path(checkpoints_dir)
+        fsync_path(checkpoints_dir)
         if superseded is not None:
             shutil.rmtree(superseded, ignore_errors=True)
     except BaseException:
