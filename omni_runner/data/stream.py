@@ -35,6 +35,24 @@ from omni_runner.data.sources import DataSource, active_capabilities
 SHOWN_BAD_RECORDS = 20
 # Samples each worker prepares ahead of the step.
 PREFETCH_PER_WORKER = 4
+# The most worker processes `num_workers: auto` starts for a training process. Each holds a copy of the
+# tokenizer and processor; a video with its audio track takes about 0.1 s to prepare on one core, so four
+# prepare about 40 such samples a second.
+MAX_AUTO_WORKERS = 4
+
+
+def resolve_num_workers(requested: int | str, device_type: str, cores: int, processes_per_machine: int = 1) -> int:
+    """`training.num_workers` for a process training on `device_type` with `cores` CPU cores shared by
+    `processes_per_machine` training processes. A number is taken as written. `auto` prepares samples on
+    the training thread on CPU (and any device but a CUDA GPU), where the step itself keeps every core
+    busy and a worker only takes one from it (docs/performance.md); on a GPU, where a step takes
+    milliseconds and rendering or decoding on the training thread would leave the card idle, it starts a
+    worker for each of this process's cores beyond its own, at most MAX_AUTO_WORKERS."""
+    if requested != "auto":
+        return int(requested)
+    if device_type != "cuda":
+        return 0
+    return max(0, min(MAX_AUTO_WORKERS, cores // max(1, processes_per_machine) - 1))
 
 
 def mixer_for(recipe: dict[str, Any], sources: dict[str, DataSource], capabilities: list[str] | None = None) -> Mixer:

@@ -166,7 +166,10 @@ def _explain(found: Violation, document: Document, root: Location) -> Diagnostic
         return error(rule.get("x-message", "this combination is not allowed"),
                      document.locate(culprit, key=True) or root, field, rule.get("x-hint"))
     where = document.locate(path) or root
-    return error(_message(kind, found.expected, found.instance), where, field, _hint(found))
+    message = _message(kind, found.expected, found.instance)
+    if kind == "pattern" and "x-message" in found.schema:  # what the pattern allows, said in words
+        message = f"{found.schema['x-message']}, got {_show(found.instance)}"
+    return error(message, where, field, _hint(found))
 
 
 def _message(kind: str, expected: Any, value: Any) -> str:

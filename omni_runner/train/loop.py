@@ -30,7 +30,12 @@ from omni_runner.data.conversation import DataError
 from omni_runner.data.generation import GenerationSamples, LatentCache, generated_kinds
 from omni_runner.data.packing import collate_packed, collate_padded, collate_varlen
 from omni_runner.data.sources import build_sources
-from omni_runner.data.stream import MicroBatches, SampleStream, mixer_for
+from omni_runner.data.stream import (
+    MicroBatches,
+    SampleStream,
+    mixer_for,
+    resolve_num_workers,
+)
 from omni_runner.models.export import save_final
 from omni_runner.models.generation import (
     TargetLatents,
@@ -104,6 +109,12 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the platform has one, as under taskset or
+    a SLURM allocation)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -151,6 +162,8 @@ class Trainer:
         self.precision = resolve_precision(training["precision"], self.device)
         if self.precision.note:
             self.events.emit("warning", 0, message=self.precision.note, source="precision")
+        self.num_workers = resolve_num_workers(training["num_workers"], self.device.type, _usable_cores(),
+                                               self.ranks.world_size // self.ranks.num_machines)
         if (self.ranks.sharded or self.ranks.zero_stage) and self.precision.name == "fp16":
             raise ModelLoadError(f"this GPU has no bf16, and loss scaling of split gradients ({self.ranks.strategy}) "
                                  "is not wired: use distributed.strategy ddp on it")
@@ -198,10 +211,13 @@ class Trainer:
                          attempt=(self.status.snapshot().get("restarts") or 0) + 1,
                          resumed_from=str(resumed_from) if resumed_from else None, pid=os.getpid(),
                          micro_batch=int(self.stages[self.progress.stage]["micro_batch"]),
-                         grad_accum=int(self.stages[self.progress.stage]["grad_accum"]), **ranks)
+                         grad_accum=int(self.stages[self.progress.stage]["grad_accum"]), data_workers=self.num_workers,
+                         **ranks)
         _log(f"model {self.loaded.model_dir} on {self.device} ({self.precision.name}), "
              f"{self.loaded.parameter_counts()['trainable']:,} trainable parameters, "
-             f"{self.total_steps} steps" + (f", resuming from {resumed_from}" if resumed_from else ""))
+             f"{self.total_steps} steps, samples prepared "
+             + (f"by {self.num_workers} worker processes" if self.num_workers else "on the training thread")
+             + (f", resuming from {resumed_from}" if resumed_from else ""))
 
     def _find_checkpoint(self) -> Path | None:
         found = ckpt.find_resumable(self.run.path, self._warn_checkpoint)
@@ -238,7 +254,7 @@ class Trainer:
         processor = self.loaded.processor if reads_media(stage["capabilities"]) else None
         stream = SampleStream(self.sources, mixer_for(self.recipe, self.sources, stage["capabilities"]),
                               self.loaded.tokenizer, int(stage["seq_len"]), processor=processor,
-                              thinker=self.loaded.thinker, num_workers=int(self.recipe["training"]["num_workers"]),
+                              thinker=self.loaded.thinker, num_workers=self.num_workers,
                               external=self.loaded.external_features(), generation=generation,
                               shard=(self.ranks.rank, self.ranks.world_size),
                               load_processor=lambda: self.loaded.processor)

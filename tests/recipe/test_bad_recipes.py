@@ -55,6 +55,7 @@ CASES = [
     ("missing-base-model-path", VALID.replace("  path: builtin:tiny-qwen2.5-omni", "  dtype: auto"), "missing required key 'path' in `base_model`", 2, 1, "base_model.path"),
     ("missing-name", VALID.replace("name: tiny\n", ""), "missing required key 'name' in the recipe", 1, 1, "name"),
     ("name-with-space", VALID.replace("name: tiny", "name: my run"), "'my run' contains characters that are not allowed", 1, 7, "name"),
+    ("num-workers-word", VALID + "training:\n  num_workers: many\n", "must be a number of worker processes or auto, got 'many'", 9, 16, "training.num_workers"),
     # capabilities
     ("unknown-capability", VALID.replace("  cot:", "  cott:"), "unknown capability 'cott' in `capabilities`", 7, 3, "capabilities.cott"),
     ("capability-names-undefined-dataset", VALID.replace("[chat]", "[chats]"), "capability 'cot' names dataset 'chats', which is not defined under `datasets`", 7, 20, "capabilities.cot.datasets[0]"),

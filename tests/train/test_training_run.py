@@ -23,6 +23,12 @@ def test_every_step_is_an_event_with_the_documented_metrics(finished_run):
         assert math.isfinite(event["loss"]) and event["capability_losses"]
 
 
+def test_the_run_start_says_samples_are_prepared_on_the_training_thread_on_cpu(finished_run):
+    start = next(e for e in read_events(finished_run.events) if e["type"] == "run_start")
+    assert start["data_workers"] == 0  # training.num_workers: auto, on CPU
+    assert "samples prepared on the training thread" in finished_run.trainer_log.read_text()
+
+
 def test_status_json_ends_finished_with_the_trainer_pid_and_last_checkpoint(finished_run):
     final = status(finished_run)
     assert (final["state"], final["step"], final["total_steps"]) == ("finished", STEPS, STEPS)
