@@ -115,7 +115,8 @@ def _trained_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, f
         if message["role"] != "assistant":
             continue
         before = _render_text(tokenizer, messages[:index], tools, True)
-        through = _render_text(tokenizer, messages[: index + 1], tools, False)
+        last = index == len(messages) - 1  # through the last message is the whole rendering
+        through = full if last else _render_text(tokenizer, messages[: index + 1], tools, False)
         if not (through.startswith(before) and full.startswith(through)):
             raise DataError(
                 "the chat template is not prefix-stable (rendering a conversation's first turns does not "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
-from omni_runner.data.conversation import Conversation, Message, RecordError
+from omni_runner.data.conversation import Conversation, DataError, Message, RecordError
 from omni_runner.data.render import IGNORE_INDEX, render_prompt, render_sample, split_reasoning
 from omni_runner.data.toolcalls import tool_calls_match
 
@@ -74,3 +76,15 @@ def test_prompt_for_evaluation_ends_with_the_generation_prompt_and_scores_tool_c
     reply = '<tool_call>\n{"arguments": {"city": "Oslo"}, "name": "get_weather"}\n</tool_call>'
     assert tool_calls_match(reply, expected.messages[0].tool_calls)
     assert not tool_calls_match(reply.replace("Oslo", "Lima"), expected.messages[0].tool_calls)
+
+
+@pytest.mark.parametrize("replies", [1, 2])
+def test_a_template_that_is_not_prefix_stable_is_refused(tokenizer, replies):
+    """A template whose rendering of the first turns is not the start of the whole (here: it opens with the
+    number of messages) gives no way to find the replies' tokens, for the last reply as for earlier ones."""
+    unstable = copy.copy(tokenizer)
+    unstable.chat_template = ("{{ messages | length }}\n{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                              "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    conversation = Conversation([Message("user", "Hi"), Message("assistant", "Hello.")] * replies)
+    with pytest.raises(DataError, match="not prefix-stable"):
+        render_sample(conversation, unstable, "chat")
