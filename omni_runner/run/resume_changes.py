@@ -25,6 +25,7 @@ HARMLESS = {
     "training.log_every": "logging",
     "training.nan_policy": "what a streak of NaN steps does",
     "training.auto_micro_batch": "what an out-of-memory failure does",
+    "training.num_workers": "which processes prepare the samples (the same samples, in the same order)",
 }
 
 # What a breaking recipe change touches, by dotted prefix: the first match names it.

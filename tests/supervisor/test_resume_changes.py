@@ -45,7 +45,7 @@ def test_an_unchanged_recipe_and_plan_have_no_changes():
 
 @pytest.mark.parametrize("key, value", [
     ("controller.restarts", 3), ("eval.at_end", True), ("output.merge", True), ("name", "renamed"),
-    ("training.log_every", 10), ("hardware.vram_gb", 24),
+    ("training.log_every", 10), ("hardware.vram_gb", 24), ("training.num_workers", "auto"),
 ])
 def test_settings_that_only_steer_report_or_score_are_allowed(key, value):
     section, _, leaf = key.rpartition(".")
