@@ -80,7 +80,14 @@ DEEPSPEED_GAPS: dict[str, Gap] = {
                   "its weights would differ between ranks; under DeepSpeed the towers stay frozen, whole on every "
                   "rank (media still train the language model)", f"remove it from train, or {_OR_FSDP}"),
     "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
-    "encoders": Gap("external encoders' projectors beside the model are not wired under DeepSpeed", _OR_FSDP),
+    "encoders": Gap("external encoders are not wired under ZeRO-3: their features are placed into the language "
+                    "model's input embeddings before its forward, where the engine has split the embedding weights",
+                    f"use strategy: deepspeed-zero2 (the projectors trained in a stage of their own), or {_OR_FSDP}"),
+    "projectors": Gap("under DeepSpeed the external encoders' projectors train only in a stage of their own, which runs "
+                      "without the engine; beside the engine, a projector whose medium no rank's batch holds in a step "
+                      "would still be stepped, on a zero gradient",
+                      "train the projectors in a stage before this one and leave them out of its train list, or use "
+                      "strategy: fsdp or ddp, which train them together"),
     "talker": Gap("the talker realign runs the thinker's inner model outside its forward, where ZeRO-3's engine gathers "
                   "nothing, and an earlier stage that trained the thinker under ZeRO-3 has left its weights split",
                   "put the talker stages before the others, or use strategy: deepspeed-zero2 (the weights stay "
@@ -208,17 +215,18 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
         yield _refusal(recipe, f"distributed.strategy {strategy}", DEEPSPEED_GAPS["missing"], ("distributed", "strategy"))
     yield from _split_weights(recipe, models, where, DEEPSPEED_GAPS)
     # Imported here: plan.modules imports this module.
-    from omni_runner.plan.modules import TOWER_MODULES
+    from omni_runner.plan.modules import DEFAULT_TRAIN, TOWER_MODULES
 
     for name in enabled_capabilities(data):
         requires = CAPABILITIES[name].requires
         if requires & {"image_out", "video_out"}:
             yield _refusal(recipe, f"capability {name!r} generates {where}", DEEPSPEED_GAPS["generation"], ("capabilities", name))
     for slot in ("vision", "audio"):
-        if (data.get("encoders") or {}).get(slot):
+        if (data.get("encoders") or {}).get(slot) and strategy == "deepspeed-zero3":
             yield _refusal(recipe, f"encoders.{slot} {where}", DEEPSPEED_GAPS["encoders"], ("encoders", slot))
     thinker_trained = False  # by an earlier stage: a talker stage trains the talker alone (_groups)
     for index, stage in enumerate(data.get("stages") or ()):
+        trains_thinker = "thinker" in (stage.get("train") or DEFAULT_TRAIN)
         for position, group in enumerate(stage.get("train") or ()):
             path = ("stages", index, "train", position)
             if group == "talker" and thinker_trained and strategy == "deepspeed-zero3":
@@ -226,6 +234,9 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
                                f"{where}", DEEPSPEED_GAPS["talker"], path)
             elif group in TOWER_MODULES:
                 yield _refusal(recipe, f"stage {stage['name']!r} trains {group} {where}", DEEPSPEED_GAPS["towers"], path)
+            elif group in _PROJECTED_BY and trains_thinker:
+                yield _refusal(recipe, f"stage {stage['name']!r} trains {group} with the thinker {where}",
+                               DEEPSPEED_GAPS["projectors"], path)
         thinker_trained = thinker_trained or "talker" not in (stage.get("train") or ())
     if strategy == "deepspeed-zero3" and data["eval"]["every_steps"]:
         yield _refusal(recipe, f"eval.every_steps {where}", DEEPSPEED_GAPS["every_steps"], ("eval", "every_steps"))

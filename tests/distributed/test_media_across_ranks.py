@@ -12,7 +12,8 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   two steps (nothing inside the wrapped model trains), then with the language model. One rank's video
   leaves the audio projector unused there, and the other's audio the vision projector. Its ranks take
   two micro-batches a step (one process four), so the projector-only stage, which wraps nothing,
-  accumulates without DDP's `no_sync`;
+  accumulates without DDP's `no_sync`. Under ZeRO-2 the language model's stage keeps the projectors
+  frozen (DeepSpeed trains them only in a stage of their own);
 - the generation recipe trains LoRA on the language model, the query tokens, and the connectors into the
   tiny SD3 (with adapters on its transformer) and SVD. The ranks' batches need different decoders, and
   each rank draws the diffusion noise one process would draw for its micro-batch;
@@ -55,6 +56,11 @@ RECIPES = {
     "tiny_omni_encoders.yaml": [("stages=[{name: align, capabilities: [video-understanding, podcast], "
                                  "train: [vision_projector, audio_projector]}, "
                                  "{name: instruct, train: [thinker, vision_projector, audio_projector]}]")],
+    # The same encoders as DeepSpeed trains them: the projectors align in a stage of their own (no engine), then
+    # the language model trains (under the engine) with them frozen.
+    "tiny_omni_encoders.yaml, projectors first": [
+        ("stages=[{name: align, capabilities: [video-understanding, podcast], "
+         "train: [vision_projector, audio_projector]}, {name: instruct, train: [thinker]}]")],
     # Images and video out: query tokens, connectors and the SD3 transformer's adapters beside the model.
     "tiny_omni_generation.yaml": ["training.lora.dropout=0.0",
                                   ("stages=[{name: generate, train: [thinker, image_projector, video_projector, "
@@ -69,14 +75,15 @@ RECIPES = {
 
 
 # Micro-batches a step on each of the two ranks (one process takes twice as many); one unless named.
-ACCUMULATED = {"tiny_omni_encoders.yaml": 2}
+ACCUMULATED = {"tiny_omni_encoders.yaml": 2, "tiny_omni_encoders.yaml, projectors first": 2}
 
 
 def _run(folder, recipe: str, *overrides: str) -> dict[str, dict]:
     """Every step's loss, and every evaluation's metrics by (step, data set or suite)."""
     run = RunDir(folder / "run")
     args = [arg for override in (*ONE_SAMPLE_STEPS, *RECIPES[recipe], *overrides) for arg in ("--set", override)]
-    process = omni_run(folder / "omni-run.log", "train", str(REPO / "recipes" / recipe), "--run-dir", str(run.path), *args)
+    recipe_file = recipe.split(",")[0]  # a key names the recipe file, then how it is set up
+    process = omni_run(folder / "omni-run.log", "train", str(REPO / "recipes" / recipe_file), "--run-dir", str(run.path), *args)
     assert process.wait(timeout=600) == 0, run.trainer_log.read_text()[-3000:]
     assert events_of(run, "run_start")[0].get("world_size", 1) == (2 if "distributed.num_processes=2" in overrides else 1)
     return {"losses": {e["step"]: e["loss"] for e in events_of(run, "step")},
@@ -105,10 +112,12 @@ def _close(two: float, one: float, tolerance: float) -> bool:
 # cover what is its own: parameters some rank leaves unused inside the wrapped model (Qwen3-Omni's towers
 # and experts), stages that leave nothing inside it to train (the talker realign, the projectors' alignment
 # over several micro-batches: nothing is wrapped), and rank 0 evaluating alone. The parts beside the model are averaged by the same code under both.
-# Under ZeRO-2 the speech recipe, whose realign stage runs without DeepSpeed's engine and whose next stage
-# builds it (media under DeepSpeed are in test_deepspeed_run.py).
-CASES = [*(("fsdp", recipe) for recipe in sorted(RECIPES)), ("ddp", "tiny_qwen3_omni.yaml"), ("ddp", "tiny_omni_speech.yaml"),
-         ("ddp", "tiny_omni_encoders.yaml"), ("deepspeed-zero2", "tiny_omni_speech.yaml")]
+# Under ZeRO-2 the recipes whose first stage trains only parts beside the model and runs without DeepSpeed's
+# engine, and whose next stage builds it: the speech recipe, and the encoders with their projectors aligned first
+# (media under DeepSpeed are in test_deepspeed_run.py).
+CASES = [*(("fsdp", recipe) for recipe in sorted(RECIPES) if "," not in recipe), ("ddp", "tiny_qwen3_omni.yaml"),
+         ("ddp", "tiny_omni_speech.yaml"), ("ddp", "tiny_omni_encoders.yaml"), ("deepspeed-zero2", "tiny_omni_speech.yaml"),
+         ("deepspeed-zero2", "tiny_omni_encoders.yaml, projectors first")]
 
 
 @pytest.mark.parametrize(("strategy", "recipe"), CASES)

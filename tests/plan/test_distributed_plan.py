@@ -66,16 +66,38 @@ def test_deepspeed_not_installed_is_refused_at_the_strategy_with_the_extra_to_in
     assert "DeepSpeed is not installed" in problem.message and "omni-runner[deepspeed]" in problem.hint
 
 
-@pytest.mark.parametrize(("recipe", "field", "said"), [
-    ("tiny_omni_generation.yaml", "capabilities.image-generation", "generates"),
-    ("tiny_omni_encoders.yaml", "encoders.vision", "projectors beside the model"),
-])
-def test_deepspeed_refuses_what_reaches_only_some_ranks_at_its_line_pointing_at_fsdp(deepspeed_installed, recipe, field,
-                                                                                       said):
-    problems = _errors(RECIPES / recipe, ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2"])
+def test_deepspeed_refuses_generation_at_its_capability_pointing_at_fsdp(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni_generation.yaml", ["distributed.num_processes=2",
+                                                              "distributed.strategy=deepspeed-zero2"])
     refused = {p.field: p for p in problems}
-    assert field in refused and said in refused[field].message, [p.message for p in problems]
-    assert "strategy: fsdp" in refused[field].hint
+    assert "generates" in refused["capabilities.image-generation"].message, [p.message for p in problems]
+    assert "strategy: fsdp" in refused["capabilities.image-generation"].hint
+
+
+_ALIGN_THEN_INSTRUCT = ("stages=[{name: align, capabilities: [video-understanding, podcast], "
+                        "train: [vision_projector, audio_projector]}, {name: instruct, train: [thinker]}]")
+
+
+def test_zero2_plans_external_encoders_whose_projectors_train_in_a_stage_of_their_own(deepspeed_installed):
+    plan = _plan(RECIPES / "tiny_omni_encoders.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2",
+                                                      _ALIGN_THEN_INSTRUCT])
+    assert plan["distributed"]["strategy"] == "deepspeed-zero2"
+
+
+def test_zero2_refuses_a_projector_trained_with_the_thinker_at_its_train_entry(deepspeed_installed):
+    # The recipe's own instruct stage trains [thinker, vision_projector, audio_projector].
+    problems = _errors(RECIPES / "tiny_omni_encoders.yaml", ["distributed.num_processes=2",
+                                                            "distributed.strategy=deepspeed-zero2"])
+    assert [p.field for p in problems] == ["stages[1].train[1]", "stages[1].train[2]"], [p.message for p in problems]
+    assert "trains vision_projector with the thinker" in problems[0].message
+    assert "a stage before this one" in problems[0].hint and "strategy: fsdp" in problems[0].hint
+
+
+def test_zero3_refuses_external_encoders_at_their_line(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni_encoders.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero3",
+                                                            _ALIGN_THEN_INSTRUCT])
+    assert {p.field for p in problems} == {"encoders.vision", "encoders.audio"}
+    assert "deepspeed-zero2" in problems[0].hint
 
 
 @pytest.mark.parametrize("strategy", ["deepspeed-zero2", "deepspeed-zero3"])
