@@ -79,14 +79,18 @@ DEEPSPEED_GAPS: dict[str, Gap] = {
     "towers": Gap("a tower runs only on the ranks whose batch holds its medium, so ZeRO's gradient reductions of "
                   "its weights would differ between ranks; under DeepSpeed the towers stay frozen, whole on every "
                   "rank (media still train the language model)", f"remove it from train, or {_OR_FSDP}"),
-    "generation": Gap("the decoders and connectors beside the model are not wired under DeepSpeed", _OR_FSDP),
+    "generation": Gap("generation is not wired under ZeRO-3: its learned queries are placed into the language "
+                      "model's input embeddings before its forward, where the engine has split the embedding weights",
+                      "use strategy: deepspeed-zero2 (the query tokens and connectors trained in a stage of their "
+                      f"own), or {_OR_FSDP}"),
     "encoders": Gap("external encoders are not wired under ZeRO-3: their features are placed into the language "
                     "model's input embeddings before its forward, where the engine has split the embedding weights",
                     f"use strategy: deepspeed-zero2 (the projectors trained in a stage of their own), or {_OR_FSDP}"),
-    "projectors": Gap("under DeepSpeed the external encoders' projectors train only in a stage of their own, which runs "
-                      "without the engine; beside the engine, a projector whose medium no rank's batch holds in a step "
-                      "would still be stepped, on a zero gradient",
-                      "train the projectors in a stage before this one and leave them out of its train list, or use "
+    "projectors": Gap("under DeepSpeed the parts beside the model that serve one medium (external encoders' projectors, "
+                      "generation's query tokens, connectors and denoiser adapters) train only in a stage of their "
+                      "own, which runs without the engine; beside the engine, a part whose medium no rank's batch "
+                      "holds in a step would still be stepped, on a zero gradient",
+                      "train it in a stage before this one and leave it out of this stage's train list, or use "
                       "strategy: fsdp or ddp, which train them together"),
     "talker": Gap("the talker realign runs the thinker's inner model outside its forward, where ZeRO-3's engine gathers "
                   "nothing, and an earlier stage that trained the thinker under ZeRO-3 has left its weights split",
@@ -219,7 +223,7 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
 
     for name in enabled_capabilities(data):
         requires = CAPABILITIES[name].requires
-        if requires & {"image_out", "video_out"}:
+        if requires & {"image_out", "video_out"} and strategy == "deepspeed-zero3":
             yield _refusal(recipe, f"capability {name!r} generates {where}", DEEPSPEED_GAPS["generation"], ("capabilities", name))
     for slot in ("vision", "audio"):
         if (data.get("encoders") or {}).get(slot) and strategy == "deepspeed-zero3":
@@ -234,7 +238,7 @@ def _deepspeed(recipe: Any, models: dict[str, PlannedModel], strategy: str, wher
                                f"{where}", DEEPSPEED_GAPS["talker"], path)
             elif group in TOWER_MODULES:
                 yield _refusal(recipe, f"stage {stage['name']!r} trains {group} {where}", DEEPSPEED_GAPS["towers"], path)
-            elif group in _PROJECTED_BY and trains_thinker:
+            elif (group in _PROJECTED_BY or group in _DECODED_BY) and trains_thinker:
                 yield _refusal(recipe, f"stage {stage['name']!r} trains {group} with the thinker {where}",
                                DEEPSPEED_GAPS["projectors"], path)
         thinker_trained = thinker_trained or "talker" not in (stage.get("train") or ())

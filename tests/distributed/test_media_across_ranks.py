@@ -16,7 +16,9 @@ One sample a micro-batch, so in most steps one rank's batch holds a medium the o
   frozen (DeepSpeed trains them only in a stage of their own);
 - the generation recipe trains LoRA on the language model, the query tokens, and the connectors into the
   tiny SD3 (with adapters on its transformer) and SVD. The ranks' batches need different decoders, and
-  each rank draws the diffusion noise one process would draw for its micro-batch;
+  each rank draws the diffusion noise one process would draw for its micro-batch. Under ZeRO-2 the
+  query tokens, connectors and adapters train first in a stage of their own, then stay frozen while the
+  language model's adapters learn through them;
 - the speech recipe realigns the talker, then trains the language model for a step: rank 0 makes the
   original model's codec targets for both ranks, each rank speaks its share of the step's prompts, and
   the talker adapter's gradients are averaged beside the frozen thinker (unwrapped under DDP). The
@@ -65,6 +67,12 @@ RECIPES = {
     "tiny_omni_generation.yaml": ["training.lora.dropout=0.0",
                                   ("stages=[{name: generate, train: [thinker, image_projector, video_projector, "
                                    f"query_tokens], max_steps: {STEPS}}}]")],
+    # The same as DeepSpeed trains it: the query tokens, connectors and adapters align in a stage of their own (no
+    # engine), then the language model's adapters train (under the engine) through them, frozen.
+    "tiny_omni_generation.yaml, heads first": [
+        "training.lora.dropout=0.0",
+        (f"stages=[{{name: connect, train: [image_projector, video_projector, query_tokens], max_steps: {STEPS - 1}}}, "
+         "{name: generate, train: [thinker], max_steps: 1}]")],
     # Speech out: the talker realign (its LoRA adapters beside the model), then a step of the language model.
     # It also evaluates between the stages (held-out loss, replies, talker consistency): every rank of a
     # split model evaluates in step; rank 0 alone reports.
@@ -113,11 +121,12 @@ def _close(two: float, one: float, tolerance: float) -> bool:
 # and experts), stages that leave nothing inside it to train (the talker realign, the projectors' alignment
 # over several micro-batches: nothing is wrapped), and rank 0 evaluating alone. The parts beside the model are averaged by the same code under both.
 # Under ZeRO-2 the recipes whose first stage trains only parts beside the model and runs without DeepSpeed's
-# engine, and whose next stage builds it: the speech recipe, and the encoders with their projectors aligned first
-# (media under DeepSpeed are in test_deepspeed_run.py).
+# engine, and whose next stage builds it: the speech recipe, the encoders with their projectors aligned first, and
+# generation with its heads aligned first (media under DeepSpeed are in test_deepspeed_run.py).
 CASES = [*(("fsdp", recipe) for recipe in sorted(RECIPES) if "," not in recipe), ("ddp", "tiny_qwen3_omni.yaml"),
          ("ddp", "tiny_omni_speech.yaml"), ("ddp", "tiny_omni_encoders.yaml"), ("deepspeed-zero2", "tiny_omni_speech.yaml"),
-         ("deepspeed-zero2", "tiny_omni_encoders.yaml, projectors first")]
+         ("deepspeed-zero2", "tiny_omni_encoders.yaml, projectors first"),
+         ("deepspeed-zero2", "tiny_omni_generation.yaml, heads first")]
 
 
 @pytest.mark.parametrize(("strategy", "recipe"), CASES)

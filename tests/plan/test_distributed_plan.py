@@ -66,12 +66,33 @@ def test_deepspeed_not_installed_is_refused_at_the_strategy_with_the_extra_to_in
     assert "DeepSpeed is not installed" in problem.message and "omni-runner[deepspeed]" in problem.hint
 
 
-def test_deepspeed_refuses_generation_at_its_capability_pointing_at_fsdp(deepspeed_installed):
+_CONNECT_THEN_GENERATE = ("stages=[{name: connect, train: [image_projector, video_projector, query_tokens], max_steps: 2}, "
+                          "{name: generate, train: [thinker], max_steps: 1}]")
+
+
+def test_zero3_refuses_generation_at_its_capabilities_pointing_at_zero2_and_fsdp(deepspeed_installed):
+    problems = _errors(RECIPES / "tiny_omni_generation.yaml", ["distributed.num_processes=2",
+                                                              "distributed.strategy=deepspeed-zero3", _CONNECT_THEN_GENERATE])
+    assert [p.field for p in problems] == ["capabilities.image-generation", "capabilities.image-editing",
+                                           "capabilities.video-generation"], [p.message for p in problems]
+    assert "generates" in problems[0].message and "split the embedding weights" in problems[0].message
+    assert "deepspeed-zero2" in problems[0].hint and "strategy: fsdp" in problems[0].hint
+
+
+def test_zero2_plans_generation_whose_heads_train_in_a_stage_of_their_own(deepspeed_installed):
+    plan = _plan(RECIPES / "tiny_omni_generation.yaml", ["distributed.num_processes=2", "distributed.strategy=deepspeed-zero2",
+                                                        _CONNECT_THEN_GENERATE])
+    assert [stage["name"] for stage in plan["stages"]] == ["connect", "generate"]
+
+
+def test_zero2_refuses_generation_heads_trained_with_the_thinker_at_their_train_entries(deepspeed_installed):
+    # The recipe's own stage trains [thinker, image_projector, video_projector, query_tokens].
     problems = _errors(RECIPES / "tiny_omni_generation.yaml", ["distributed.num_processes=2",
                                                               "distributed.strategy=deepspeed-zero2"])
-    refused = {p.field: p for p in problems}
-    assert "generates" in refused["capabilities.image-generation"].message, [p.message for p in problems]
-    assert "strategy: fsdp" in refused["capabilities.image-generation"].hint
+    assert [p.field for p in problems] == ["stages[0].train[1]", "stages[0].train[2]", "stages[0].train[3]"], \
+        [p.message for p in problems]
+    assert "trains query_tokens with the thinker" in problems[2].message
+    assert "a stage before this one" in problems[2].hint
 
 
 _ALIGN_THEN_INSTRUCT = ("stages=[{name: align, capabilities: [video-understanding, podcast], "
