@@ -5,9 +5,11 @@ Layout of `RUN/final/` (written by `save_final`):
   weights of groups that trained in full beside it (the vision merger, the audio projection:
   `trained_modules.safetensors`, thinker-relative names), the processor, and `omni_runner_final.json` (`{"kind": "adapter", "base_model": "<folder>",
   "base_fingerprint": <tiny-model build or null>, "method": ...}`);
-  with `output.merge: true` also `final/merged/`: a complete Qwen2.5-Omni folder in which the tuned
-  thinker sits beside the base model's ORIGINAL talker, token2wav and speaker table, loadable with
-  `Qwen2_5OmniForConditionalGeneration.from_pretrained`, plus the processor.
+  with `output.merge: true` also `final/merged/`: a complete folder of the base's family in which the
+  tuned thinker (for Qwen3-Omni, its experts' adapters merged too) sits beside the base model's ORIGINAL
+  talker and speech decoder (Qwen2.5-Omni's token2wav and speaker table, Qwen3-Omni's code2wav), loadable
+  with `Qwen2_5OmniForConditionalGeneration` or `Qwen3OmniMoeForConditionalGeneration.from_pretrained`,
+  plus the processor.
 - with external encoders (`encoders.vision`/`encoders.audio`): their projectors in
   `external_encoders.safetensors` and the encoders' folders and projector settings in
   `external_encoders.json`, beside the model (and in `merged/`); `load_for_inference` rebuilds them.
@@ -28,7 +30,7 @@ Public API:
   `trained_modules` are the non-adapter weights a LoRA run trained (name → tensor, as the trainer's
   model names them).
 - `load_for_inference(path, device=None, *, decoders=False) -> LoadedModel`: `final/` (base + adapter),
-  `final/merged/` or any Qwen2.5-Omni folder; the model is in eval mode; `decoders` also loads the
+  `final/merged/` or any Qwen2.5-Omni or Qwen3-Omni folder; the model is in eval mode; `decoders` also loads the
   generation heads and their decoders.
 - `generate_text(model, processor, messages, max_new_tokens=128, tools=None, media=None, external=None) -> str`:
   greedy reply to a chat (`messages` in the chat-template form, media parts backed by the files in
@@ -49,6 +51,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from omni_runner.models.families import family_of
 from omni_runner.models.folders import atomic_folder
 from omni_runner.models.hf_env import (
     offline_hub,
@@ -121,7 +124,9 @@ def save_final(
     trained_modules: dict[str, Any] | None = None,
 ) -> Path:
     """Write `final/` for the finished run (see the module docstring for the layout)."""
-    base_is_omni = check_model_dir(loaded.model_dir).get("model_type") == "qwen2_5_omni"
+    model_type = check_model_dir(loaded.model_dir).get("model_type")
+    family = family_of(model_type)
+    base_is_complete = family is not None and model_type == family.complete_model_type
     with atomic_folder(Path(final_dir)) as staging, quiet_transformers(), saving_without_deepspeed_probe():
         if loaded.method in LORA_METHODS:
             loaded.model.save_pretrained(staging)
@@ -137,7 +142,7 @@ def save_final(
                 _write_omni_folder(loaded.model_dir, staging / MERGED_DIR, adapter_dir=staging)
             _write_manifest(staging, kind="adapter", method=loaded.method, **_base_record(loaded.model_dir))
         else:
-            if base_is_omni:
+            if base_is_complete:
                 _write_omni_folder(loaded.model_dir, staging, thinker_state=_cpu_state(loaded.thinker))
             else:
                 loaded.thinker.save_pretrained(staging)
@@ -167,17 +172,19 @@ def _write_omni_folder(
     adapter_dir: Path | None = None,
     thinker_state: dict[str, Any] | None = None,
 ) -> None:
-    """A complete Qwen2.5-Omni folder: the base's talker/token2wav beside a tuned thinker, given as a
-    LoRA `adapter_dir` to merge or a full `thinker_state`."""
+    """A complete Omni folder of the base's family: the base's talker and speech decoder (Qwen2.5-Omni's
+    token2wav, Qwen3-Omni's code2wav, where the base has them) beside a tuned thinker, given as a LoRA
+    `adapter_dir` to merge (with Qwen3-Omni, the experts' adapters too) or a full `thinker_state`."""
     offline_hub()
-    from transformers import Qwen2_5OmniForConditionalGeneration
+    import transformers
 
     if (adapter_dir is None) == (thinker_state is None):
         raise ValueError("give exactly one of adapter_dir and thinker_state")
     config = check_model_dir(base_dir)
-    if config.get("model_type") != "qwen2_5_omni":
+    family = family_of(config.get("model_type"))
+    if family is None or config["model_type"] != family.complete_model_type:
         raise ModelLoadError(
-            f"output.merge needs a full Qwen2.5-Omni base (thinker + talker); {base_dir} holds only a thinker."
+            f"output.merge needs a complete Omni base (thinker + talker); {base_dir} holds only a thinker."
         )
     if (config.get("quantization_config") or {}).get("quant_method") == "gptq":
         raise ModelLoadError(
@@ -185,7 +192,7 @@ def _write_omni_folder(
             "de-quantized exactly. Keep the adapter in final/ and load it on top of the base model instead."
         )
     with quiet_transformers():
-        full = Qwen2_5OmniForConditionalGeneration.from_pretrained(base_dir, dtype="auto", local_files_only=True)
+        full = getattr(transformers, family.complete_class).from_pretrained(base_dir, dtype="auto", local_files_only=True)
         if adapter_dir is not None:
             from peft import PeftModel
 

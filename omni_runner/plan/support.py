@@ -140,13 +140,9 @@ QWEN3_OMNI_GAPS: dict[str, Gap] = {
                     f"remove it (the base model's own towers read images, video and audio), {_QWEN3_SAME_AS}"),
     "decoders": Gap("generation decoders condition on the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
                     f"remove it, {_QWEN3_SAME_AS}"),
-    "merge": Gap("output.merge writes a complete Qwen2.5-Omni folder; merging into Qwen3-Omni is not wired",
-                 "remove output.merge: final/ keeps the adapter, which loads on the base model"),
     "use_audio_in_video": Gap("a video's audio track interleaved with its frames is not trained with Qwen3-Omni "
                               "(its audio tower is reached by no capability it trains)",
                               f"remove use_audio_in_video (the frames train without the track), {_QWEN3_SAME_AS}"),
-    "full": Gap("full fine-tuning of the Qwen3-Omni thinker is not trained by a test yet (LoRA is)",
-                "use training.method lora (training.lora.target_experts: true adapts the experts too)"),
     "quantization": Gap("quantized Qwen3-Omni bases (GPTQ, bitsandbytes, qlora) are not wired: its experts are fused "
                         "3-D weights, not the linear layers those backends quantize",
                         "use training.method lora or full with base_model.quantization none"),
@@ -161,6 +157,7 @@ def unsupported_diagnostics(recipe: Any, models: dict[str, PlannedModel]) -> lis
     return [
         *_base_model(recipe, models),
         *_qwen3_omni(recipe, models),
+        *_merge(recipe, models),
         *_experts(recipe, models),
         *_model_slots(recipe),
         *_encoders(recipe),
@@ -289,6 +286,30 @@ def _base_model(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
         )
 
 
+_KEEP_THE_ADAPTER = "remove output.merge: final/ keeps the adapter, which `omni-run chat` and peft load on the base model"
+
+
+def _merge(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
+    """`output.merge` writes a complete folder (thinker and talker) from the base's unquantized weights at the
+    end of the run; a base it cannot do that from is refused now, not after the training."""
+    data, base, path = recipe.data, models.get("base_model"), ("output", "merge")
+    if not (data.get("output") or {}).get("merge") or base is None:
+        return
+    if data["training"]["method"] == "full":
+        yield warning("output.merge has no effect with training.method full: final/ is the complete tuned folder",
+                      recipe.location(path), field_name(path))
+        return
+    stored = base.detection.quantization or ""
+    if stored.startswith("gptq"):
+        yield error(f"output.merge with a {stored} base: its weights cannot be de-quantized exactly, so the adapter "
+                    "cannot be merged into them", recipe.location(path), field_name(path),
+                    f"{_KEEP_THE_ADAPTER}; or train the unquantized model with base_model.quantization bnb-4bit "
+                    "(QLoRA), whose merge starts from the unquantized weights")
+    elif base.detection.model_type.endswith("_thinker"):
+        yield error("output.merge needs a complete Omni base (thinker and talker), and this folder holds only a thinker",
+                    recipe.location(path), field_name(path), f"{_KEEP_THE_ADAPTER}; or train from the complete model's folder")
+
+
 def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagnostic]:
     """Each part of the recipe a Qwen3-Omni base cannot train yet (QWEN3_OMNI_GAPS), at its line."""
     base = models.get("base_model")
@@ -311,11 +332,7 @@ def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
         if (spec or {}).get("use_audio_in_video"):
             path = ("datasets", name, "use_audio_in_video")
             yield _refusal(recipe, f"data set {name!r} sets use_audio_in_video {what}", QWEN3_OMNI_GAPS["use_audio_in_video"], path)
-    if (data.get("output") or {}).get("merge"):
-        yield _refusal(recipe, f"output.merge {what}", QWEN3_OMNI_GAPS["merge"], ("output", "merge"))
     training, base_section = data.get("training") or {}, data.get("base_model") or {}
-    if training.get("method") == "full":
-        yield _refusal(recipe, f"training.method full {what}", QWEN3_OMNI_GAPS["full"], ("training", "method"))
     if training.get("method") == "qlora":
         yield _refusal(recipe, f"training.method qlora {what}", QWEN3_OMNI_GAPS["quantization"], ("training", "method"))
     if base_section.get("quantization", "auto") not in ("auto", "none") or base.detection.quantization:

@@ -25,6 +25,16 @@ def _logits(model, processor):
         return model(**batch).logits
 
 
+def _nonzero_adapters(model) -> None:
+    """Random LoRA B matrices (peft starts them at zero), as after training; the model in eval mode."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def tuned(tiny_model_dir, tmp_path_factory):
     """A LoRA run's final folder with a merged copy; the adapters are non-zero, as after training."""
@@ -36,12 +46,7 @@ def tuned(tiny_model_dir, tmp_path_factory):
         },
     }
     loaded = load_for_training(data, tiny_model_dir)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in loaded.model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
-    loaded.model.eval()
+    _nonzero_adapters(loaded.model)
     final = save_final(loaded, tmp_path_factory.mktemp("run") / "final", merge=True)
     return loaded, final, _logits(loaded.model, loaded.processor)
 
@@ -134,22 +139,29 @@ def test_generate_text_returns_only_the_reply(tuned):
     assert "<|im_start|>" not in reply and "What is the weather" not in reply
 
 
-def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(tiny_model_dir, tmp_path):
-    from transformers import Qwen2_5OmniForConditionalGeneration
+# The built-in tiny model of each family: its fixture, and the class a complete folder of it loads as.
+FAMILIES = {"tiny-qwen2.5-omni": ("tiny_model_dir", "Qwen2_5OmniForConditionalGeneration"),
+            "tiny-qwen3-omni": ("tiny_qwen3_omni_dir", "Qwen3OmniMoeForConditionalGeneration")}
 
+
+@pytest.mark.parametrize("builtin", sorted(FAMILIES))
+def test_full_fine_tuning_writes_a_complete_omni_folder_with_the_tuned_weights(builtin, request, tmp_path):
+    import transformers
+
+    fixture, complete_class = FAMILIES[builtin]
     data = {
-        "base_model": {"path": "builtin:tiny-qwen2.5-omni"},
+        "base_model": {"path": f"builtin:{builtin}"},
         "training": {"method": "full"},
         "stages": [{"name": "s", "train": ["thinker"]}],
     }
-    loaded = load_for_training(data, tiny_model_dir)
+    loaded = load_for_training(data, request.getfixturevalue(fixture))
     tuned = loaded.thinker.lm_head.weight
     with torch.no_grad():
         tuned.mul_(2.0)
 
     final = save_final(loaded, tmp_path / "final")
 
-    reloaded = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
+    reloaded = getattr(transformers, complete_class).from_pretrained(final)
     assert torch.equal(reloaded.get_parameter("thinker.lm_head.weight"), tuned)
     assert json.loads((final / "omni_runner_final.json").read_text())["kind"] == "merged"
 
@@ -220,3 +232,27 @@ def test_saving_a_model_leaves_deepspeed_unimported(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
     assert (tmp_path / "model.safetensors").exists()
+
+
+QWEN3_LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "target_experts": True}
+
+
+def test_qwen3_omni_merges_attention_and_expert_adapters_into_a_complete_folder(tiny_qwen3_omni_dir, tmp_path):
+    from transformers import AutoProcessor, Qwen3OmniMoeForConditionalGeneration
+
+    loaded = load_for_training({"base_model": {"path": "builtin:tiny-qwen3-omni"},
+                                "training": {"method": "lora", "lora": QWEN3_LORA}}, tiny_qwen3_omni_dir)
+    _nonzero_adapters(loaded.model)
+    expected = _logits(loaded.model, loaded.processor)
+
+    final = save_final(loaded, tmp_path / "final", merge=True)
+
+    merged = Qwen3OmniMoeForConditionalGeneration.from_pretrained(final / MERGED_DIR)
+    base = Qwen3OmniMoeForConditionalGeneration.from_pretrained(tiny_qwen3_omni_dir)
+    torch.testing.assert_close(_logits(merged.thinker, AutoProcessor.from_pretrained(final / MERGED_DIR)), expected,
+                               atol=1e-5, rtol=1e-5)
+    experts = "thinker.model.language_model.layers.0.mlp.experts.gate_up_proj"
+    assert not torch.equal(merged.get_parameter(experts), base.get_parameter(experts))  # the experts' adapters merged
+    torch.testing.assert_close(_logits(load_for_inference(final / MERGED_DIR).model, loaded.processor), expected,
+                               atol=1e-5, rtol=1e-5)
+

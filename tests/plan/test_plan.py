@@ -299,3 +299,28 @@ def test_recovery_settings_with_nothing_to_act_on_are_warned_about(no_data_root)
     assert any(w.startswith("training.nan_policy.action: a rollback goes back to a checkpoint") for w in plan["warnings"])
     assert any(w.startswith("training.auto_micro_batch: micro_batch is already 1") for w in plan["warnings"])
     assert not any("training.nan_policy" in w or "auto_micro_batch" in w for w in _full_omni(no_data_root)["warnings"])
+
+
+def test_output_merge_on_a_gptq_base_is_refused_at_its_line(write_recipe, no_data_root):
+    path = write_recipe(f"extends: {RECIPES / 'full_omni.yaml'}\noutput:\n  merge: true\n")
+    [problem] = [e for e in _errors(path, no_data_root) if e.field == "output.merge"]
+    assert problem.location.line == 3 and "cannot be de-quantized" in problem.message
+    assert "bnb-4bit" in problem.hint
+
+
+def test_output_merge_on_a_thinker_only_base_is_refused_at_its_line(models: Path, write_recipe, tmp_path: Path):
+    config = json.loads((models / "qwen2.5-omni-7b" / "config.json").read_text())
+    thinker = tmp_path / "thinker-only"
+    thinker.mkdir()
+    (thinker / "config.json").write_text(json.dumps({**config["thinker_config"], "model_type": "qwen2_5_omni_thinker",
+                                                     "architectures": ["Qwen2_5OmniThinkerForConditionalGeneration"]}))
+    path = write_recipe(f"name: probe\nbase_model: {{path: {thinker}}}\n" + CHAT_AND_COT + "output:\n  merge: true\n")
+    [problem] = [e for e in _errors(path) if e.field == "output.merge"]
+    assert "holds only a thinker" in problem.message
+
+
+def test_output_merge_with_full_fine_tuning_is_a_warning_that_it_does_nothing(models: Path, write_recipe):
+    path = write_recipe(f"name: probe\nbase_model: {{path: {models / 'qwen2.5-omni-7b'}}}\n" + CHAT_AND_COT
+                        + "training:\n  method: full\noutput:\n  merge: true\nhardware:\n  vram_gb: 200\n")
+    warnings = compile_plan(load_recipe(path)).to_json()["warnings"]
+    assert any("output.merge has no effect with training.method full" in w for w in warnings)

@@ -78,14 +78,18 @@ def test_target_experts_on_a_dense_model_is_refused(write_recipe):
     ("stages:\n  - {name: s, train: [thinker]}\n  - {name: t, train: [talker]}\ndecoders:\n  speech: {freeze: false}\n",
      "stages[1].train[0]", "talker]"),
     ("encoders:\n  vision: {path: /absent/siglip2-so400m-patch16-512, kind: siglip2}\n", "encoders.vision", "vision:"),
-    ("output: {merge: true}\n", "output.merge", "merge:"),
     ("training: {method: qlora}\n", "training.method", "method:"),
-    ("training: {method: full}\n", "training.method", "method:"),
 ])
 def test_parts_qwen3_omni_does_not_train_are_refused_at_their_line(write_recipe, extra, field, needle):
     path = write_recipe("name: q3\n" + BASE + DATA + extra)
     errors = [e for e in _errors(path) if e.field == field]
     assert errors and errors[0].location.line == line_of(path, needle) and "Qwen3-Omni" in errors[0].message
+
+
+@pytest.mark.parametrize("training", ["training: {method: full}\n", LORA % ", target_experts: true"])
+def test_full_fine_tuning_and_merging_the_adapters_are_planned(write_recipe, training):
+    plan = _plan(write_recipe, "name: q3\n" + BASE + DATA + training + "output: {merge: true}\nhardware: {device: cpu}\n")
+    assert plan["stages"][0]["trainable"]
 
 
 def test_speech_out_and_a_videos_audio_track_are_refused(write_recipe):
