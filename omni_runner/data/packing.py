@@ -120,6 +120,16 @@ def _sample_positions(sample: Sample) -> Any:
     return torch.arange(len(sample))[None].expand(MROPE_AXES, len(sample))
 
 
+def _positions_dtype(samples: list[Sample]) -> Any:
+    """Integer positions, unless a sample's own are fractional: Qwen3-Omni places a video's frames at
+    their times (half positions at 2 frames a second, say) and the text after it at the next fraction,
+    which integer positions would floor into another rotation than the model's at inference."""
+    import torch
+
+    fractional = any(s.positions is not None and torch.is_floating_point(s.positions) for s in samples)
+    return torch.float32 if fractional else torch.long
+
+
 def media_batch(samples: list[Sample]) -> dict[str, Any]:
     """The samples' media tensors concatenated in sample order (empty when none has media)."""
     import torch
@@ -154,7 +164,7 @@ def _packed_rows(rows: list[list[Sample]], pad_id: int) -> dict[str, Any]:
     shape = (len(rows), length)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros((MROPE_AXES, *shape), dtype=torch.long)
+    position_ids = torch.zeros((MROPE_AXES, *shape), dtype=_positions_dtype([s for row in rows for s in row]))
     text_positions = torch.zeros(shape, dtype=torch.long)
     sequence_ids = torch.full(shape, PAD_SEQUENCE_ID, dtype=torch.long)
     token_capability = torch.full(shape, -1, dtype=torch.long)
@@ -214,7 +224,8 @@ def collate_varlen(rows: list[list[Sample]], pad_id: int, *, mrope: bool = True)
 
     batch = _packed_rows([[sample for row in rows for sample in row]], pad_id)
     text_positions = batch.pop("text_positions")
-    batch["position_ids"] = torch.cat([text_positions[None], batch["position_ids"]]) if mrope else text_positions
+    multimodal = batch["position_ids"]
+    batch["position_ids"] = torch.cat([text_positions[None].to(multimodal.dtype), multimodal]) if mrope else text_positions
     return batch
 
 
@@ -235,7 +246,7 @@ def collate_padded(samples: list[Sample], pad_id: int, *, mrope: bool = True) ->
         labels[r, : len(sample)] = torch.tensor(sample.labels)
         attention_mask[r, : len(sample)] = 1
         token_capability[r, : len(sample)] = capabilities.index(sample.capability)
-    position_ids = torch.arange(length).expand(MROPE_AXES, *shape).clone()
+    position_ids = torch.arange(length, dtype=_positions_dtype(samples)).expand(MROPE_AXES, *shape).clone()
     for r, sample in enumerate(samples):
         if sample.media:
             position_ids[:, r, : len(sample)] = _sample_positions(sample)

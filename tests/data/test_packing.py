@@ -212,6 +212,19 @@ def test_varlen_positions_give_flash_attention_one_sequence_per_sample():
     assert torch.equal(batch["position_ids"][1:], text_positions.expand(3, 1, 9))  # text samples' rotary ids
 
 
+def test_fractional_positions_of_a_media_sample_survive_every_layout():
+    """Qwen3-Omni places a video's frames at their times: half positions stay halves, in any batch layout."""
+    import torch
+
+    video = Sample([5, 6, 7, 8], [-100, 6, 7, 8], "c", "d", "d:1", media={"video_grid_thw": torch.tensor([[1, 2, 2]])},
+                   positions=torch.tensor([0.0, 1.0, 1.5, 2.5]).expand(3, 4))
+    text = Sample([5, 6], [-100, 6], "c", "d", "d:2")
+    for batch in (collate_packed([[video, text]], 0), collate_padded([video, text], 0), collate_varlen([[video, text]], 0)):
+        assert batch["position_ids"].dtype == torch.float32
+        assert batch["position_ids"][-1, 0, :4].tolist() == [0.0, 1.0, 1.5, 2.5]
+    assert collate_packed([[text]], 0)["position_ids"].dtype == torch.long
+
+
 def test_sliding_window_mask_sees_only_the_last_window_tokens_of_the_same_sample():
     import torch
 

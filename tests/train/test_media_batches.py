@@ -1,5 +1,6 @@
-"""Media batches on the real tiny model: packing keeps each media sample's loss, positions match the
-model's own, gradients reach exactly the groups that train, and DataLoader workers change nothing."""
+"""Media batches on the real tiny models (Qwen2.5-Omni and Qwen3-Omni): packing keeps each media sample's
+loss, positions match the model's own (a video's audio track interleaved with its frames included),
+gradients reach exactly the groups that train, and DataLoader workers change nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from omni_runner.data.mixer import Draw
 from omni_runner.data.packing import collate_packed, collate_padded
 from omni_runner.data.sources import build_sources
 from omni_runner.data.stream import SamplePreparer, SampleStream, mixer_for
+from omni_runner.models.families import family_of
 from omni_runner.models.load import load_for_training
 from omni_runner.recipe import load_recipe
 from omni_runner.train.losses import shifted_targets, token_losses
@@ -22,9 +24,11 @@ pytestmark = pytest.mark.slow
 GROUPS = ["thinker", "vision_merger", "audio_projection"]
 
 
-@pytest.fixture(scope="module")
-def recipe():
-    return load_recipe(REPO / "recipes" / "tiny_omni_media.yaml", overrides=["training.method=lora"]).data
+@pytest.fixture(scope="module", params=["tiny-qwen2.5-omni", "tiny-qwen3-omni"])
+def recipe(request):
+    """The tiny media recipe's data sets on each family's tiny model, LoRA on the language model."""
+    base = [f"base_model.path=builtin:{request.param}", f"base_model.architecture={request.param}"]
+    return load_recipe(REPO / "recipes" / "tiny_omni_media.yaml", overrides=["training.method=lora", *base]).data
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +100,11 @@ def test_gradients_reach_what_trains_and_nothing_else(loaded, samples):
     _token_losses(loaded, batch).sum().backward()
     trained = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
     reached = {n for n, p in loaded.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    family = family_of(loaded.thinker.config.model_type)
     assert reached <= trained
-    assert {n for n in trained if ".visual.merger." in n} <= reached
-    assert {n for n in trained if ".audio_tower.proj." in n or ".audio_tower.ln_post." in n} <= reached
+    assert {n for n in trained if ".visual.merger." in n} <= reached  # Qwen3-Omni's deepstack mergers see only some layers
+    assert {n for n in trained if any(f".audio_tower.{m}." in n for m in family.audio_projection)} <= reached
+    assert any(f".audio_tower.{m}." in n for n in trained for m in family.audio_projection)
     assert any("lora_B" in n and "language_model" in n for n in reached)
     assert not any(".visual.blocks." in n or ".audio_tower.layers." in n for n in trained)
     loaded.model.zero_grad(set_to_none=True)
