@@ -74,6 +74,8 @@ PROJECTOR_GROUPS = ("vision_projector", "audio_projector")
 # adapters) and the learnable queries, beside the thinker.
 GENERATION_GROUPS = ("image_projector", "video_projector", "query_tokens")
 LORA_METHODS = ("lora", "qlora")
+# The batch inputs that run each of `LoadedModel.towers`, in its order: the vision tower, the audio tower.
+TOWER_INPUTS = (("pixel_values", "pixel_values_videos"), ("input_features",))
 # What the forward takes from a collated batch; the media tensors only when present (the external
 # encoders' inputs become `inputs_embeds` in `LoadedModel.forward_inputs`).
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw",
@@ -138,7 +140,7 @@ class LoadedModel:
 
     @property
     def towers(self) -> list[Any]:
-        """The thinker's own vision and audio towers."""
+        """The thinker's own vision and audio towers (the batch inputs that run each: `TOWER_INPUTS`)."""
         return [self.thinker.model.visual, self.thinker.model.audio_tower]
 
     def named_parameters(self) -> Iterator[tuple[str, Any]]:

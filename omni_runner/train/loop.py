@@ -45,6 +45,7 @@ from omni_runner.models.generation import (
 )
 from omni_runner.models.load import (
     LORA_METHODS,
+    TOWER_INPUTS,
     ModelLoadError,
     load_for_training,
     resolve_device,
@@ -368,8 +369,10 @@ class Trainer:
         totals = self.ranks.sum(torch.tensor([
             sum(count_targets(b["labels"]) for b in micro_batches),
             sum(len(part["targets"]) for b in micro_batches for part in b.get("generation", {}).values()),
+            *(sum(any(key in b for key in keys) for b in micro_batches) for keys in TOWER_INPUTS),
         ], dtype=torch.float64))
         target_tokens, generated = int(totals[0]), int(totals[1])
+        towers_fed = [bool(count) for count in totals[2:]]
         lm_weights = torch.tensor([self.loss_weights[c]["lm"] for c in capabilities], dtype=torch.float64)
         sums = torch.zeros(len(capabilities), dtype=torch.float64)
         counts = torch.zeros(len(capabilities), dtype=torch.float64)
@@ -406,6 +409,7 @@ class Trainer:
         input_tokens, samples = int(totals[4 * n]), int(totals[4 * n + 1])
         loss_value = float((sums * lm_weights).sum() / counts.sum().clamp(min=1))
         loss_value += sum(self.loss_weights[c]["denoising"] * float(d) for c, d in zip(capabilities, denoised)) / max(1, generated)
+        self._forget_unfed_towers(towers_fed)
         grad_norm, lr = self._apply_gradients(loss_value)
         self.progress.tokens += input_tokens
         self.progress.samples += samples
@@ -456,6 +460,19 @@ class Trainer:
             for capability, value in zip(part["capabilities"], per_sample.detach().tolist(), strict=True):
                 collected.setdefault(capability, []).append(value)
         return total
+
+    def _forget_unfed_towers(self, fed: list[bool]) -> None:
+        """Under FSDP2 a tower in the root unit hands in a zero gradient on a rank whose batch lacked its
+        medium (`sharding.shard`). Where no rank's batch held it this step, those zeros are dropped, so that
+        AdamW leaves the tower's weights and moments alone, as in one process and under DDP: stepped on a
+        zero gradient, its moments would decay and its bias correction advance, shrinking the next real
+        update."""
+        if not self.ranks.sharded:
+            return
+        for tower, was_fed in zip(self.loaded.towers, fed, strict=True):
+            if not was_fed:
+                for parameter in tower.parameters():
+                    parameter.grad = None
 
     def realign_step(self, stage: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step of a talker_realign stage (train/talker_realign.py): the talker adapter
