@@ -140,9 +140,6 @@ QWEN3_OMNI_GAPS: dict[str, Gap] = {
                     f"remove it (the base model's own towers read images, video and audio), {_QWEN3_SAME_AS}"),
     "decoders": Gap("generation decoders condition on the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
                     f"remove it, {_QWEN3_SAME_AS}"),
-    "use_audio_in_video": Gap("a video's audio track interleaved with its frames is not trained with Qwen3-Omni "
-                              "(its audio tower is reached by no capability it trains)",
-                              f"remove use_audio_in_video (the frames train without the track), {_QWEN3_SAME_AS}"),
     "quantization": Gap("quantized Qwen3-Omni bases (GPTQ, bitsandbytes, qlora) are not wired: its experts are fused "
                         "3-D weights, not the linear layers those backends quantize",
                         "use training.method lora or full with base_model.quantization none"),
@@ -328,10 +325,6 @@ def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
         for slot, spec in sorted((data.get(section) or {}).items()):
             if spec is not None and not (section == "encoders" and slot == "asr"):  # ASR only transcribes data
                 yield _refusal(recipe, f"{section}.{slot} {what}", QWEN3_OMNI_GAPS[section], (section, slot))
-    for name, spec in sorted((data.get("datasets") or {}).items()):
-        if (spec or {}).get("use_audio_in_video"):
-            path = ("datasets", name, "use_audio_in_video")
-            yield _refusal(recipe, f"data set {name!r} sets use_audio_in_video {what}", QWEN3_OMNI_GAPS["use_audio_in_video"], path)
     training, base_section = data.get("training") or {}, data.get("base_model") or {}
     if training.get("method") == "qlora":
         yield _refusal(recipe, f"training.method qlora {what}", QWEN3_OMNI_GAPS["quantization"], ("training", "method"))

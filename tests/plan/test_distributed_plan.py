@@ -132,8 +132,10 @@ def test_deepspeed_plans_qwen3_omni_experts_with_its_towers_frozen(deepspeed_ins
     overrides = ["distributed.num_processes=2", f"distributed.strategy={strategy}",
                  "stages=[{name: text-images-video, train: [thinker]}]"]
     assert _plan(RECIPES / "tiny_qwen3_omni.yaml", overrides)["distributed"]["strategy"] == strategy
-    [merger] = _errors(RECIPES / "tiny_qwen3_omni.yaml", overrides[:2])  # the recipe's own stage trains its merger
+    # The recipe's own stage trains the vision mergers and the audio projection.
+    merger, projection = _errors(RECIPES / "tiny_qwen3_omni.yaml", overrides[:2])
     assert merger.field == "stages[0].train[1]" and "trains vision_merger" in merger.message
+    assert projection.field == "stages[0].train[2]" and "trains audio_projection" in projection.message
 
 
 @pytest.mark.parametrize("group", ["vision_merger", "audio_tower"])

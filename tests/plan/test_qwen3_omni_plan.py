@@ -92,8 +92,7 @@ def test_full_fine_tuning_and_merging_the_adapters_are_planned(write_recipe, tra
     assert plan["stages"][0]["trainable"]
 
 
-def test_speech_out_and_a_videos_audio_track_are_refused(write_recipe):
+def test_speech_out_is_refused_and_a_videos_audio_track_is_planned(write_recipe):
     path = write_recipe("name: q3\n" + BASE + "datasets:\n  talk: {path: t.jsonl, format: sharegpt, use_audio_in_video: true}\n"
-                        + "capabilities:\n  podcast: {datasets: [talk]}\n")
-    fields = {e.field for e in _errors(path)}
-    assert {"capabilities.podcast", "datasets.talk.use_audio_in_video"} <= fields
+                        + "capabilities:\n  podcast: {datasets: [talk]}\n  video-understanding: {datasets: [talk]}\n")
+    assert {e.field for e in _errors(path)} == {"capabilities.podcast"}

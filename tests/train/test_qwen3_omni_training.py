@@ -1,7 +1,7 @@
 """Qwen3-Omni trains through the same data and media path as Qwen2.5-Omni: short real runs of
-recipes/tiny_qwen3_omni.yaml (text, images and video), with LoRA on attention and on every expert and the
-vision mergers in full (its adapters merged into a complete folder at the end), and with full fine-tuning;
-each resumes exactly from its mid-run checkpoint."""
+recipes/tiny_qwen3_omni.yaml (text, images, and videos with and without their sound track), with LoRA
+on attention and on every expert and the towers' projections in full (its adapters merged into a
+complete folder at the end), and with full fine-tuning; each resumes exactly from its mid-run checkpoint."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _experts_moved(folder, base) -> bool:
     return not torch.equal(tuned, Qwen3OmniMoeForConditionalGeneration.from_pretrained(base).get_parameter(EXPERTS))
 
 
-def test_text_images_and_video_train_with_lora_on_attention_and_experts(qwen3_run):
+def test_text_images_video_and_sound_tracks_train_with_lora_on_attention_and_experts(qwen3_run):
     steps = [e for e in read_events(qwen3_run.events) if e["type"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, STEPS + 1))
     assert all(math.isfinite(e["loss"]) for e in steps)
@@ -73,8 +73,10 @@ def test_text_images_and_video_train_with_lora_on_attention_and_experts(qwen3_ru
     with safe_open(final / "adapter_model.safetensors", "pt") as adapter:
         names = list(adapter.keys())
     assert any(".mlp.experts." in name for name in names) and any(".self_attn.q_proj." in name for name in names)
+    assert [e for e in read_events(qwen3_run.events) if e["type"] == "data"][-1]["seen_by_dataset"]["beeping"] > 0
     with safe_open(final / "trained_modules.safetensors", "pt") as trained:
         assert any("merger_list" in name for name in trained.keys())  # the deepstack mergers train in full
+        assert any("audio_tower.proj1" in name for name in trained.keys())  # reached by the videos' sound tracks
     assert json.loads((final / "adapter_config.json").read_text())["target_parameters"]
 
 
