@@ -2,7 +2,8 @@
 
 The same model that `base_model.path: builtin:tiny-qwen2.5-omni` builds into the cache, placed where
 the user wants it (to inspect it, ship it, or point a recipe at it). `--model tiny-qwen3-omni` builds the
-tiny Qwen3-Omni (mixture-of-experts thinker) base instead; `--model` also builds one of the tiny encoders: `tiny-siglip2` (`encoders.vision`), `tiny-whisper` (`encoders.audio`) or
+tiny Qwen3-Omni (mixture-of-experts thinker) base instead; `--model` also builds one of the tiny encoders: `tiny-siglip2` or `tiny-clip` (`encoders.vision`; the tiny CLIP
+also scores images for `omni-run eval --clip`), `tiny-whisper` (`encoders.audio`) or
 `tiny-parakeet` (`encoders.asr`), each from its real transformers classes with random weights; or one
 of the tiny decoders: `tiny-sd3` (`decoders.image`) or `tiny-svd` (`decoders.video`), diffusers
 pipeline folders from the real diffusers classes with random weights. `--kind sd3` is `--model tiny-sd3`.
@@ -21,7 +22,7 @@ from omni_runner.models.tiny_decoders import TINY_DECODERS
 HELP = "Build the tiny, randomly initialised Qwen2.5-Omni model (with its processor) into a folder."
 
 
-TINY_MODELS = ("tiny-qwen2.5-omni", "tiny-qwen3-omni", "tiny-siglip2", "tiny-whisper", "tiny-parakeet", "tiny-sd3", "tiny-svd")
+TINY_MODELS = ("tiny-qwen2.5-omni", "tiny-qwen3-omni", "tiny-siglip2", "tiny-clip", "tiny-whisper", "tiny-parakeet", "tiny-sd3", "tiny-svd")
 TINY_PREFIX = "tiny-"
 
 

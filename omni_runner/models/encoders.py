@@ -1,7 +1,8 @@
-"""External encoders: a frozen SigLIP(2) or Whisper encoder and a trained projector into the thinker.
+"""External encoders: a frozen SigLIP(2), CLIP or Whisper encoder and a trained projector into the thinker.
 
-LLaVA's recipe, for encoders the base model does not have: the encoder's last hidden states are
-pooled (`projector.pool` neighbouring tokens averaged: k x k patches, or consecutive 20 ms frames),
+LLaVA's recipe, for encoders the base model does not have: the encoder's last hidden states (CLIP's
+penultimate ones without the class token, as LLaVA takes them: its last layer is shaped for the
+contrastive class token) are pooled (`projector.pool` neighbouring tokens averaged: k x k patches, or consecutive 20 ms frames),
 a projector (two-layer MLP with GELU, or one linear layer) maps them to the language model's width,
 and the results replace the token embeddings at the medium's placeholder tokens (expanded to the
 right count by `omni_runner/data/external.py`). The encoders stay frozen and run without gradients;
@@ -19,7 +20,7 @@ Public API:
 - `save_projectors(encoders, folder)`, `load_projectors(folder, thinker, device, dtype) -> ExternalEncoders | None`:
   `final/external_encoders.json` (encoder folders and projector settings) and
   `final/external_encoders.safetensors` (projector weights).
-- `resolve_encoder_dir(path_value, recipe_dir)`: `builtin:tiny-siglip2` / `builtin:tiny-whisper` build the tiny ones.
+- `resolve_encoder_dir(path_value, recipe_dir)`: `builtin:tiny-siglip2` / `builtin:tiny-clip` / `builtin:tiny-whisper` build the tiny ones.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from omni_runner.paths import is_builtin
 PART_NAME = "external_encoders"  # final/external_encoders.{json,safetensors}
 SETTINGS_FILE, WEIGHTS_FILE = f"{PART_NAME}.json", f"{PART_NAME}.safetensors"
 VISION_TYPES = {"siglip": "SiglipVisionModel", "siglip_vision_model": "SiglipVisionModel",
-                "siglip2": "Siglip2VisionModel", "siglip2_vision_model": "Siglip2VisionModel"}
+                "siglip2": "Siglip2VisionModel", "siglip2_vision_model": "Siglip2VisionModel",
+                "clip": "CLIPVisionModel", "clip_vision_model": "CLIPVisionModel"}
+CLASS_TOKEN_TYPES = ("clip_vision_model",)  # vision encoders whose sequence starts with a class token
 AUDIO_TYPES = {"whisper": "WhisperModel"}
 GROUP_OF_SLOT = {"vision": "vision_projector", "audio": "audio_projector"}
 
@@ -76,6 +79,7 @@ class ProjectedEncoder(nn.Module):
         self.inputs = inputs  # VisionInputs / AudioInputs: the workers' half, kept here to share settings
         self.settings = settings
         self.pool = inputs.pool  # the pooling kernel: k for k x k patches, or a count of frames
+        self.class_token = encoder.config.model_type in CLASS_TOKEN_TYPES
 
     def train(self, mode: bool = True) -> ProjectedEncoder:
         super().train(mode)
@@ -93,7 +97,10 @@ class ProjectedEncoder(nn.Module):
         if "external_pixel_attention_mask" in batch:
             arguments.update(pixel_attention_mask=batch["external_pixel_attention_mask"],
                              spatial_shapes=batch["external_spatial_shapes"])
-        hidden = self.encoder(**arguments).last_hidden_state
+        if self.class_token:
+            hidden = self.encoder(**arguments, output_hidden_states=True).hidden_states[-2][:, 1:]
+        else:
+            hidden = self.encoder(**arguments).last_hidden_state
         pooled = []
         for states, (h, w) in zip(hidden, batch["external_spatial_shapes"].tolist(), strict=True):
             grid = states[: h * w].reshape(h, w, -1).permute(2, 0, 1)[None]

@@ -122,7 +122,7 @@ IGNORED_FIELDS: dict[tuple[str, ...], Gap] = {
 }
 
 # `encoders.*.kind` values the trainer loads (models/encoders.py picks the class from the folder's config).
-LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "siglip"), "audio": ("whisper",)}
+LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "siglip", "clip"), "audio": ("whisper",)}
 
 # Base-model types the trainer loads (omni_runner/models/load.py loads the thinker; models/families.py).
 QWEN3_OMNI_TYPES: tuple[str, ...] = ("qwen3_omni_moe", "qwen3_omni_moe_thinker")

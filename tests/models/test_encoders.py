@@ -1,6 +1,7 @@
 """External encoders: the tokens the data side makes room for are the tokens the projector produces,
-for the tiny SigLIP2 (images, video frames), a fixed-size SigLIP, and the tiny Whisper (clips longer
-than its 30 s window); and the projectors survive `final/`."""
+for the tiny SigLIP2 (images, video frames), a fixed-size SigLIP, the tiny CLIP (its penultimate patch
+states, without the class token) and the tiny Whisper (clips longer than its 30 s window); and the
+projectors survive `final/`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def siglip2_dir(_omni_runner_cache: Path) -> Path:
     from omni_runner.models.tiny_encoders import ensure_tiny_encoder
 
     return ensure_tiny_encoder("tiny-siglip2")
+
+
+@pytest.fixture(scope="session")
+def clip_dir(_omni_runner_cache: Path) -> Path:
+    from omni_runner.models.tiny_encoders import ensure_tiny_encoder
+
+    return ensure_tiny_encoder("tiny-clip")
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +77,16 @@ def test_a_fixed_resolution_siglip_checkpoint_is_read_on_its_patch_grid(tmp_path
     assert encoder(tensors).shape == (4, LM_WIDTH)
 
 
+def test_clip_hands_the_projector_its_penultimate_patch_states_without_the_class_token(clip_dir):
+    encoder = _encoder("vision", clip_dir, 4)
+    tensors, tokens = encoder.inputs.encode([_picture(100, 30), _picture(64, 64)])  # center-cropped to 64 x 64
+    assert tokens == 2 * 4  # a 4 x 4 patch grid each, 2 x 2 pooled
+    states = encoder.encoder(pixel_values=tensors["external_pixel_values"], output_hidden_states=True).hidden_states[-2]
+    patches = states[:, 1:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
+    pooled = torch.nn.functional.avg_pool2d(patches, 2).flatten(2).transpose(1, 2).reshape(tokens, -1)
+    torch.testing.assert_close(encoder(tensors), encoder.projector(pooled))
+
+
 def test_whisper_reads_a_long_clip_in_30_second_windows(whisper_dir):
     encoder = _encoder("audio", whisper_dir, 4)
     clip = np.random.default_rng(0).normal(0, 0.1, 16000 * 40).astype(np.float32)
@@ -104,8 +122,8 @@ def test_a_final_folder_without_external_encoders_has_none(tmp_path):
     assert load_projectors(tmp_path, LM_WIDTH, torch.device("cpu"), torch.float32) is None
 
 
-@pytest.mark.parametrize("name", ["tiny-siglip2", "tiny-whisper"])
-def test_tiny_model_command_builds_the_cached_encoder_bit_for_bit(name, siglip2_dir, whisper_dir, tmp_path):
+@pytest.mark.parametrize("name", ["tiny-siglip2", "tiny-clip", "tiny-whisper"])
+def test_tiny_model_command_builds_the_cached_encoder_bit_for_bit(name, siglip2_dir, clip_dir, whisper_dir, tmp_path):
     import argparse
     import hashlib
 
@@ -114,6 +132,6 @@ def test_tiny_model_command_builds_the_cached_encoder_bit_for_bit(name, siglip2_
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     assert command.run(parser.parse_args([str(tmp_path / name), "--model", name])) == 0
-    cached = {"tiny-siglip2": siglip2_dir, "tiny-whisper": whisper_dir}[name]
+    cached = {"tiny-siglip2": siglip2_dir, "tiny-clip": clip_dir, "tiny-whisper": whisper_dir}[name]
     digest = lambda folder: hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # noqa: E731
     assert digest(tmp_path / name) == digest(cached)

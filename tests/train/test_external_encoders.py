@@ -1,5 +1,6 @@
-"""External encoders train through their projectors: an align stage moves nothing else, the projectors
-resume exactly, and `final/` gives them back to chat. Short real runs of recipes/tiny_omni_encoders.yaml."""
+"""External encoders train through their projectors: an align stage moves nothing else (with SigLIP2 or
+CLIP for vision), the projectors resume exactly, and `final/` gives them back to chat. Short real runs of
+recipes/tiny_omni_encoders.yaml."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ SHORT = [
 RECIPE = REPO / "recipes" / "tiny_omni_encoders.yaml"
 
 
-def _prepare(folder: Path) -> RunDir:
-    return prepare_run(RECIPE, SHORT, None, run_dir=folder / "run")
+# The recipe's vision encoder, or the tiny CLIP in its place (its 4 x 4 patch grid pooled 2 x 2 as well).
+VISION = {"siglip2": [], "clip": ["encoders.vision.path=builtin:tiny-clip", "encoders.vision.kind=clip"]}
+
+
+def _prepare(folder: Path, vision: str = "siglip2") -> RunDir:
+    return prepare_run(RECIPE, [*SHORT, *VISION[vision]], None, run_dir=folder / "run")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +43,11 @@ def encoders_run(tmp_path_factory) -> RunDir:
     return run
 
 
-def test_an_align_stage_changes_only_the_projectors(tmp_path):
+@pytest.mark.parametrize("vision", sorted(VISION))
+def test_an_align_stage_changes_only_the_projectors(vision, tmp_path):
     from omni_runner.train.loop import Trainer
 
-    run = _prepare(tmp_path)
+    run = _prepare(tmp_path, vision)
     trainer_ = Trainer(run, resume=False)
     trainer_.setup()
     try:
