@@ -16,7 +16,9 @@ from typing import Any
 
 from omni_runner.capabilities import DATASET_FORMATS
 from omni_runner.commands.run_options import add_runs_dir_option
-from omni_runner.paths import is_builtin
+from omni_runner.paths import BUILTIN_PREFIX, is_builtin
+
+TINY_CLIP = f"{BUILTIN_PREFIX}tiny-clip"
 
 HELP = "Score a run's model (or a model folder) on evaluation suites, optionally against its base model."
 
@@ -40,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include", metavar="DIR", action="append", default=[],
                         help="lm-eval: a folder of task YAML files (repeatable); with it, only these tasks are indexed")
     parser.add_argument("--num-fewshot", type=int, default=None, help="lm-eval: few-shot examples per prompt (default: the task's)")
-    parser.add_argument("--clip", metavar="PATH", default=None, help="generation: a local CLIP model folder to score images with")
+    parser.add_argument("--clip", metavar="PATH", default=None,
+                        help=f"generation: a local CLIP model folder to score images with ({TINY_CLIP}: the tiny random one)")
     parser.add_argument("--steps", type=int, default=28, help="generation: denoising steps per image (default 28)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the best available)")
     add_runs_dir_option(parser)
@@ -59,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--data and --format go together: the file's records and their format")
     if args.data is not None and not is_builtin(args.data) and not Path(args.data).exists():
         return _fail(f"--data {args.data}: no such file or folder")
-    if args.clip is not None and not Path(args.clip).is_dir():
+    if args.clip is not None and args.clip != TINY_CLIP and not Path(args.clip).is_dir():
         return _fail(f"--clip {args.clip}: no such folder (give a local CLIP model folder, e.g. a download of "
-                     "openai/clip-vit-base-patch32)")
+                     f"openai/clip-vit-base-patch32, or {TINY_CLIP})")
     try:
         suites = parse_suites(args.suite)
         target = resolve_target(args.target, args.checkpoint, args.runs_dir)
@@ -91,6 +94,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _clip_folder(clip: str | None) -> str | None:
+    """`--clip` as a folder: the tiny CLIP is built into the cache on first use."""
+    if clip != TINY_CLIP:
+        return clip
+    from omni_runner.models.tiny_encoders import ensure_tiny_encoder
+
+    return str(ensure_tiny_encoder(TINY_CLIP.removeprefix(BUILTIN_PREFIX)))
+
+
 def _context_settings(args: argparse.Namespace, recipe: dict[str, Any] | None) -> dict[str, Any]:
     settings = (recipe or {}).get("eval") or {}
     return {
@@ -110,7 +122,7 @@ def _evaluate(args: argparse.Namespace, suites: list[Any], target: Any, failed: 
     from omni_runner.eval.suites import SuiteContext, SuiteError, run_suite
     from omni_runner.eval.target import load_base, load_target
 
-    options = {"tasks": args.tasks, "include": args.include, "num_fewshot": args.num_fewshot, "clip": args.clip,
+    options = {"tasks": args.tasks, "include": args.include, "num_fewshot": args.num_fewshot, "clip": _clip_folder(args.clip),
                "steps": args.steps, "model_path": target.model_path, "load_base": lambda: load_base(target, args.device)}
     settings = _context_settings(args, target.recipe)
 

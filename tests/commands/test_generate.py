@@ -1,7 +1,7 @@
 """`omni-run generate` on one real tiny run trained through both decoders (SD3 for images and edits,
-SVD for videos): the files it writes, their sizes, determinism, and its refusals. The run's targets
-are put in the latent cache by `omni-run data prepare` first, so it also shows that training then
-reads every target from there."""
+SVD for videos): the files it writes, their sizes, determinism, and its refusals; and `omni-run eval`'s
+CLIP score of its drawings, with the tiny CLIP. The run's targets are put in the latent cache by
+`omni-run data prepare` first, so it also shows that training then reads every target from there."""
 
 from __future__ import annotations
 
@@ -127,6 +127,16 @@ def test_video_writes_an_mp4_of_the_trained_frame_count(drawing_run, tmp_path):
 
     with av.open(str(tmp_path / "v.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == frames
+
+
+def test_eval_scores_the_drawn_images_against_their_prompts_with_clip(drawing_run, capsys):
+    import json
+
+    arguments = ["eval", str(drawing_run), "--suite", "generation", "--clip", "builtin:tiny-clip", "--json",
+                 "--data", "builtin:tiny-media/image_gen_train.jsonl", "--format", "image-caption", "--max-samples", "2"]
+    assert main([*arguments, *STEPS]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"].values()
+    assert result["n"] == 2 and 0.0 <= result["clip_score"] <= 100.0
 
 
 def test_a_run_without_decoders_is_refused_with_the_reason(tmp_path, capsys):
