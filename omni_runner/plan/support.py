@@ -128,18 +128,15 @@ LOADED_ENCODER_KINDS: dict[str, tuple[str, ...]] = {"vision": ("siglip2", "sigli
 QWEN3_OMNI_TYPES: tuple[str, ...] = ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
 TRAINED_BASE_MODEL_TYPES: tuple[str, ...] = ("qwen2_5_omni", "qwen2_5_omni_thinker", *QWEN3_OMNI_TYPES)
 
-# What the trainer does not do with a Qwen3-Omni base (its thinker trains text, images and video with LoRA
-# on attention and optionally the experts): refused where the recipe names it.
+# What the trainer does not do with a Qwen3-Omni base (its thinker trains text, images, video and a video's
+# sound track, through its own towers or external encoders, and drives the generation decoders, with LoRA
+# on attention and optionally the experts, or in full): refused where the recipe names it.
 _QWEN3_SAME_AS = "or use a Qwen2.5-Omni base, which has it"
 QWEN3_OMNI_GAPS: dict[str, Gap] = {
     "audio_out": Gap("Qwen3-Omni's talker and code2wav are not wired: no speech reply is spoken, scored or realigned",
                      f"train a capability without speech out, {_QWEN3_SAME_AS}"),
     "talker": Gap("the talker realign objective is written for Qwen2.5-Omni's talker; Qwen3-Omni's multi-codebook "
                   "MoE talker is not wired", "remove talker from train"),
-    "encoders": Gap("external encoders feed the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
-                    f"remove it (the base model's own towers read images, video and audio), {_QWEN3_SAME_AS}"),
-    "decoders": Gap("generation decoders condition on the Qwen2.5-Omni thinker only; with Qwen3-Omni they are not wired",
-                    f"remove it, {_QWEN3_SAME_AS}"),
     "quantization": Gap("quantized Qwen3-Omni bases (GPTQ, bitsandbytes, qlora) are not wired: its experts are fused "
                         "3-D weights, not the linear layers those backends quantize",
                         "use training.method lora or full with base_model.quantization none"),
@@ -321,10 +318,6 @@ def _qwen3_omni(recipe: Any, models: dict[str, PlannedModel]) -> Iterator[Diagno
         if "talker" in (stage.get("train") or ()):
             path = ("stages", index, "train", stage["train"].index("talker"))
             yield _refusal(recipe, f"stage {stage['name']!r} trains the talker {what}", QWEN3_OMNI_GAPS["talker"], path)
-    for section in ("encoders", "decoders"):
-        for slot, spec in sorted((data.get(section) or {}).items()):
-            if spec is not None and not (section == "encoders" and slot == "asr"):  # ASR only transcribes data
-                yield _refusal(recipe, f"{section}.{slot} {what}", QWEN3_OMNI_GAPS[section], (section, slot))
     training, base_section = data.get("training") or {}, data.get("base_model") or {}
     if training.get("method") == "qlora":
         yield _refusal(recipe, f"training.method qlora {what}", QWEN3_OMNI_GAPS["quantization"], ("training", "method"))

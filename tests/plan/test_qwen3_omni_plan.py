@@ -77,7 +77,6 @@ def test_target_experts_on_a_dense_model_is_refused(write_recipe):
 @pytest.mark.parametrize(("extra", "field", "needle"), [
     ("stages:\n  - {name: s, train: [thinker]}\n  - {name: t, train: [talker]}\ndecoders:\n  speech: {freeze: false}\n",
      "stages[1].train[0]", "talker]"),
-    ("encoders:\n  vision: {path: /absent/siglip2-so400m-patch16-512, kind: siglip2}\n", "encoders.vision", "vision:"),
     ("training: {method: qlora}\n", "training.method", "method:"),
 ])
 def test_parts_qwen3_omni_does_not_train_are_refused_at_their_line(write_recipe, extra, field, needle):
@@ -90,6 +89,16 @@ def test_parts_qwen3_omni_does_not_train_are_refused_at_their_line(write_recipe,
 def test_full_fine_tuning_and_merging_the_adapters_are_planned(write_recipe, training):
     plan = _plan(write_recipe, "name: q3\n" + BASE + DATA + training + "output: {merge: true}\nhardware: {device: cpu}\n")
     assert plan["stages"][0]["trainable"]
+
+
+def test_external_encoders_and_generation_decoders_are_planned(write_recipe):
+    extra = ("encoders:\n  vision: {path: /absent/siglip2-so400m-patch16-512, architecture: siglip2-so400m-patch16-512}\n"
+             "decoders:\n  image: {path: /absent/sd3, architecture: sd3-medium}\n"
+             "datasets:\n  drawings: {path: d.jsonl, format: image-caption}\n  chat: {path: chat.jsonl, format: sharegpt}\n"
+             "capabilities:\n  vision-qa: {datasets: [chat]}\n  image-generation: {datasets: [drawings]}\n"
+             "stages:\n  - {name: s, train: [thinker, vision_projector, image_projector, query_tokens]}\n")
+    stage = _plan(write_recipe, "name: q3\n" + BASE + extra + "hardware: {device: cpu}\n")["stages"][0]
+    assert {"vision_projector", "image_projector", "query_tokens.image"} <= {g["module"] for g in stage["trainable"]}
 
 
 def test_speech_out_is_refused_and_a_videos_audio_track_is_planned(write_recipe):

@@ -1,5 +1,5 @@
 """Generation trains through frozen diffusion decoders: the decoder loss reaches the connector, the
-queries and the adapters and nothing else, falls when the model overfits a few pairs, resumes
+queries and the adapters and nothing else (on Qwen2.5-Omni and Qwen3-Omni), falls when the model overfits a few pairs, resumes
 exactly, and reads cached latents on a second run. Short real runs of recipes/tiny_omni_generation.yaml."""
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ SHORT = ["training.micro_batch=2", "training.num_workers=0", "training.warmup_st
          "controller.checkpoint.every_steps=1", "controller.checkpoint.keep_last=10"]
 
 
+# The recipe's Qwen2.5-Omni, or the tiny Qwen3-Omni in its place.
+BASES = {"qwen2.5-omni": [], "qwen3-omni": ["base_model.path=builtin:tiny-qwen3-omni", "base_model.architecture=tiny-qwen3-omni"]}
+
+
 def _prepare(folder: Path, extra: list[str] = ()) -> RunDir:
     return prepare_run(RECIPE, [*SHORT, *extra], None, run_dir=folder / "run")
 
@@ -45,8 +49,9 @@ def generation_run(tmp_path_factory) -> RunDir:
     return run
 
 
-def test_the_decoder_loss_reaches_connectors_queries_and_adapters_and_nothing_frozen(tmp_path):
-    trainer_ = _trainer_in_process(_prepare(tmp_path))
+@pytest.mark.parametrize("base", sorted(BASES))
+def test_the_decoder_loss_reaches_connectors_queries_and_adapters_and_nothing_frozen(base, tmp_path):
+    trainer_ = _trainer_in_process(_prepare(tmp_path, BASES[base]))
     try:
         heads = trainer_.loaded.generation
         before = {name: p.detach().clone() for name, p in trainer_.loaded.named_parameters()}
