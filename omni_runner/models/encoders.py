@@ -2,8 +2,8 @@
 
 LLaVA's recipe, for encoders the base model does not have: the encoder's last hidden states (CLIP's
 penultimate ones without the class token, as LLaVA takes them: its last layer is shaped for the
-contrastive class token) are pooled (`projector.pool` neighbouring tokens averaged: k x k patches, or consecutive 20 ms frames),
-a projector (two-layer MLP with GELU, or one linear layer) maps them to the language model's width,
+contrastive class token) are pooled (`projector.pool` neighbouring tokens averaged: k x k patches, or
+consecutive 20 ms frames), a projector (two-layer MLP with GELU, or one linear layer) maps them to the language model's width,
 and the results replace the token embeddings at the medium's placeholder tokens (expanded to the
 right count by `omni_runner/data/external.py`). The encoders stay frozen and run without gradients;
 only the projectors train (groups `vision_projector`, `audio_projector`), alone in an `align` stage
