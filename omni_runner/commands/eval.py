@@ -9,6 +9,7 @@ data set to its `events.jsonl`. The suites are listed in `omni_runner/eval/suite
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -84,8 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from omni_runner.models.load import ModelLoadError
 
     failed: dict[str, str] = {}
+    # With --json, standard output holds the one JSON document: what the libraries print while the
+    # models load and run (DeepSpeed's accelerator notice, say) goes to standard error.
+    chatter = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        reports = _evaluate(args, suites, target, failed)
+        with chatter:
+            reports = _evaluate(args, suites, target, failed)
     except (TargetError, ModelLoadError) as exc:
         return _fail(str(exc))
     _show(reports, args.json)
