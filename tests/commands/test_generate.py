@@ -129,14 +129,25 @@ def test_video_writes_an_mp4_of_the_trained_frame_count(drawing_run, tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == frames
 
 
-def test_eval_scores_the_drawn_images_against_their_prompts_with_clip(drawing_run, capsys):
+def test_eval_scores_the_drawn_images_against_their_prompts_with_clip(drawing_run, capsys, monkeypatch):
     import json
 
+    from transformers import CLIPModel
+
+    load = CLIPModel.from_pretrained
+
+    def chatty(*args, **kwargs):
+        print("a library's notice")  # simulated: DeepSpeed prints one to standard output on its first import
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(CLIPModel, "from_pretrained", chatty)
     arguments = ["eval", str(drawing_run), "--suite", "generation", "--clip", "builtin:tiny-clip", "--json",
                  "--data", "builtin:tiny-media/image_gen_train.jsonl", "--format", "image-caption", "--max-samples", "2"]
     assert main([*arguments, *STEPS]) == 0
-    [result] = json.loads(capsys.readouterr().out)["results"].values()
+    printed = capsys.readouterr()
+    [result] = json.loads(printed.out)["results"].values()  # --json: the document alone on standard output
     assert result["n"] == 2 and 0.0 <= result["clip_score"] <= 100.0
+    assert "a library's notice" in printed.err
 
 
 def test_a_run_without_decoders_is_refused_with_the_reason(tmp_path, capsys):
